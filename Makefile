@@ -1,0 +1,44 @@
+# driftloop — the two commands are `make demo` and `make test`; both create .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Telemetry off everywhere the Makefile runs something.
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
+       DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 PREFECT_UI_ENABLED=true
+# A GPU host can pick the CUDA torch build: make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint typecheck unit clean help images kind-up kind-down k8s-e2e
+
+help:
+	@echo "make demo   - create .venv if needed, start the embedded platform and run the closed loop"
+	@echo "make test   - create .venv if needed, lint, typecheck and run the test suite"
+	@echo "make install | lint | clean"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "python3.11 not found: install Python 3.11 (apt-get install python3.11 python3.11-venv)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
+	@if [ -n "$(TORCH_INDEX)" ]; then $(BIN)/pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX); fi
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/driftloop demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check platform flows serving tests benchmarks scripts
+	$(BIN)/ruff format --check platform flows serving tests benchmarks scripts
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/driftloop down 2>/dev/null
+	rm -rf $(VENV) .driftloop .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""The ``driftloop`` command line. Each area registers its commands from its own module; known
+errors become one readable line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from driftloop.errors import DriftloopError
+
+app = typer.Typer(
+    name="driftloop",
+    help="driftloop: drift -> retrain -> evaluation gate -> canary -> promote or roll back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_all() -> None:
+    # Imported here so `driftloop --help` stays cheap: area modules import heavy libraries lazily.
+    from driftloop.cli import data, features, monitoring, services, serving, training
+
+    for module in (services, data, features, training, serving, monitoring):
+        module.register(app)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("alembic", "urllib3", "httpx", "git", "filelock", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``driftloop`` script."""
+    from driftloop.settings import get_settings
+
+    _register_all()
+    try:
+        configure_logging(get_settings().log_level)
+        app(args=argv, standalone_mode=False)
+    except DriftloopError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(1) from None
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        raise SystemExit(1) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        raise SystemExit(1) from None
+    except ValueError as exc:  # pydantic settings validation and friends
+        typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        raise SystemExit(1) from None

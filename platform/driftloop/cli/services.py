@@ -1,0 +1,63 @@
+"""CLI commands of the embedded platform: up, down, status, deploy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from driftloop.errors import ServiceUnavailableError
+
+
+def up(
+    deploy: Annotated[
+        bool, typer.Option(help="Register the Prefect deployments and automations.")
+    ] = True,
+) -> None:
+    """Start MLflow and Prefect (with UI) on 127.0.0.1, register deployments, start a worker."""
+    from driftloop.services import start_all
+    from driftloop.settings import get_settings
+
+    settings = get_settings()
+    statuses = start_all(settings, deploy=deploy, progress=lambda msg: typer.echo(msg, err=True))
+    for st in statuses:
+        typer.echo(st.line())
+    typer.echo(f"MLflow UI:  {settings.mlflow.uri}")
+    typer.echo(f"Prefect UI: {settings.prefect.url.removesuffix('/api')}")
+
+
+def down() -> None:
+    """Stop everything `up` started; leaves no process behind."""
+    from driftloop.services import stop_all
+
+    stopped = stop_all()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def status() -> None:
+    """Show each service: running, healthy, pid, URL and log file. Exit 1 when one is down."""
+    from driftloop.services import status_all
+    from driftloop.settings import get_settings
+
+    statuses = status_all(get_settings())
+    for st in statuses:
+        typer.echo(st.line())
+    required = [s for s in statuses if s.name in ("mlflow", "prefect")]
+    if not all(s.healthy for s in required):
+        raise ServiceUnavailableError("not all services are healthy: run `driftloop up`")
+
+
+def deploy() -> None:
+    """Register the deployments of prefect.yaml and the automations on the Prefect server."""
+    from driftloop.deploy import deploy_all
+
+    deploy_all()
+    typer.echo("deployments registered")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the main app."""
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)
+    app.command()(deploy)

@@ -1,0 +1,63 @@
+"""Register the Prefect deployments declared in ``prefect.yaml`` (and the automations of the
+closed loop) against the configured Prefect server, creating the work pool when missing."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+from driftloop.errors import ServiceUnavailableError
+from driftloop.services import project_root, service_env, venv_bin
+from driftloop.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
+    env = service_env(settings)
+    env["DRIFTLOOP_PREFECT__WORK_POOL"] = settings.prefect.work_pool
+    env["PREFECT_HOME"] = str(settings.state / "prefect")
+    proc = subprocess.run(
+        [venv_bin("prefect"), "--no-prompt", *args],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise ServiceUnavailableError(f"prefect {' '.join(args[:2])} failed: {' | '.join(tail)}")
+    return proc.stdout
+
+
+def ensure_work_pool(settings: Settings) -> None:
+    """Create the work pool unless it exists."""
+    out = _prefect(["work-pool", "ls"], settings, timeout=120)
+    if settings.prefect.work_pool in out:
+        return
+    _prefect(
+        [
+            "work-pool",
+            "create",
+            settings.prefect.work_pool,
+            "--type",
+            settings.prefect.work_pool_type,
+        ],
+        settings,
+        timeout=120,
+    )
+
+
+def deploy_all(settings: Settings | None = None) -> None:
+    """Create the work pool, every deployment in prefect.yaml, and the automations."""
+    settings = settings or get_settings()
+    ensure_work_pool(settings)
+    _prefect(["deploy", "--all"], settings)
+    logger.info("deployments registered on %s", settings.prefect.url)
+    try:
+        from driftloop.automations import ensure_automations
+    except ImportError:  # the closed loop's automations arrive with the monitoring flows
+        return
+    ensure_automations(settings)

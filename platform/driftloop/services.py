@@ -1,0 +1,374 @@
+"""The embedded platform: MLflow tracking server, Prefect server (with UI) and a Prefect worker,
+run as background processes on 127.0.0.1 with pid and log files in the state folder.
+
+``start_all`` is idempotent: a service whose pid file points at a live process that answers its
+health endpoint is reused; a port held by anything else is an error that names the port and the
+setting that moves it. ``stop_all`` terminates each process group and waits, so nothing is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from driftloop.errors import ServiceUnavailableError
+from driftloop.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Telemetry off in every process we start.
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",
+}
+
+
+def project_root() -> Path:
+    """The source checkout (holds prefect.yaml and flows/)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def venv_bin(name: str) -> str:
+    """A console script installed next to the running interpreter."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass(frozen=True)
+class Service:
+    """One background process the platform runs."""
+
+    name: str
+    port: int | None
+    health_url: str | None
+    command: list[str]
+    env: dict[str, str]
+    port_setting: str = ""
+    startup_timeout_s: float = 90.0
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    url: str | None
+    log: Path
+
+    def line(self) -> str:
+        state = "healthy" if self.healthy else ("running" if self.running else "stopped")
+        return (
+            f"{self.name:<8} {state:<8} pid={self.pid or '-':<8} {self.url or ''}  log={self.log}"
+        )
+
+
+def _dirs(settings: Settings) -> tuple[Path, Path]:
+    run, logs = settings.state / "run", settings.state / "logs"
+    run.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    return run, logs
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for processes that act as clients of the embedded platform."""
+    env = {**os.environ, **QUIET_ENV}
+    env["DRIFTLOOP_STATE_DIR"] = str(settings.state)
+    env["MLFLOW_TRACKING_URI"] = settings.mlflow.uri
+    env["PREFECT_API_URL"] = settings.prefect.url
+    env["DRIFTLOOP_MLFLOW__TRACKING_URI"] = settings.mlflow.uri
+    env["DRIFTLOOP_PREFECT__API_URL"] = settings.prefect.url
+    env["DRIFTLOOP_PROJECT_ROOT"] = str(project_root())
+    return env
+
+
+def mlflow_service(settings: Settings) -> Service:
+    root = settings.state / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    m = settings.mlflow
+    env = {**os.environ, **QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return Service(
+        name="mlflow",
+        port=m.port,
+        health_url=f"http://{m.host}:{m.port}/health",
+        command=[
+            venv_bin("mlflow"),
+            "server",
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            m.host,
+            "--port",
+            str(m.port),
+        ],
+        env=env,
+        port_setting="DRIFTLOOP_MLFLOW__PORT",
+    )
+
+
+def prefect_server_env(settings: Settings) -> dict[str, str]:
+    home = settings.state / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        **QUIET_ENV,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": settings.prefect.url,
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_UI_API_URL": settings.prefect.url,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def prefect_service(settings: Settings) -> Service:
+    p = settings.prefect
+    return Service(
+        name="prefect",
+        port=p.port,
+        health_url=f"http://{p.host}:{p.port}/api/health",
+        command=[
+            venv_bin("prefect"),
+            "server",
+            "start",
+            "--host",
+            p.host,
+            "--port",
+            str(p.port),
+            "--no-background",
+        ],
+        env=prefect_server_env(settings),
+        port_setting="DRIFTLOOP_PREFECT__PORT",
+    )
+
+
+def worker_service(settings: Settings) -> Service:
+    env = service_env(settings)
+    env["PREFECT_HOME"] = str(settings.state / "prefect")
+    return Service(
+        name="worker",
+        port=None,
+        health_url=None,
+        command=[
+            venv_bin("prefect"),
+            "worker",
+            "start",
+            "--pool",
+            settings.prefect.work_pool,
+            "--type",
+            settings.prefect.work_pool_type,
+        ],
+        env=env,
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists": look at its state.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _healthy(url: str | None, timeout: float = 2.0) -> bool:
+    if url is None:
+        return True
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A port the OS reports free on 127.0.0.1 (for tests and ad-hoc servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def status_of(service: Service, settings: Settings) -> ServiceStatus:
+    run, logs = _dirs(settings)
+    pid = _read_pid(run / f"{service.name}.pid")
+    running = pid is not None
+    healthy = running and _healthy(service.health_url)
+    url = service.health_url.rsplit("/", 1)[0] if service.health_url else None
+    if service.name == "prefect" and url:
+        url = url.removesuffix("/api")
+    return ServiceStatus(service.name, pid, running, healthy, url, logs / f"{service.name}.log")
+
+
+def start_service(
+    service: Service, settings: Settings, wait: Callable[[str], None] | None = None
+) -> ServiceStatus:
+    """Start ``service`` unless ours is already running; wait until healthy."""
+    run, logs = _dirs(settings)
+    current = status_of(service, settings)
+    if current.running:
+        if current.healthy or service.health_url is None:
+            logger.info("%s already running (pid %s): reused", service.name, current.pid)
+            return current
+        # Our process is alive but not answering yet (or hung): give it the startup window.
+        _wait_healthy(service, current.pid, logs / f"{service.name}.log")
+        return status_of(service, settings)
+    if service.port is not None and port_in_use("127.0.0.1", service.port):
+        raise ServiceUnavailableError(
+            f"port {service.port} is held by another process, not driftloop's {service.name}: "
+            f"stop it or choose another port with {service.port_setting}=..."
+        )
+    log_path = logs / f"{service.name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            service.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=service.env,
+            cwd=str(project_root()),
+            start_new_session=True,
+        )
+    (run / f"{service.name}.pid").write_text(str(proc.pid))
+    if wait:
+        wait(f"waiting for {service.name} (pid {proc.pid})")
+    _wait_healthy(service, proc.pid, log_path)
+    return status_of(service, settings)
+
+
+def _wait_healthy(service: Service, pid: int | None, log_path: Path) -> None:
+    if service.health_url is None:
+        time.sleep(1.0)
+        if pid is not None and not _pid_alive(pid):
+            raise ServiceUnavailableError(f"{service.name} exited at start; see {log_path}")
+        return
+    deadline = time.monotonic() + service.startup_timeout_s
+    while time.monotonic() < deadline:
+        if _healthy(service.health_url, timeout=1.0):
+            return
+        if pid is not None and not _pid_alive(pid):
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            raise ServiceUnavailableError(
+                f"{service.name} exited before it was healthy ({tail[0][:200]}); see {log_path}"
+            )
+        time.sleep(0.3)
+    raise ServiceUnavailableError(
+        f"{service.name} did not answer {service.health_url} within "
+        f"{service.startup_timeout_s:.0f} s; see {log_path}"
+    )
+
+
+def stop_service(service: Service, settings: Settings, timeout_s: float = 20.0) -> bool:
+    """Terminate the service's process group; True when something was stopped."""
+    run, _ = _dirs(settings)
+    pid_file = run / f"{service.name}.pid"
+    pid = _read_pid(pid_file)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    if _group_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any non-zombie process left in the process group ``pgid``?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def services(settings: Settings) -> list[Service]:
+    out = [mlflow_service(settings), prefect_service(settings)]
+    if settings.prefect.start_worker:
+        out.append(worker_service(settings))
+    return out
+
+
+def start_all(
+    settings: Settings | None = None,
+    deploy: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[ServiceStatus]:
+    """Start MLflow and Prefect, register the deployments, start the worker."""
+    settings = settings or get_settings()
+    statuses = [
+        start_service(mlflow_service(settings), settings, progress),
+        start_service(prefect_service(settings), settings, progress),
+    ]
+    if deploy:
+        from driftloop.deploy import deploy_all
+
+        if progress:
+            progress("registering Prefect deployments")
+        deploy_all(settings)
+    if settings.prefect.start_worker:
+        statuses.append(start_service(worker_service(settings), settings, progress))
+    return statuses
+
+
+def stop_all(settings: Settings | None = None) -> list[str]:
+    """Stop worker, Prefect and MLflow; returns the names of what was running."""
+    settings = settings or get_settings()
+    stopped = []
+    for service in reversed(
+        [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
+    ):
+        if stop_service(service, settings):
+            stopped.append(service.name)
+    return stopped
+
+
+def status_all(settings: Settings | None = None) -> list[ServiceStatus]:
+    settings = settings or get_settings()
+    return [
+        status_of(s, settings)
+        for s in (mlflow_service(settings), prefect_service(settings), worker_service(settings))
+    ]

