@@ -31,9 +31,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/driftloop demo
 
+LINT_PATHS := $(wildcard platform flows serving tests benchmarks scripts)
+
 lint: $(STAMP)
-	$(BIN)/ruff check platform flows serving tests benchmarks scripts
-	$(BIN)/ruff format --check platform flows serving tests benchmarks scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 test: $(STAMP) lint

