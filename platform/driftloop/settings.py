@@ -75,6 +75,9 @@ class FeatureSettings(BaseModel):
     )
     parity_sample: int = Field(200, description="Entities sampled by the parity check.")
     parity_tolerance: float = Field(1e-6, description="Max abs difference online vs offline.")
+    online_refresh_s: float = Field(
+        30.0, ge=0, description="Serving's online feature snapshot refresh interval (0: never)."
+    )
 
 
 class TrainingSettings(BaseModel):
@@ -99,6 +102,18 @@ class TrainingSettings(BaseModel):
         0.03, description="No slice's ROC AUC may fall more than this below the champion's."
     )
     gate_min_slice_rows: int = Field(300, description="Slices smaller than this are not judged.")
+    cost_false_negative: float = Field(
+        5.0, gt=0, description="Cost of a missed late flight (sets the decision threshold)."
+    )
+    cost_false_positive: float = Field(
+        1.0, gt=0, description="Cost of a false late alarm (sets the decision threshold)."
+    )
+    validation_share: float = Field(
+        0.1, gt=0, lt=0.5, description="Latest share of the window used for early stopping."
+    )
+    use_best_params: bool = Field(
+        False, description="Train with the tuned parameters in state/tuning/best_params.json."
+    )
 
 
 class AuthSettings(BaseModel):
@@ -148,6 +163,10 @@ class RolloutSettings(BaseModel):
     )
     max_auc_drop: float = Field(0.02, description="Allowed live ROC AUC drop where labels exist.")
     poll_s: float = Field(2.0, description="How often the rollout looks at live metrics.")
+    latency_floor_ms: float = Field(
+        5.0, description="p95 latencies below this count as this when taking their ratio."
+    )
+    min_labeled_rows: int = Field(100, description="Live ROC AUC judged from this many labels.")
 
 
 class MonitoringSettings(BaseModel):
@@ -160,6 +179,37 @@ class MonitoringSettings(BaseModel):
     retrain_cooldown_minutes: float = Field(60.0, description="No retrain of a model within this.")
     daily_retrain_budget: int = Field(4, description="Max automatic retrains per model per day.")
     schedule_minutes: int = Field(60, description="Monitoring deployment interval.")
+    window_minutes: float = Field(
+        1440.0, gt=0, description="A monitor run judges the captured predictions of this window."
+    )
+    min_labeled_rows: int = Field(100, description="Live quality is judged from this many labels.")
+    retrain_window_months: int = Field(3, ge=1, description="Months a drift retrain trains on.")
+
+
+class KubernetesSettings(BaseModel):
+    namespace: str = Field("driftloop", description="Namespace of distributed training Jobs.")
+    image: str = Field("driftloop-platform:0.1.0", description="Image of training Job pods.")
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        "IfNotPresent", description="Pull policy of training Job pods."
+    )
+    context: str | None = Field(None, description="kubeconfig context; default current/in-cluster.")
+    service_account: str | None = Field(None, description="ServiceAccount of training pods.")
+    state_claim: str | None = Field(None, description="PVC mounted as state dir; else emptyDir.")
+    env_from_secrets: list[str] = Field(
+        default_factory=list, description="Secrets whose keys become env vars of training pods."
+    )
+    cpu: str = Field("2", description="CPU request per training pod.")
+    memory: str = Field("8Gi", description="Memory request and limit per training pod.")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of GPUs.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod node selector.")
+    tolerations: list[dict[str, str]] = Field(
+        default_factory=list, description="Pod tolerations (Kubernetes Toleration objects)."
+    )
+    master_port: int = Field(29500, description="torchrun rendezvous port on rank 0.")
+    ttl_seconds_after_finished: int = Field(3600, description="Finished Jobs are deleted after.")
+    backoff_limit: int = Field(0, ge=0, description="Pod retries of a training Job.")
+    timeout_s: float = Field(86400.0, gt=0, description="A training Job running longer fails.")
+    poll_interval_s: float = Field(2.0, gt=0, description="How often the Job status is read.")
 
 
 class Settings(BaseSettings):
@@ -182,6 +232,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -250,3 +250,129 @@ def set_canary_weight(
     if not 0 <= int(weight) <= 100:
         raise InvalidInputError(f"canary weight must be an integer 0..100, got {weight}")
     set_model_tag(WEIGHT_TAG, str(int(weight)), settings, name)
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """What serving needs of the registry, read in one call: alias targets, weight, mode."""
+
+    name: str
+    champion: str | None
+    challenger: str | None
+    weight: int
+    mode: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _weight(raw: str | None) -> int:
+    try:
+        return max(0, min(100, int(raw or "0")))
+    except ValueError:
+        logger.warning("ignoring malformed canary weight tag %r", raw)
+        return 0
+
+
+def registry_snapshot(
+    settings: Settings | None = None, name: str | None = None
+) -> RegistrySnapshot:
+    """Champion and challenger versions, canary weight and mode of the registered model (one
+    registry call after the health ping); an absent model reads as empty."""
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    name = name or settings.mlflow.registered_model
+    try:
+        rm = get_client(settings).get_registered_model(name)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return RegistrySnapshot(name, None, None, 0, None)
+        raise
+    aliases = {k: str(v) for k, v in dict(rm.aliases or {}).items()}
+    tags = dict(rm.tags or {})
+    return RegistrySnapshot(
+        name=name,
+        champion=aliases.get(CHAMPION),
+        challenger=aliases.get(CHALLENGER),
+        weight=_weight(tags.get(WEIGHT_TAG)),
+        mode=tags.get(MODE_TAG) or None,
+        tags=tags,
+    )
+
+
+def set_canary_mode(mode: str, settings: Settings | None = None, name: str | None = None) -> None:
+    """Registry override of settings.serving.mode: ``canary`` or ``shadow`` (``""`` clears it)."""
+    from driftloop.errors import InvalidInputError
+
+    if mode not in ("canary", "shadow", ""):
+        raise InvalidInputError(f"canary mode must be canary or shadow, got {mode!r}")
+    if mode:
+        set_model_tag(MODE_TAG, mode, settings, name)
+    else:
+        delete_model_tag(MODE_TAG, settings, name)
+
+
+def delete_model_tag(key: str, settings: Settings | None = None, name: str | None = None) -> None:
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    name = name or settings.mlflow.registered_model
+    try:
+        get_client(settings).delete_registered_model_tag(name, key)
+    except MlflowException as exc:
+        if not _is_not_found(exc):
+            raise
+
+
+def register_logged_model(
+    model_uri: str,
+    run_id: str | None,
+    tags: dict[str, str],
+    settings: Settings | None = None,
+    name: str | None = None,
+) -> VersionInfo:
+    """Register an MLflow 3 logged model (``models:/m-...`` from ``log_model``) as a new version.
+
+    MLflow 3 only accepts such a source together with its ``model_id``; this passes it. On any
+    failure no half version stays behind.
+    """
+    from mlflow.store.artifact.utils.models import _parse_model_id_if_present
+
+    settings = settings or get_settings()
+    name = name or settings.mlflow.registered_model
+    client = get_client(settings)
+    ensure_registered_model(client, name)
+    model_id = _parse_model_id_if_present(model_uri)
+    mv = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
+    )
+    if str(mv.status) != "READY":
+        delete_version(mv.version, settings, name)
+        raise ServiceUnavailableError(f"model version {mv.version} ended {mv.status}: removed")
+    logger.info("registered %s version %s", name, mv.version)
+    return _info(mv)
+
+
+def run_exists(run_id: str, settings: Settings | None = None) -> bool:
+    """Whether the tracking server knows run ``run_id`` (not deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = get_client(settings or get_settings()).get_run(run_id)
+    except MlflowException as exc:
+        if _is_not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            return False
+        raise
+    return run.info.lifecycle_stage != "deleted"
+
+
+def get_run_data(run_id: str, settings: Settings | None = None) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    """(params, tags, latest metrics) of run ``run_id``; NotFoundError when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = get_client(settings or get_settings()).get_run(run_id)
+    except MlflowException as exc:
+        if _is_not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            raise NotFoundError(f"MLflow run {run_id} does not exist") from None
+        raise
+    return dict(run.data.params), dict(run.data.tags), dict(run.data.metrics)

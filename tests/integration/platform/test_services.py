@@ -43,9 +43,7 @@ def test_up_is_idempotent_status_reports_health_and_down_leaves_nothing(tmp_path
         assert first.returncode == 0, first.stderr
         assert httpx.get(f"http://127.0.0.1:{mport}/health").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{pport}/api/health").status_code == 200
-        pids = {
-            p.stem: int(p.read_text()) for p in (tmp_path / "state" / "run").glob("*.pid")
-        }
+        pids = {p.stem: int(p.read_text()) for p in (tmp_path / "state" / "run").glob("*.pid")}
         assert set(pids) == {"mlflow", "prefect", "worker"}
 
         again = _run(["up", "--no-deploy"], env)
