@@ -44,3 +44,18 @@ test: $(STAMP) lint
 clean:
 	-$(BIN)/driftloop down 2>/dev/null
 	rm -rf $(VENV) .driftloop .pytest_cache .mypy_cache .ruff_cache
+
+# --- container images and Kubernetes (docker/, scripts/images.sh, scripts/kind.sh, scripts/k8s-local/)
+TAG ?= dev
+
+images:  ## build driftloop-platform:$(TAG) and driftloop-serving:$(TAG), then smoke-test both
+	TAG=$(TAG) scripts/images.sh
+
+kind-up:  ## kind cluster + images loaded + chart installed (needs Docker, kind, kubectl)
+	TAG=$(TAG) scripts/kind.sh up
+
+kind-down:  ## uninstall the chart and delete the kind cluster
+	scripts/kind.sh down
+
+k8s-e2e:  ## real one-node Kubernetes 1.20 built from Debian's source (root, ~10 min first time)
+	TAG=$(TAG) scripts/k8s-local/e2e.sh
