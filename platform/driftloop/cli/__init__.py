@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     _register_all()
     try:
         configure_logging(get_settings().log_level)
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            raise SystemExit(rc)
     except DriftloopError as err:
         typer.echo(f"error: {err}", err=True)
         raise SystemExit(1) from None
