@@ -365,7 +365,9 @@ def run_exists(run_id: str, settings: Settings | None = None) -> bool:
     return run.info.lifecycle_stage != "deleted"
 
 
-def get_run_data(run_id: str, settings: Settings | None = None) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+def get_run_data(
+    run_id: str, settings: Settings | None = None
+) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
     """(params, tags, latest metrics) of run ``run_id``; NotFoundError when it does not exist."""
     from mlflow.exceptions import MlflowException
 

@@ -1,0 +1,145 @@
+"""The evaluate step of a training run: every scorer on the same holdout, the gate, artifacts."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from driftloop.registry import client as registry
+from driftloop.schema import LABEL
+from driftloop.settings import Settings
+from driftloop.training import tracking as tr
+from driftloop.training.evaluation import (
+    GateDecision,
+    LogisticBaseline,
+    NaiveBaseline,
+    binary_metrics,
+    calibration_table,
+    decide_gate,
+    slice_metrics,
+)
+from driftloop.training.explain import permutation_importance, plot_importance, plot_reliability
+
+if TYPE_CHECKING:
+    from driftloop.training.pipeline import Evaluation, FittedRun, TrainJob
+
+logger = logging.getLogger(__name__)
+
+
+def _score_champion(
+    holdout: pd.DataFrame, settings: Settings
+) -> tuple[str | None, np.ndarray | None, str]:
+    """(champion version, its holdout probabilities, problem) — (None, None, "") without one."""
+    champion = registry.get_alias(registry.CHAMPION, settings)
+    if champion is None:
+        return None, None, ""
+    from driftloop.training.pyfunc import load_python_model
+
+    try:
+        model = load_python_model(champion.uri)
+        return champion.version, np.asarray(model.predict_proba(holdout), dtype=np.float64), ""
+    except Exception as exc:  # an unloadable champion must not block every future version
+        logger.warning("champion v%s could not be scored", champion.version, exc_info=True)
+        return champion.version, None, f"{type(exc).__name__}: {exc}"
+
+
+def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Evaluation:
+    import mlflow
+
+    from driftloop.training.pipeline import Evaluation
+
+    tr.setup_mlflow(settings)
+    data, t = job.data, settings.training
+    holdout = data.holdout
+    y = holdout[LABEL].to_numpy(dtype=np.float64)
+    fit_rows, _ = data.split_validation(t.validation_share)
+
+    p_model = fitted.bundle.predict_proba(holdout)
+    p_naive = NaiveBaseline.fit(fit_rows).predict_proba(holdout)
+    logistic = LogisticBaseline.fit(fitted.bundle.preprocessor, fit_rows, seed=job.params.seed)
+    p_logit = logistic.predict_proba(holdout)
+    cost = {"cost_fn": t.cost_false_negative, "cost_fp": t.cost_false_positive}
+    metrics = {
+        "model": binary_metrics(y, p_model, **cost),
+        "baseline": binary_metrics(y, p_naive, **cost),
+        "logistic": binary_metrics(y, p_logit, **cost),
+    }
+    model_slices = slice_metrics(holdout, p_model)
+    champion_version, p_champion, problem = _score_champion(holdout, settings)
+    champion_slices = None
+    if p_champion is not None:
+        metrics["champion"] = binary_metrics(y, p_champion, **cost)
+        champion_slices = slice_metrics(holdout, p_champion)
+    decision = decide_gate(
+        metrics["model"],
+        metrics["baseline"],
+        t,
+        champion=metrics.get("champion"),
+        model_slices=model_slices,
+        champion_slices=champion_slices,
+        champion_version=champion_version,
+    )
+    if champion_version is not None and p_champion is None and decision.gate == "champion":
+        decision = GateDecision(
+            "challenger",
+            f"{decision.reason}; champion v{champion_version} could not be scored ({problem}), "
+            "so the version competes live as challenger",
+        )
+
+    calibration = calibration_table(y, p_model)
+    importance = permutation_importance(fitted.bundle.predict_proba, holdout, seed=job.params.seed)
+    slices = model_slices.copy()
+    if champion_slices is not None:
+        slices = slices.merge(
+            champion_slices[["slice", "value", "roc_auc"]].rename(
+                columns={"roc_auc": "champion_roc_auc"}
+            ),
+            on=["slice", "value"],
+            how="left",
+        )
+    with mlflow.start_run(run_id=fitted.run_id):
+        for name, values in metrics.items():
+            mlflow.log_metrics(tr.flat_metrics(f"holdout_{name}", values))
+        mlflow.set_tags(
+            {
+                tr.TAG_GATE: decision.gate,
+                tr.TAG_GATE_REASON: decision.reason[:4000],
+                tr.TAG_COMPARED_WITH: champion_version or "none",
+            }
+        )
+        tr.log_json(metrics, "evaluation/metrics.json")
+        tr.log_table(slices, "evaluation/slices.csv")
+        tr.log_table(calibration, "evaluation/reliability.csv")
+        tr.log_table(importance, "explain/permutation_importance.csv")
+        tr.log_json(importance.to_dict(orient="records"), "explain/permutation_importance.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifact(
+                str(plot_reliability(calibration, Path(tmp) / "reliability.png")), "evaluation"
+            )
+            mlflow.log_artifact(
+                str(plot_importance(importance, Path(tmp) / "permutation_importance.png")),
+                "explain",
+            )
+    logger.info(
+        "holdout %s ROC AUC: model %.4f, baseline %.4f, logistic %.4f%s -> %s",
+        data.holdout_month,
+        metrics["model"]["roc_auc"],
+        metrics["baseline"]["roc_auc"],
+        metrics["logistic"]["roc_auc"],
+        f", champion v{champion_version} {metrics['champion']['roc_auc']:.4f}"
+        if "champion" in metrics
+        else "",
+        decision.gate,
+    )
+    return Evaluation(
+        metrics=metrics,
+        decision_gate=decision.gate,
+        decision_reason=decision.reason,
+        champion_version=champion_version,
+        slices=slices,
+    )

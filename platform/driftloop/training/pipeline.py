@@ -1,0 +1,406 @@
+"""train_and_register: data -> fit (tracked in MLflow) -> evaluate on the holdout -> gate ->
+register a version with its lineage tags and alias.
+
+The steps are separate functions (``prepare``, ``fit_and_log``, ``evaluate``, ``register``) so the
+Prefect flow in flows/train.py can run them as tasks and an ``evaluate`` subflow; each step reopens
+the same MLflow run. A version is registered only at the very end, with every tag in one call;
+if setting its alias fails, the version is deleted again (no half-registered versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftloop.errors import DriftloopError, TrainingError
+from driftloop.registry import client as registry
+from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
+from driftloop.settings import Settings, get_settings
+from driftloop.training import tracking as tr
+from driftloop.training.bundle import ModelBundle
+from driftloop.training.inputs import TrainingData, load_training_data
+from driftloop.training.trainer import DistContext, EpochCallback, EpochStats, TrainParams, fit
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 5000
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+TAG_MODEL_URI = "driftloop.model_uri"
+
+
+@dataclass
+class TrainJob:
+    """Resolved inputs of one run: data, parameters, where checkpoints go."""
+
+    data: TrainingData
+    params: TrainParams
+    checkpoint_dir: Path
+    run_name: str
+
+
+@dataclass
+class FittedRun:
+    run_id: str
+    model_uri: str
+    bundle: ModelBundle
+    history: list[EpochStats]
+    device: str
+    samples_per_s: float
+    best_epoch: int
+    resumed_from: int | None = None
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, dict[str, float]]
+    decision_gate: str
+    decision_reason: str
+    champion_version: str | None
+    slices: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+    @property
+    def alias(self) -> str | None:
+        return None if self.decision_gate == "rejected" else self.decision_gate
+
+
+@dataclass
+class TrainResult:
+    version: str
+    run_id: str
+    gate: str
+    reason: str
+    alias: str | None
+    metrics: dict[str, dict[str, float]]
+    params: dict[str, Any]
+    history: list[EpochStats]
+    compared_with: str
+
+
+# ---- parameters -----------------------------------------------------------------------------
+def best_params_path(settings: Settings) -> Path:
+    return settings.state / "tuning" / "best_params.json"
+
+
+def resolve_params(
+    settings: Settings, overrides: dict[str, Any] | None = None, use_best_params: bool | None = None
+) -> TrainParams:
+    """settings.training, then the tuned best parameters (when asked), then explicit overrides."""
+    values: dict[str, Any] = {}
+    use_best = settings.training.use_best_params if use_best_params is None else use_best_params
+    if use_best:
+        path = best_params_path(settings)
+        if not path.exists():
+            raise TrainingError(f"no tuned parameters at {path}: run `driftloop tune` first")
+        values.update(json.loads(path.read_text())["params"])
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainParams.from_settings(settings.training, **values)
+
+
+def _checkpoint_dir(settings: Settings, data: TrainingData, params: TrainParams) -> Path:
+    key = json.dumps([data.window, data.data_rev, params.to_dict()], sort_keys=True)
+    return settings.state / "checkpoints" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def params_from_run(run_params: dict[str, str], settings: Settings) -> TrainParams:
+    """The TrainParams a run logged (strings back to their types)."""
+    defaults = TrainParams.from_settings(settings.training).to_dict()
+    values: dict[str, Any] = {}
+    for key, default in defaults.items():
+        if key not in run_params:
+            continue
+        raw = run_params[key]
+        if isinstance(default, list):
+            values[key] = [int(x) for x in json.loads(raw)]
+        elif isinstance(default, bool):
+            values[key] = raw.lower() == "true"
+        elif isinstance(default, int):
+            values[key] = int(raw)
+        elif isinstance(default, float):
+            values[key] = float(raw)
+        else:
+            values[key] = raw
+    return TrainParams.from_settings(settings.training, **values)
+
+
+def job_from_run(run_id: str, settings: Settings | None = None) -> tuple[TrainJob, FittedRun]:
+    """Rebuild the job and fitted model of a finished fit step from its MLflow run (the
+    ``evaluate`` subflow starts from a run id): data at the recorded revision, the logged model."""
+    from driftloop.training.pyfunc import load_python_model
+
+    settings = settings or get_settings()
+    run_params, tags, metrics = registry.get_run_data(run_id, settings)
+    if TAG_MODEL_URI not in tags:
+        raise TrainingError(f"run {run_id} has no logged model (did its fit step finish?)")
+    start, _, end = tags[tr.TAG_TRAIN_WINDOW].partition("..")
+    data = load_training_data(start, end, settings, rev=tags[tr.TAG_DATA_REV])
+    params = params_from_run(run_params, settings)
+    model = load_python_model(tags[TAG_MODEL_URI])
+    job = TrainJob(
+        data=data,
+        params=params,
+        checkpoint_dir=_checkpoint_dir(settings, data, params),
+        run_name=f"train {data.window}",
+    )
+    fitted = FittedRun(
+        run_id=run_id,
+        model_uri=tags[TAG_MODEL_URI],
+        bundle=model.bundle,
+        history=[],
+        device=tags.get("driftloop.device", "?"),
+        samples_per_s=float(metrics.get("mean_samples_per_s", float("nan"))),
+        best_epoch=int(metrics.get("best_epoch", 0)),
+    )
+    return job, fitted
+
+
+# ---- steps ----------------------------------------------------------------------------------
+def prepare(
+    start_month: str,
+    end_month: str,
+    settings: Settings | None = None,
+    params: dict[str, Any] | None = None,
+    use_best_params: bool | None = None,
+    data: TrainingData | None = None,
+) -> TrainJob:
+    """Check MLflow, load the data (Feast) and resolve parameters; nothing is written yet."""
+    settings = settings or get_settings()
+    resolved = resolve_params(settings, params, use_best_params)
+    registry.ping(settings)
+    data = data or load_training_data(start_month, end_month, settings)
+    return TrainJob(
+        data=data,
+        params=resolved,
+        checkpoint_dir=_checkpoint_dir(settings, data, resolved),
+        run_name=f"train {data.window}",
+    )
+
+
+def fit_and_log(
+    job: TrainJob,
+    settings: Settings | None = None,
+    resume: bool = False,
+    on_epoch: EpochCallback | None = None,
+    dist: DistContext | None = None,
+) -> FittedRun:
+    """Train in an MLflow run: params, lineage tags, dataset inputs, per-epoch and system
+    metrics, the pyfunc model and the reference sample. Resumes the checkpoint when asked."""
+    import mlflow
+
+    from driftloop.training.pyfunc import log_model
+
+    settings = settings or get_settings()
+    tr.setup_mlflow(settings)
+    data, params = job.data, job.params
+    run_file = job.checkpoint_dir / "mlflow_run_id"
+    if not resume and job.checkpoint_dir.exists():
+        shutil.rmtree(job.checkpoint_dir)
+    run_id = run_file.read_text().strip() if resume and run_file.exists() else None
+    fit_rows, val_rows = data.split_validation(settings.training.validation_share)
+    with mlflow.start_run(run_id=run_id, run_name=job.run_name, log_system_metrics=True) as run:
+        job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(run.info.run_id)
+        if run_id is None:
+            mlflow.log_params(
+                {
+                    **{
+                        k: json.dumps(v) if isinstance(v, list) else v
+                        for k, v in params.to_dict().items()
+                    },
+                    "train_window": data.window,
+                    "holdout_month": data.holdout_month,
+                    "train_rows": len(fit_rows),
+                    "validation_rows": len(val_rows),
+                    "holdout_rows": len(data.holdout),
+                    "feature_service": data.feature_service,
+                    "features": ",".join(data.features),
+                    "cost_false_negative": settings.training.cost_false_negative,
+                    "cost_false_positive": settings.training.cost_false_positive,
+                    "validation_share": settings.training.validation_share,
+                }
+            )
+            mlflow.set_tags(
+                {
+                    tr.TAG_GIT_COMMIT: tr.git_commit(),
+                    tr.TAG_DATA_REV: data.data_rev,
+                    tr.TAG_DATA_HASHES: json.dumps(data.data_hashes, sort_keys=True),
+                    tr.TAG_FEATURE_SERVICE: data.feature_service,
+                    tr.TAG_TRAIN_WINDOW: data.window,
+                    tr.TAG_HOLDOUT_MONTH: data.holdout_month,
+                    "driftloop.features": ",".join(data.features),
+                }
+            )
+            tr.log_frame_input(fit_rows, f"train {data.window}", "training")
+            tr.log_frame_input(val_rows, f"validation {data.window}", "validation")
+            tr.log_frame_input(data.holdout, f"holdout {data.holdout_month}", "holdout")
+
+        def log_epoch(stats: EpochStats) -> None:
+            mlflow.log_metrics(
+                {
+                    "train_loss": stats.train_loss,
+                    "val_loss": stats.val_loss,
+                    "val_roc_auc": stats.val_auc,
+                    "samples_per_s": stats.samples_per_s,
+                    "epoch_seconds": stats.seconds,
+                    "learning_rate": stats.learning_rate,
+                },
+                step=stats.epoch,
+            )
+            if on_epoch is not None:
+                on_epoch(stats)
+
+        result = fit(
+            fit_rows,
+            val_rows,
+            params,
+            checkpoint_dir=job.checkpoint_dir,
+            resume=resume,
+            on_epoch=log_epoch,
+            dist=dist,
+        )
+        bundle = ModelBundle(result.model.to("cpu"), result.preprocessor)
+        mlflow.set_tag("driftloop.device", result.device)
+        mlflow.log_metrics(
+            {
+                "mean_samples_per_s": result.samples_per_s,
+                "best_epoch": result.best_epoch,
+                "epochs_trained": len(result.history),
+            }
+        )
+        info = log_model(bundle, data.train)
+        mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
+        _log_reference(bundle, data.holdout, params.seed)
+    return FittedRun(
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        bundle=bundle,
+        history=result.history,
+        device=result.device,
+        samples_per_s=result.samples_per_s,
+        best_epoch=result.best_epoch,
+        resumed_from=result.resumed_from,
+    )
+
+
+def _log_reference(bundle: ModelBundle, holdout: pd.DataFrame, seed: int) -> None:
+    import mlflow
+
+    sample = holdout.sample(min(REFERENCE_ROWS, len(holdout)), random_state=seed)
+    reference = sample[[*MODEL_INPUT_COLUMNS, LABEL]].reset_index(drop=True)
+    reference[OUTPUT_PROBABILITY] = bundle.predict_proba(reference)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.parquet"
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="reference")
+
+
+def evaluate(job: TrainJob, fitted: FittedRun, settings: Settings | None = None) -> Evaluation:
+    """Score model, naive baseline, logistic regression and the champion on the holdout; decide
+    the gate; log metrics, slices, calibration and permutation importance to the run."""
+    from driftloop.training.evaluate_run import evaluate_fitted
+
+    return evaluate_fitted(job, fitted, settings or get_settings())
+
+
+def register(
+    job: TrainJob, fitted: FittedRun, evaluation: Evaluation, settings: Settings | None = None
+) -> TrainResult:
+    """Register the version with every lineage tag, then set its alias (or none)."""
+    settings = settings or get_settings()
+    data = job.data
+    model_m = evaluation.metrics["model"]
+    tags = {
+        tr.TAG_RUN_ID: fitted.run_id,
+        tr.TAG_GIT_COMMIT: tr.git_commit(),
+        tr.TAG_DATA_REV: data.data_rev,
+        tr.TAG_DATA_HASHES: json.dumps(data.data_hashes, sort_keys=True),
+        tr.TAG_FEATURE_SERVICE: data.feature_service,
+        tr.TAG_TRAIN_WINDOW: data.window,
+        tr.TAG_HOLDOUT_MONTH: data.holdout_month,
+        tr.TAG_HOLDOUT_AUC: f"{model_m['roc_auc']:.6f}",
+        tr.TAG_BASELINE_AUC: f"{evaluation.metrics['baseline']['roc_auc']:.6f}",
+        tr.TAG_COMPARED_WITH: evaluation.champion_version or "none",
+        tr.TAG_GATE: evaluation.decision_gate,
+        tr.TAG_GATE_REASON: evaluation.decision_reason[:4000],
+    }
+    version = registry.register_logged_model(fitted.model_uri, fitted.run_id, tags, settings)
+    try:
+        alias = evaluation.alias
+        if alias == registry.CHALLENGER:
+            registry.set_canary_weight(0, settings)
+            registry.set_alias(registry.CHALLENGER, version.version, settings)
+        elif alias == registry.CHAMPION:
+            registry.set_alias(registry.CHAMPION, version.version, settings)
+    except Exception as exc:
+        registry.delete_version(version.version, settings)
+        if isinstance(exc, DriftloopError):
+            raise
+        raise TrainingError(
+            f"setting alias {evaluation.alias} on version {version.version} failed ({exc}); "
+            "the version was removed"
+        ) from exc
+    _tag_run(fitted.run_id, version.version, evaluation, settings)
+    shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+    logger.info(
+        "version %s: %s (%s)", version.version, evaluation.decision_gate, evaluation.decision_reason
+    )
+    return TrainResult(
+        version=version.version,
+        run_id=fitted.run_id,
+        gate=evaluation.decision_gate,
+        reason=evaluation.decision_reason,
+        alias=evaluation.alias,
+        metrics=evaluation.metrics,
+        params=job.params.to_dict(),
+        history=fitted.history,
+        compared_with=evaluation.champion_version or "none",
+    )
+
+
+def _tag_run(run_id: str, version: str, evaluation: Evaluation, settings: Settings) -> None:
+    try:
+        client = registry.get_client(settings, check=False)
+        client.set_tag(run_id, "driftloop.model_version", version)
+        client.set_tag(run_id, tr.TAG_GATE, evaluation.decision_gate)
+    except Exception:  # the version is registered; run tags are a convenience
+        logger.warning("could not tag run %s with its version", run_id, exc_info=True)
+
+
+def train_and_register(
+    start_month: str,
+    end_month: str,
+    settings: Settings | None = None,
+    params: dict[str, Any] | None = None,
+    use_best_params: bool | None = None,
+    resume: bool = False,
+    on_epoch: EpochCallback | None = None,
+    data: TrainingData | None = None,
+    dist: DistContext | None = None,
+    **param_overrides: Any,
+) -> TrainResult:
+    """Train on ``start_month..end_month``, evaluate on the month after, register and gate.
+
+    ``params``/``param_overrides``: TrainParams fields (epochs, learning_rate, ...) overriding
+    settings.training (and the tuned parameters when ``use_best_params``). ``data`` replaces the
+    Feast frames (reproduce, tests); ``dist`` is rank 0 of a DDP group (driftloop.training.ddp).
+    Returns the version, run id, gate decision and metrics.
+    """
+    settings = settings or get_settings()
+    job = prepare(
+        start_month,
+        end_month,
+        settings,
+        {**(params or {}), **param_overrides},
+        use_best_params,
+        data,
+    )
+    fitted = fit_and_log(job, settings, resume=resume, on_epoch=on_epoch, dist=dist)
+    evaluation = evaluate(job, fitted, settings)
+    return register(job, fitted, evaluation, settings)

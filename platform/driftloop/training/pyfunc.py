@@ -1,0 +1,115 @@
+"""The MLflow pyfunc of a driftloop model version.
+
+``mlflow.pyfunc.load_model(uri).predict(df)`` returns a DataFrame with column
+``late_probability``; ``load_model(uri).unwrap_python_model().predict_proba(df)`` is the fast path
+(a float64 array, no schema enforcement) that serving uses. The model loads once, in
+``load_context``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS
+from driftloop.schema import OUTPUT_PROBABILITY as PROBA
+from driftloop.training.bundle import ModelBundle
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_KEY = "model"
+#: Numeric inputs that are always whole numbers (derived from the scheduled departure).
+INTEGER_COLUMNS = ("dep_hour", "day_of_week")
+#: Distributions a model environment needs (pinned to what trained it).
+_REQUIREMENTS = ["torch", "pandas", "numpy", "scikit-learn", "mlflow"]
+
+
+class DelayModel(PythonModel):
+    """P(arrival delay > 15 min) for rows of MODEL_INPUT_COLUMNS."""
+
+    def __init__(self) -> None:
+        self._bundle: ModelBundle | None = None
+
+    def load_context(self, context: Any) -> None:
+        self._bundle = ModelBundle.load(Path(context.artifacts[ARTIFACT_KEY]))
+
+    @property
+    def bundle(self) -> ModelBundle:
+        if self._bundle is None:
+            raise RuntimeError("DelayModel used before load_context")
+        return self._bundle
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """Fast path: probabilities as a float64 array (vectorised, torch.inference_mode)."""
+        return self.bundle.predict_proba(df)
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        # No type hint on model_input: MLflow would try to derive a signature from it.
+        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return pd.DataFrame({PROBA: self.predict_proba(df)}, index=df.index)
+
+
+def signature() -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs: list[Any] = [ColSpec("string", c, required=False) for c in CATEGORICAL_COLUMNS]
+    inputs += [
+        ColSpec("long" if c in INTEGER_COLUMNS else "double", c, required=False)
+        for c in NUMERIC_COLUMNS
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", PROBA)]))
+
+
+def pip_requirements() -> list[str]:
+    out = []
+    for dist in _REQUIREMENTS:
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out.append(dist)
+            continue
+        out.append(f"{dist}=={version.split('+')[0]}")
+    return out
+
+
+def input_example(df: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+    """A multi-row example in signature types (numerics as float, categoricals as str/None)."""
+    ex = df[MODEL_INPUT_COLUMNS].head(rows).copy()
+    for col in NUMERIC_COLUMNS:
+        dtype = "int64" if col in INTEGER_COLUMNS else "float64"
+        ex[col] = pd.to_numeric(ex[col], errors="coerce").astype(dtype)
+    for col in CATEGORICAL_COLUMNS:
+        ex[col] = ex[col].astype(object).where(ex[col].notna(), None)
+    return ex.reset_index(drop=True)
+
+
+def log_model(bundle: ModelBundle, example: pd.DataFrame, name: str = "model") -> Any:
+    """Log ``bundle`` as a pyfunc in the active MLflow run; returns the ModelInfo."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = bundle.save(Path(tmp) / "bundle")
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=DelayModel(),
+            artifacts={ARTIFACT_KEY: str(folder)},
+            signature=signature(),
+            input_example=input_example(example),
+            pip_requirements=pip_requirements(),
+        )
+
+
+def load_python_model(model_uri: str) -> DelayModel:
+    """Load a version and return its unwrapped :class:`DelayModel` (for predict_proba)."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    python_model = model.unwrap_python_model()
+    if not hasattr(python_model, "predict_proba"):
+        raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")
+    return python_model
