@@ -1,0 +1,152 @@
+"""CLI commands of the serving area: ``driftloop serve``, ``driftloop promote|rollback`` and
+``driftloop rollout start|status|promote|rollback``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+rollout_app = typer.Typer(
+    help="Canary the challenger, judge it on live traffic, promote or roll back.",
+    no_args_is_help=True,
+)
+
+REASON_HELP = "Why (goes to the audit log at {state}/audit/promotions.jsonl)."
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _echo(record: dict[str, Any]) -> None:
+    typer.echo(json.dumps(record, indent=2, default=str))
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind host (settings: serving.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port (settings: serving.port).")] = None,
+) -> None:
+    """Run the inference API (OIP v2, canary routing, capture, /metrics, /docs) in the
+    foreground: uvicorn, one worker, models reconciled from the MLflow registry."""
+    import uvicorn
+
+    from driftloop.settings import get_settings, use_settings
+    from serving.app import create_app
+
+    settings = get_settings()
+    update = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if update:
+        settings = settings.model_copy(
+            update={"serving": settings.serving.model_copy(update=update)}
+        )
+        use_settings(settings)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    typer.echo(
+        f"serving {settings.mlflow.registered_model} on "
+        f"http://{settings.serving.host}:{settings.serving.port} (docs at /docs)",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.serving.host,
+        port=settings.serving.port,
+        workers=1,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def promote_cmd(
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual promotion",
+) -> None:
+    """champion <- challenger's version; drop the challenger; weight 0."""
+    from driftloop.registry.promotion import promote
+
+    _echo(promote(_actor(), reason))
+
+
+def rollback_cmd(
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual rollback",
+) -> None:
+    """Drop the challenger; weight 0 (all traffic to the champion)."""
+    from driftloop.registry.promotion import rollback
+
+    _echo(rollback(_actor(), reason))
+
+
+@rollout_app.command("start")
+def rollout_start(
+    weight: Annotated[
+        int | None, typer.Option(help="Challenger share in percent (settings default).")
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(help="Wait for evidence, then promote or roll back (--no-wait: only start)."),
+    ] = True,
+    min_requests: Annotated[
+        int | None, typer.Option(help="Challenger requests before judging (settings default).")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Judge after this long at the latest (settings default).")
+    ] = None,
+) -> None:
+    """Put the challenger on a canary weight and (by default) judge it on live traffic."""
+    from driftloop.cli.common import progress
+    from driftloop.rollout import run_rollout, start
+    from driftloop.settings import get_settings
+
+    if not wait:
+        _echo(start(weight, _actor()))
+        return
+    settings = get_settings()
+    need = settings.rollout.min_requests if min_requests is None else min_requests
+    with progress("challenger requests", total=need) as bar:
+        task = bar.task_ids[0]
+
+        def on_poll(verdict: Any) -> None:
+            bar.update(task, completed=min(need, verdict.challenger.requests))
+
+        verdict, record = run_rollout(
+            weight, min_requests, max_minutes, actor=_actor(), on_poll=on_poll
+        )
+    typer.echo(f"{verdict.decision}: {'; '.join(verdict.reasons)}")
+    _echo(record)
+
+
+@rollout_app.command("status")
+def rollout_status_cmd() -> None:
+    """Champion, challenger, weight and the running rollout's live numbers."""
+    from driftloop.rollout import rollout_status
+
+    _echo(rollout_status())
+
+
+@rollout_app.command("promote")
+def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
+    """Judge the running rollout now and promote the challenger, recording its numbers."""
+    from driftloop.registry.promotion import promote
+    from driftloop.rollout import judge
+
+    verdict = judge()
+    _echo(promote(_actor(), reason or "; ".join(verdict.reasons), verdict.metrics))
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
+    """Roll the running rollout back now, recording the live numbers."""
+    from driftloop.registry.promotion import rollback
+    from driftloop.rollout import judge
+
+    verdict = judge()
+    _echo(rollback(_actor(), reason or "manual rollback", verdict.metrics))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the main app."""
+    app.command("serve")(serve)
+    app.command("promote")(promote_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.add_typer(rollout_app, name="rollout")

@@ -1,0 +1,52 @@
+"""Bearer-token auth with two scopes: ``predict`` (inference, feedback) and ``admin`` (weight,
+promote, rollback, rollout state; an admin token may also predict).
+
+Tokens come from settings (``serving.auth.admin_tokens`` / ``predict_tokens``, plain or
+``sha256:HEX``) and are held only as SHA-256 digests. No/unknown token: 401; a known token
+without the scope: 403. Auth is on by default outside development (``settings.auth_enabled``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from driftloop.errors import AuthenticationError, PermissionDeniedError
+from driftloop.settings import Settings
+
+PREDICT = "predict"
+ADMIN = "admin"
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        auth = settings.serving.auth
+        self.enabled = settings.auth_enabled
+        self._admin = auth.hashed(auth.admin_tokens)
+        self._predict = auth.hashed(auth.predict_tokens) | self._admin
+
+    @staticmethod
+    def _digest(header: str | None) -> str:
+        if not header:
+            raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>'")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("malformed Authorization header: expected 'Bearer <token>'")
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @staticmethod
+    def _known(digest: str, digests: set[str]) -> bool:
+        return any(hmac.compare_digest(digest, d) for d in digests)
+
+    def require(self, header: str | None, scope: str) -> str:
+        """Check the Authorization header for ``scope``; returns the actor name for the audit
+        log (``token:<first 8 hex of the digest>``, or ``anonymous`` with auth off)."""
+        if not self.enabled:
+            return "anonymous"
+        digest = self._digest(header)
+        if not self._known(digest, self._predict):
+            raise AuthenticationError("unknown bearer token")
+        if scope == ADMIN and not self._known(digest, self._admin):
+            raise PermissionDeniedError("this token lacks the admin scope")
+        return f"token:{digest[:8]}"

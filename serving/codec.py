@@ -1,0 +1,231 @@
+"""OIP v2 tensors <-> model rows (the encoding is documented in :mod:`serving.schemas`).
+
+Validation names the problem in every 400: malformed JSON, unknown or duplicated inputs, wrong
+shape, wrong datatype, non-numeric or NaN/inf values, nulls where a value is required, rows
+above ``max_rows_per_request`` (413). ``null`` is allowed only where a value may be unknown:
+the online-store features (FEATURE_COLUMNS) and ``tailnum``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from pydantic import ValidationError
+
+from driftloop.errors import InvalidInputError, PayloadTooLargeError
+from driftloop.schema import (
+    CATEGORICAL_COLUMNS,
+    EVENT_TIMESTAMP,
+    FEATURE_COLUMNS,
+    FLIGHT_KEY,
+    MODEL_INPUT_COLUMNS,
+    OUTPUT_LABEL,
+    OUTPUT_PROBABILITY,
+    REQUEST_FIELDS,
+)
+from serving.schemas import NUMERIC_DATATYPES, InferenceRequest
+
+FLIGHT = "flight"
+FEATURES = "features"
+CONTENT_TYPES = (FLIGHT, FEATURES)
+#: Text (BYTES) columns; everything else is numeric.
+TEXT_COLUMNS = frozenset(
+    [*CATEGORICAL_COLUMNS, "tailnum", "scheduled_departure", FLIGHT_KEY, EVENT_TIMESTAMP]
+)
+NULLABLE = frozenset([*FEATURE_COLUMNS, "tailnum", FLIGHT_KEY, EVENT_TIMESTAMP])
+KNOWN_INPUTS = frozenset([*MODEL_INPUT_COLUMNS, *REQUEST_FIELDS, FLIGHT_KEY, EVENT_TIMESTAMP])
+OUTPUTS = (OUTPUT_PROBABILITY, OUTPUT_LABEL)
+REQUIRED = {FLIGHT: list(REQUEST_FIELDS), FEATURES: list(MODEL_INPUT_COLUMNS)}
+
+
+@dataclass
+class Decoded:
+    """A validated request: columns by name, row count, mode, ids."""
+
+    request_id: str
+    n: int
+    mode: str
+    columns: dict[str, Any]  # name -> list[str|None] (text) or float64 ndarray (numeric)
+    routing_key: str | None
+    outputs: tuple[str, ...]
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors(include_url=False)[0]
+    if first.get("type") == "json_invalid":
+        return f"malformed JSON: {first.get('msg', '')}".rstrip(": ")
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return f"invalid request at {loc or 'body'}: {first.get('msg', 'invalid')}"
+
+
+def _flatten(data: list[Any], shape: list[int], name: str) -> list[Any]:
+    if data and isinstance(data[0], list):
+        if len(shape) != 2:
+            raise InvalidInputError(f"input {name!r} holds nested data but has shape {shape}")
+        flat: list[Any] = []
+        for row in data:
+            if not isinstance(row, list):
+                raise InvalidInputError(f"input {name!r} mixes nested and flat data")
+            flat.extend(row)
+        return flat
+    return data
+
+
+def _numeric(name: str, data: list[Any]) -> np.ndarray:
+    nullable = name in NULLABLE
+    if all(type(v) is float or type(v) is int for v in data):
+        arr = np.asarray(data, dtype=np.float64)
+    else:
+        for i, v in enumerate(data):
+            if v is None:
+                if not nullable:
+                    raise InvalidInputError(f"input {name!r} is null at row {i}; a value is needed")
+            elif type(v) is not float and type(v) is not int:
+                raise InvalidInputError(
+                    f"input {name!r} holds a non-numeric value {str(v)[:40]!r} at row {i}"
+                )
+        arr = np.asarray([math.nan if v is None else v for v in data], dtype=np.float64)
+        nulls = np.fromiter((v is None for v in data), dtype=bool, count=len(data))
+        bad = ~np.isfinite(arr) & ~nulls
+        if bad.any():
+            raise InvalidInputError(f"input {name!r} holds NaN or inf at row {int(bad.argmax())}")
+        return arr
+    if not np.isfinite(arr).all():
+        i = int((~np.isfinite(arr)).argmax())
+        raise InvalidInputError(f"input {name!r} holds NaN or inf at row {i}")
+    return arr
+
+
+def _text(name: str, data: list[Any]) -> list[Any]:
+    nullable = name in NULLABLE
+    for i, v in enumerate(data):
+        if type(v) is str:
+            continue
+        if v is None and nullable:
+            continue
+        if v is None:
+            raise InvalidInputError(f"input {name!r} is null at row {i}; a value is needed")
+        raise InvalidInputError(
+            f"input {name!r} (BYTES) holds a non-string value {str(v)[:40]!r} at row {i}"
+        )
+    return data
+
+
+def decode(body: bytes, max_rows: int) -> Decoded:
+    """Parse and validate an inference request body."""
+    try:
+        req = InferenceRequest.model_validate_json(body)
+    except ValidationError as err:
+        raise InvalidInputError(_first_error(err)) from None
+    params = req.parameters or {}
+    if not req.inputs:
+        raise InvalidInputError("request has no inputs")
+    names = [t.name for t in req.inputs]
+    dup = {x for x in names if names.count(x) > 1}
+    if dup:
+        raise InvalidInputError(f"duplicated input(s) {sorted(dup)}")
+    unknown = [x for x in names if x not in KNOWN_INPUTS]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown input {unknown[0]!r}: send {REQUEST_FIELDS} (flight) "
+            f"or {MODEL_INPUT_COLUMNS} (features)"
+        )
+    mode = params.get("content_type")
+    if mode is None:
+        mode = FEATURES if set(MODEL_INPUT_COLUMNS) <= set(names) else FLIGHT
+    if mode not in CONTENT_TYPES:
+        raise InvalidInputError(f"parameters.content_type must be one of {CONTENT_TYPES}")
+    missing = [c for c in REQUIRED[mode] if c not in names]
+    if missing:
+        raise InvalidInputError(f"missing input(s) {missing} for content_type {mode!r}")
+    n = -1
+    columns: dict[str, Any] = {}
+    for t in req.inputs:
+        shape = t.shape
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
+            raise InvalidInputError(
+                f"input {t.name!r} has shape {shape}: expected [n] or [n, 1] (one column)"
+            )
+        if n < 0:
+            n = shape[0]
+            if n == 0:
+                raise InvalidInputError("request has zero rows")
+            if n > max_rows:
+                raise PayloadTooLargeError(f"{n} rows exceed the limit of {max_rows} per request")
+        elif shape[0] != n:
+            raise InvalidInputError(f"input {t.name!r} has {shape[0]} rows, the first had {n}")
+        data = _flatten(t.data, shape, t.name)
+        if len(data) != n:
+            raise InvalidInputError(
+                f"input {t.name!r} has shape {shape} but holds {len(data)} values"
+            )
+        if t.name in TEXT_COLUMNS:
+            if t.datatype != "BYTES":
+                raise InvalidInputError(
+                    f"input {t.name!r} has datatype {t.datatype}, expected BYTES"
+                )
+            columns[t.name] = _text(t.name, data)
+        else:
+            if t.datatype not in NUMERIC_DATATYPES:
+                raise InvalidInputError(
+                    f"input {t.name!r} has datatype {t.datatype}, expected a numeric one "
+                    "(FP64, FP32, INT64, INT32 ...)"
+                )
+            columns[t.name] = _numeric(t.name, data)
+    outputs: tuple[str, ...] = OUTPUTS
+    if req.outputs:
+        wanted = [o.name for o in req.outputs]
+        bad = [o for o in wanted if o not in OUTPUTS]
+        if bad:
+            raise InvalidInputError(f"unknown output {bad[0]!r}: available {list(OUTPUTS)}")
+        outputs = tuple(wanted)
+    key = params.get("routing_key")
+    return Decoded(
+        request_id=req.id or uuid.uuid4().hex,
+        n=n,
+        mode=mode,
+        columns=columns,
+        routing_key=None if key is None else str(key),
+        outputs=outputs,
+    )
+
+
+def feature_frame(decoded: Decoded) -> pd.DataFrame:
+    """Model rows of a features-mode request (categoricals object, numerics float64)."""
+    return pd.DataFrame({c: decoded.columns[c] for c in MODEL_INPUT_COLUMNS})
+
+
+def encode(
+    model_name: str,
+    version: str,
+    request_id: str,
+    probabilities: np.ndarray,
+    outputs: tuple[str, ...],
+    parameters: dict[str, Any],
+) -> bytes:
+    """The OIP v2 response body."""
+    n = len(probabilities)
+    tensors = []
+    for name in outputs:
+        if name == OUTPUT_PROBABILITY:
+            tensors.append(
+                {"name": name, "shape": [n], "datatype": "FP64", "data": probabilities.tolist()}
+            )
+        else:
+            labels = (probabilities >= 0.5).astype(np.int64).tolist()
+            tensors.append({"name": name, "shape": [n], "datatype": "INT64", "data": labels})
+    return orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": version,
+            "id": request_id,
+            "parameters": parameters,
+            "outputs": tensors,
+        }
+    )

@@ -1,0 +1,316 @@
+"""The transport-free inference core: decode -> features -> route -> predict -> capture -> encode.
+
+Plain async Python; :mod:`serving.app` only wires HTTP to it. The champion predicts on the event
+loop (µs-scale models; a thread hop costs more than the model). The challenger predicts in its own
+worker thread, so a slow challenger cannot stall the champion's requests; if it raises, the
+champion answers instead and the challenger's error is captured (callers never see it). In shadow
+mode the challenger scores a copy after the answer is computed, off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
+from driftloop.errors import ServiceUnavailableError as Unavailable
+from driftloop.schema import MODEL_INPUT_COLUMNS, REQUEST_FIELDS
+from driftloop.settings import Settings
+from serving import codec
+from serving.capture import CaptureWriter
+from serving.features import FeatureLookup
+from serving.handles import ModelHandle, Reconciler
+from serving.metrics import ServingMetrics
+from serving.router import Route, Variant, route
+from serving.rows import Rows, model_rows
+from serving.schemas import FeedbackRequest
+
+logger = logging.getLogger(__name__)
+
+
+class ModelFailedError(DriftloopError):
+    """The model raised or returned something unusable (a server-side failure)."""
+
+    status_code = 500
+
+
+class DataPlane:
+    def __init__(
+        self,
+        settings: Settings,
+        reconciler: Reconciler,
+        features: FeatureLookup,
+        capture: CaptureWriter,
+        feedback: CaptureWriter,
+        metrics: ServingMetrics,
+    ) -> None:
+        self.settings = settings
+        self.model_name = settings.mlflow.registered_model
+        self.reconciler = reconciler
+        self.features = features
+        self.capture = capture
+        self.feedback_writer = feedback
+        self.metrics = metrics
+        self._challenger_pool = ThreadPoolExecutor(2, thread_name_prefix="challenger")
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def close(self) -> None:
+        self._challenger_pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- metadata / health -------------------------------------------------------------------
+    def check_model(self, name: str, version: str | None = None) -> ModelHandle | None:
+        if name != self.model_name:
+            raise NotFoundError(f"unknown model {name!r}: this server serves {self.model_name!r}")
+        if version is None:
+            return None
+        handle = self.reconciler.state.versions().get(str(version))
+        if handle is None:
+            loaded = sorted(self.reconciler.state.versions())
+            raise NotFoundError(f"model {name} version {version} is not loaded (loaded: {loaded})")
+        return handle
+
+    def health(self) -> dict[str, Any]:
+        """Reconciler state plus whether the online store is open (flight-mode requests)."""
+        return {**self.reconciler.health(), "online_features": self.features.ready}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        if name != self.model_name:
+            raise NotFoundError(f"unknown model {name!r}: this server serves {self.model_name!r}")
+        state = self.reconciler.state
+        if version is None:
+            return state.champion is not None
+        return str(version) in state.versions()
+
+    def metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        self.check_model(name, version)
+        state = self.reconciler.state
+        inputs = [
+            {
+                "name": c,
+                "datatype": "BYTES" if c in codec.TEXT_COLUMNS else "FP64",
+                "shape": [-1],
+            }
+            for c in dict.fromkeys([*REQUEST_FIELDS, *MODEL_INPUT_COLUMNS])
+        ]
+        return {
+            "name": name,
+            "versions": [version] if version else sorted(state.versions(), key=int),
+            "platform": "mlflow_pyfunc",
+            "inputs": inputs,
+            "outputs": [
+                {"name": "late_probability", "datatype": "FP64", "shape": [-1]},
+                {"name": "is_late", "datatype": "INT64", "shape": [-1]},
+            ],
+            "parameters": {
+                "champion": state.champion.version if state.champion else None,
+                "challenger": state.challenger.version if state.challenger else None,
+                "canary_weight": state.weight if state.challenger else 0,
+                "mode": state.mode,
+                "content_types": {
+                    codec.FLIGHT: list(REQUEST_FIELDS),
+                    codec.FEATURES: list(MODEL_INPUT_COLUMNS),
+                },
+            },
+        }
+
+    # -- inference -----------------------------------------------------------------------------
+    @staticmethod
+    def _predict(handle: ModelHandle, frame: pd.DataFrame) -> np.ndarray:
+        try:
+            probs = handle.predict(frame)
+        except Exception as exc:
+            raise ModelFailedError(
+                f"model {handle.name} version {handle.version} failed: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+        if probs.shape != (len(frame),) or not np.isfinite(probs).all():
+            raise ModelFailedError(
+                f"model {handle.name} version {handle.version} returned {probs.shape} "
+                f"values (expected {len(frame)} finite probabilities)"
+            )
+        return probs
+
+    def _record(
+        self,
+        decoded: codec.Decoded,
+        key: str,
+        handle: ModelHandle,
+        variant: Variant,
+        served: bool,
+        started: float,
+        rows: Rows,
+        probs: np.ndarray | None,
+        error: str | None,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.observe(handle.version, variant.value, decoded.n, seconds, error is not None)
+        meta = {
+            "request_id": decoded.request_id,
+            "ts": datetime.now(UTC),
+            "routing_key": key,
+            "variant": variant.value,
+            "served": served,
+            "model_name": handle.name,
+            "model_version": handle.version,
+            "latency_ms": seconds * 1e3,
+            "error": error,
+        }
+        self.capture.put_predictions(meta, decoded.n, probs, rows.columns, rows.event_ts)
+
+    async def infer(self, name: str, body: bytes, version: str | None = None) -> bytes:
+        """Answer one OIP v2 inference request body with a response body."""
+        started = time.perf_counter()
+        pinned = self.check_model(name, version)
+        decoded = codec.decode(body, self.settings.serving.max_rows_per_request)
+        rows = model_rows(decoded, self.features)
+        state = self.reconciler.state
+        key = decoded.routing_key
+        if key is None:
+            tail = decoded.columns.get("tailnum") if decoded.mode == codec.FLIGHT else None
+            key = tail[0] if tail and tail[0] else decoded.request_id
+        if pinned is not None:
+            variant = (
+                Variant.CHAMPION
+                if state.champion is not None and pinned.version == state.champion.version
+                else Variant.CHALLENGER
+            )
+            chosen: Route | None = Route(pinned, variant)
+        else:
+            chosen = route(state, key)
+        if chosen is None:
+            raise Unavailable(f"no champion of model {name} is loaded yet")
+        handle, variant = chosen.primary, chosen.variant
+        if variant is Variant.CHALLENGER and pinned is None and state.champion is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                probs = await loop.run_in_executor(
+                    self._challenger_pool, self._predict, handle, rows.frame
+                )
+                self._record(decoded, key, handle, variant, True, started, rows, probs, None)
+            except ModelFailedError as err:
+                logger.warning("%s: answered by the champion instead", err)
+                self._record(decoded, key, handle, variant, False, started, rows, None, str(err))
+                handle, variant = state.champion, Variant.CHAMPION
+                probs = self._serve_inline(decoded, key, handle, variant, started, rows)
+        else:
+            probs = self._serve_inline(decoded, key, handle, variant, started, rows)
+        if chosen.shadow is not None:
+            self._spawn_shadow(decoded, key, chosen.shadow, rows)
+        return codec.encode(
+            self.model_name,
+            handle.version,
+            decoded.request_id,
+            probs,
+            decoded.outputs,
+            {"variant": variant.value},
+        )
+
+    def _serve_inline(
+        self,
+        decoded: codec.Decoded,
+        key: str,
+        handle: ModelHandle,
+        variant: Variant,
+        started: float,
+        rows: Rows,
+    ) -> np.ndarray:
+        try:
+            probs = self._predict(handle, rows.frame)
+        except ModelFailedError as err:
+            self._record(decoded, key, handle, variant, True, started, rows, None, str(err))
+            raise
+        self._record(decoded, key, handle, variant, True, started, rows, probs, None)
+        return probs
+
+    def _spawn_shadow(
+        self,
+        decoded: codec.Decoded,
+        key: str,
+        handle: ModelHandle,
+        rows: Rows,
+    ) -> None:
+        def score() -> None:
+            started = time.perf_counter()
+            try:
+                probs = self._predict(handle, rows.frame)
+            except ModelFailedError as err:
+                self._record(
+                    decoded,
+                    key,
+                    handle,
+                    Variant.CHALLENGER,
+                    False,
+                    started,
+                    rows,
+                    None,
+                    str(err),
+                )
+                return
+            self._record(
+                decoded,
+                key,
+                handle,
+                Variant.CHALLENGER,
+                False,
+                started,
+                rows,
+                probs,
+                None,
+            )
+
+        future = asyncio.get_running_loop().run_in_executor(self._challenger_pool, score)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for shadow scoring still in flight (shutdown and tests)."""
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # -- feedback ------------------------------------------------------------------------------
+    def feedback(self, name: str, body: bytes) -> dict[str, int]:
+        """Store ground-truth labels for earlier predictions (by request id or prediction id)."""
+        self.check_model(name)
+        try:
+            req = FeedbackRequest.model_validate_json(body)
+        except ValidationError as err:
+            raise InvalidInputError(codec._first_error(err)) from None
+        if any(label not in (0, 1) for label in req.labels):
+            raise InvalidInputError("labels must be 0 (on time) or 1 (late, > 15 min)")
+        if (req.request_id is None) == (req.prediction_ids is None):
+            raise InvalidInputError("send exactly one of request_id or prediction_ids")
+        if req.request_id is not None:
+            request_ids = [req.request_id] * len(req.labels)
+            rows = list(range(len(req.labels)))
+        else:
+            ids = req.prediction_ids or []
+            if len(ids) != len(req.labels):
+                raise InvalidInputError(f"{len(ids)} prediction_ids but {len(req.labels)} labels")
+            request_ids, rows = [], []
+            for pid in ids:
+                rid, sep, row = pid.rpartition(":")
+                if not sep or not rid or not row.isdigit():
+                    raise InvalidInputError(
+                        f"prediction id {pid!r} is not of the form '<request_id>:<row>'"
+                    )
+                request_ids.append(rid)
+                rows.append(int(row))
+        now = datetime.now(UTC)
+        self.feedback_writer.put_feedback(
+            {
+                "prediction_id": [f"{r}:{i}" for r, i in zip(request_ids, rows, strict=True)],
+                "request_id": request_ids,
+                "row": rows,
+                "is_late": list(req.labels),
+                "ts": [now] * len(rows),
+            }
+        )
+        return {"accepted": len(rows)}

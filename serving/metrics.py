@@ -1,0 +1,95 @@
+"""Prometheus metrics of the inference service (one registry per app, so tests stay isolated).
+
+* ``driftloop_inference_requests_total{model_version, variant}``
+* ``driftloop_inference_errors_total{model_version, variant}`` (a challenger failure that the
+  champion answered counts here for the challenger)
+* ``driftloop_inference_rows_total{model_version, variant}``
+* ``driftloop_inference_latency_seconds{model_version, variant}`` (histogram)
+* ``driftloop_rejected_requests_total{status}`` (4xx answers)
+* ``driftloop_serving_info{champion, challenger, weight, mode}`` and ``driftloop_registry_up``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["model_version", "variant"]
+        self.requests = Counter(
+            "driftloop_inference_requests", "Inference requests.", labels, registry=self.registry
+        )
+        self.errors = Counter(
+            "driftloop_inference_errors", "Failed predictions.", labels, registry=self.registry
+        )
+        self.rows = Counter(
+            "driftloop_inference_rows", "Predicted rows.", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "driftloop_inference_latency_seconds",
+            "Latency of an inference request in the server.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "driftloop_rejected_requests",
+            "Requests answered 4xx.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.registry_up = Gauge(
+            "driftloop_registry_up",
+            "1 when the last registry read worked.",
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "driftloop_serving_info",
+            "What serves (value 1).",
+            ["champion", "challenger", "weight", "mode"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def _child(self, version: str, variant: str) -> tuple[Any, Any, Any, Any]:
+        key = (version, variant)
+        found = self._children.get(key)
+        if found is None:
+            found = (
+                self.requests.labels(version, variant),
+                self.errors.labels(version, variant),
+                self.rows.labels(version, variant),
+                self.latency.labels(version, variant),
+            )
+            self._children[key] = found
+        return found
+
+    def observe(self, version: str, variant: str, rows: int, seconds: float, error: bool) -> None:
+        req, err, row, lat = self._child(version, variant)
+        req.inc()
+        row.inc(rows)
+        lat.observe(seconds)
+        if error:
+            err.inc()
+
+    def set_state(self, health: dict[str, Any]) -> None:
+        self.registry_up.set(0 if health.get("last_error") else 1)
+        self.info.clear()
+        self.info.labels(
+            str(health.get("champion")),
+            str(health.get("challenger")),
+            str(health.get("canary_weight")),
+            str(health.get("mode")),
+        ).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,226 @@
+"""Open Inference Protocol v2 (REST) messages of driftloop, with the wire JSON they stand for.
+
+Encoding chosen by driftloop (columnar, one tensor per column):
+
+* every input tensor is ONE column: ``name`` = column name, ``shape`` = ``[n]`` (or ``[n, 1]``),
+  ``datatype`` = ``BYTES`` for text columns (carrier, origin, dest, tailnum, plane_type,
+  scheduled_departure) and a numeric type (``FP64``, ``FP32``, ``INT64``, ``INT32`` ...) for
+  numbers; ``data`` = the n values in row order (``null`` = missing).
+* two input modes, picked by ``parameters.content_type`` or detected from the tensor names:
+
+  - ``"flight"``: the request fields of a flight, :data:`driftloop.schema.REQUEST_FIELDS`
+    (carrier, origin, dest, tailnum, scheduled_departure as ISO-8601, distance). driftloop
+    derives dep_hour/day_of_week and fetches the features from the online store by entity keys.
+  - ``"features"``: complete model rows, every column of
+    :data:`driftloop.schema.MODEL_INPUT_COLUMNS` (no online lookup).
+* ``parameters.routing_key`` (optional) makes routing sticky for a caller; without it the
+  tailnum of the first row (flight mode) or the request id is the key.
+* outputs: ``late_probability`` (FP64, [n]) and ``is_late`` (INT64, [n]; probability >= 0.5).
+
+Feedback (ground truth) is posted to ``/v2/models/{name}/feedback`` by request id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+NUMERIC_DATATYPES = frozenset(
+    {
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+    }
+)
+
+
+class RequestInput(BaseModel):
+    """One input tensor = one column::
+
+    {"name": "carrier", "shape": [2], "datatype": "BYTES", "data": ["UA", "DL"]}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestOutput(BaseModel):
+    """An output the caller asks for: ``{"name": "late_probability"}``."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """``POST /v2/models/{name}/infer``::
+
+    {"id": "req-1",
+     "parameters": {"content_type": "flight", "routing_key": "N14228"},
+     "inputs": [
+       {"name": "carrier", "shape": [1], "datatype": "BYTES", "data": ["UA"]},
+       {"name": "origin", "shape": [1], "datatype": "BYTES", "data": ["EWR"]},
+       {"name": "dest", "shape": [1], "datatype": "BYTES", "data": ["IAH"]},
+       {"name": "tailnum", "shape": [1], "datatype": "BYTES", "data": ["N14228"]},
+       {"name": "scheduled_departure", "shape": [1], "datatype": "BYTES",
+        "data": ["2013-01-01T05:15:00-05:00"]},
+       {"name": "distance", "shape": [1], "datatype": "FP64", "data": [1400]}]}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=200)
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    """``{"name": "late_probability", "shape": [1], "datatype": "FP64", "data": [0.31]}``"""
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class InferenceResponse(BaseModel):
+    """Answer of an inference::
+
+    {"model_name": "flight-delay", "model_version": "3", "id": "req-1",
+     "parameters": {"variant": "champion"},
+     "outputs": [
+       {"name": "late_probability", "shape": [1], "datatype": "FP64", "data": [0.31]},
+       {"name": "is_late", "shape": [1], "datatype": "INT64", "data": [0]}]}
+    """
+
+    model_name: str
+    model_version: str
+    id: str
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+class MetadataTensor(BaseModel):
+    """``{"name": "distance", "datatype": "FP64", "shape": [-1]}``"""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """``GET /v2/models/{name}``::
+
+    {"name": "flight-delay", "versions": ["3", "4"], "platform": "mlflow_pyfunc",
+     "inputs": [{"name": "carrier", "datatype": "BYTES", "shape": [-1]}, ...],
+     "outputs": [{"name": "late_probability", "datatype": "FP64", "shape": [-1]}, ...],
+     "parameters": {"champion": "3", "challenger": "4", "canary_weight": 10, "mode": "canary",
+                    "input_modes": {"flight": [...], "features": [...]}}}
+    """
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    parameters: dict[str, Any] | None = None
+
+
+class ServerMetadata(BaseModel):
+    """``GET /v2``: ``{"name": "driftloop", "version": "0.1.0", "extensions": [...]}``"""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Health(BaseModel):
+    """``GET /v2/health/ready``: ``{"status": "ready"|"degraded"|"not_ready", ...}``.
+
+    ``degraded`` (HTTP 200): models are loaded and serving, but the registry could not be read
+    at the last reconciliation (the last good models keep serving). ``not_ready`` (HTTP 503): no
+    champion is loaded yet.
+    """
+
+    status: str
+    champion: str | None = None
+    challenger: str | None = None
+    canary_weight: int = 0
+    mode: str = "canary"
+    last_error: str | None = None
+    last_reconciled_s_ago: float | None = None
+    online_features: bool = False
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v2/models/{name}/feedback`` with ground truth (1 = arrived > 15 min late)::
+
+    {"request_id": "req-1", "labels": [0, 1]}            labels of rows 0..n-1 of a request
+    {"prediction_ids": ["req-1:0", "req-2:3"], "labels": [1, 0]}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = None
+    prediction_ids: list[str] | None = None
+    labels: list[int] = Field(min_length=1)
+
+
+class FeedbackResponse(BaseModel):
+    """``{"accepted": 2}``"""
+
+    accepted: int
+
+
+class WeightRequest(BaseModel):
+    """``POST /admin/weight``: ``{"weight": 10, "reason": "start canary"}``"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: int = Field(ge=0, le=100)
+    reason: str = ""
+
+
+class ActionRequest(BaseModel):
+    """``POST /admin/promote`` or ``/admin/rollback``: ``{"reason": "p95 fine, AUC +0.01"}``"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = ""
+    metrics: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx: ``{"error": "input 'distance' holds NaN or inf at row 2"}``"""
+
+    error: str

@@ -1,0 +1,110 @@
+"""Fixtures of the serving integration tests: small real pyfunc models logged once per session
+to the shared MLflow server, versions registered per test under a unique model name, and real
+``python -m serving`` processes (uvicorn) on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftloop.settings import Settings
+
+MODEL_CODE = Path(__file__).with_name("fake_model.py")
+#: kind -> model_config of tests/integration/serving/fake_model.py
+KINDS: dict[str, dict[str, Any]] = {
+    "good": {"bias": -1.0},
+    "better": {"bias": -0.9},
+    "raise": {"kind": "raise"},
+    "slow": {"kind": "slow", "sleep_ms": 60},
+}
+ADMIN_TOKEN, PREDICT_TOKEN = "admin-secret", "predict-secret"
+
+
+@pytest.fixture(scope="session")
+def logged_models(mlflow_server: str) -> dict[str, str]:
+    """Model URI per kind, logged once (models from code: the file is the model). The global
+    MLflow tracking URI is restored afterwards."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    found = client.get_experiment_by_name("serving-tests")
+    exp_id = found.experiment_id if found else client.create_experiment("serving-tests")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_server)
+    uris = {}
+    try:
+        for kind, config in KINDS.items():
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"fake-{kind}"):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(MODEL_CODE),
+                    model_config=config,
+                    pip_requirements=["mlflow"],
+                )
+            uris[kind] = info.model_uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uris
+
+
+@pytest.fixture
+def serving_settings(
+    make_settings: Callable[..., Settings], mlflow_server: str
+) -> Callable[..., Settings]:
+    """Settings for one test: a fresh registered model name, a free serving port, fast
+    reconciliation and capture flushes; keyword overrides per section."""
+    from driftloop.services import free_port
+
+    def build(**overrides: Any) -> Settings:
+        serving = {
+            "port": free_port(),
+            "reconcile_interval_s": 0.3,
+            "capture_flush_s": 0.2,
+            **overrides.pop("serving", {}),
+        }
+        mlflow = {"registered_model": f"delay-{uuid.uuid4().hex[:8]}"}
+        return make_settings(
+            mlflow_uri=overrides.pop("mlflow_uri", mlflow_server),
+            mlflow=mlflow,
+            serving=serving,
+            log_level="WARNING",
+            **overrides,
+        )
+
+    return build
+
+
+@pytest.fixture
+def register(logged_models: dict[str, str]) -> Callable[..., str]:
+    """``register(kind, settings, alias=None)`` -> new version of settings' registered model."""
+    from driftloop.registry.client import register_logged_model, set_alias
+
+    def reg(kind: str, settings: Settings, alias: str | None = None) -> str:
+        info = register_logged_model(logged_models[kind], None, {"kind": kind}, settings)
+        if alias:
+            set_alias(alias, info.version, settings)
+        return info.version
+
+    return reg
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[[Settings], Any]]:
+    """``server(settings)`` starts ``python -m serving`` (waits until ready); stopped after."""
+    from serving.process import ServerProcess
+
+    started: list[ServerProcess] = []
+
+    def start(settings: Settings) -> ServerProcess:
+        proc = ServerProcess(settings).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

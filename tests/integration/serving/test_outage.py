@@ -1,0 +1,91 @@
+"""MLflow goes away mid-run: the last models keep answering, readiness says degraded; when MLflow
+returns on the same port with the same store, reconciliation resumes. Uses its own MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from serving_support import wait_for
+
+from driftloop.registry.client import set_alias, set_canary_weight
+from driftloop.services import free_port, mlflow_service, start_service, stop_service
+from driftloop.settings import MlflowSettings, Settings
+from serving.examples import features_request
+
+pytestmark = pytest.mark.integration
+
+CODE = __import__("pathlib").Path(__file__).with_name("fake_model.py")
+
+
+@pytest.fixture
+def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A dedicated MLflow server (this test stops and restarts it)."""
+    state = tmp_path_factory.mktemp("own-mlflow")
+    settings = Settings(state_dir=state, mlflow=MlflowSettings(port=free_port()))
+    start_service(mlflow_service(settings), settings)
+    try:
+        yield settings
+    finally:
+        stop_service(mlflow_service(settings), settings)
+
+
+def _log(uri: str, bias: float) -> str:
+    """Log the fake model to ``uri`` without leaving global MLflow state behind."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    previous = mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("outage")
+    exp_id = found.experiment_id if found else client.create_experiment("outage")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=exp_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(CODE),
+                model_config={"bias": bias},
+                pip_requirements=["mlflow"],
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return str(info.model_uri)
+
+
+def test_serving_survives_an_mlflow_outage_and_resumes(
+    own_mlflow: Settings,
+    serving_settings: Callable[..., Settings],
+    server: Callable[[Settings], Any],
+) -> None:
+    from driftloop.registry.client import register_logged_model
+
+    settings = serving_settings(mlflow_uri=own_mlflow.mlflow.uri)
+    v1 = register_logged_model(_log(own_mlflow.mlflow.uri, -1.0), None, {}, settings).version
+    v2 = register_logged_model(_log(own_mlflow.mlflow.uri, -0.5), None, {}, settings).version
+    set_alias("champion", v1, settings)
+    proc = server(settings)
+    url = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
+    ready = f"{proc.url}/v2/health/ready"
+    body = orjson.dumps(features_request(1))
+
+    stop_service(mlflow_service(own_mlflow), own_mlflow)
+    wait_for(lambda: httpx.get(ready).json()["status"] == "degraded", timeout=30)
+    health = httpx.get(ready)
+    assert health.status_code == 200  # degraded still takes traffic
+    assert "unreachable" in health.json()["last_error"]
+    assert httpx.get(f"{proc.url}/v2/health/live").status_code == 200
+    for _ in range(50):
+        r = httpx.post(url, content=body)
+        assert r.status_code == 200
+        assert r.json()["model_version"] == v1
+
+    start_service(mlflow_service(own_mlflow), own_mlflow)  # same port, same store
+    wait_for(lambda: httpx.get(ready).json()["status"] == "ready", timeout=60)
+    set_alias("challenger", v2, settings)
+    set_canary_weight(100, settings)
+    wait_for(lambda: httpx.get(ready).json()["challenger"] == v2, timeout=30)
+    assert httpx.post(url, content=body).json()["model_version"] == v2

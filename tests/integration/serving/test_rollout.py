@@ -1,0 +1,114 @@
+"""The rollout flow (real Prefect server) judges a live canary from the inference log: a broken
+challenger (raises, or is far slower) is rolled back and the audit log says why; a healthy one
+is promoted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from serving_support import wait_for
+
+from driftloop.registry.client import get_alias
+from driftloop.registry.promotion import read_audit
+from driftloop.settings import Settings
+from serving.examples import features_request
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def traffic(url: str) -> Iterator[list[int]]:
+    """Background clients sending single-row requests until the block ends."""
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def worker(w: int) -> None:
+                i = 0
+                while not stop.is_set():
+                    body = orjson.dumps(features_request(1, request_id=f"t{w}-{i}"))
+                    statuses.append((await client.post(url, content=body)).status_code)
+                    i += 1
+
+            await asyncio.gather(*(worker(w) for w in range(4)))
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()))
+    thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def _setup(
+    kind: str,
+    serving_settings: Callable[..., Settings],
+    register: Callable[..., str],
+    server: Callable[[Settings], Any],
+    prefect_url: str | None = None,
+) -> tuple[Settings, str, str, str]:
+    settings = serving_settings(prefect_url=prefect_url)
+    v1 = register("good", settings, alias="champion")
+    v2 = register(kind, settings, alias="challenger")
+    proc = server(settings)
+    wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
+    return settings, f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer", v1, v2
+
+
+@pytest.mark.parametrize(("kind", "why"), [("raise", "error rate"), ("slow", "p95 latency")])
+def test_rollout_flow_rolls_back_a_broken_challenger(
+    kind: str,
+    why: str,
+    prefect_server: str,
+    serving_settings: Callable[..., Settings],
+    register: Callable[..., str],
+    server: Callable[[Settings], Any],
+) -> None:
+    from flows.rollout import rollout
+
+    settings, url, v1, v2 = _setup(kind, serving_settings, register, server, prefect_server)
+    with traffic(url) as statuses:
+        record = rollout(weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5)
+    assert set(statuses) == {200}  # callers never saw the broken challenger fail
+    assert record["action"] == "rollback"
+    assert get_alias("challenger", settings) is None
+    champion = get_alias("champion", settings)
+    assert champion is not None
+    assert champion.version == v1
+    last = read_audit(settings)[-1]
+    assert last["action"] == "rollback"
+    assert (last["from_version"], last["to_version"]) == (v2, v1)
+    assert why in last["reason"]
+    assert last["metrics"]["challenger"]["requests"] >= 20
+    assert last["actor"] == "flow:rollout"
+
+
+def test_rollout_promotes_a_healthy_challenger(
+    serving_settings: Callable[..., Settings],
+    register: Callable[..., str],
+    server: Callable[[Settings], Any],
+) -> None:
+    from driftloop.rollout import run_rollout
+
+    settings, url, _, v2 = _setup("better", serving_settings, register, server)
+    with traffic(url) as statuses:
+        verdict, record = run_rollout(
+            weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5, settings=settings
+        )
+    assert set(statuses) == {200}
+    assert verdict.decision == "promote", verdict.reasons
+    assert verdict.challenger.requests >= 40
+    assert record["to_version"] == v2
+    champion = get_alias("champion", settings)
+    assert champion is not None
+    assert champion.version == v2

@@ -1,0 +1,137 @@
+"""Decoding of OIP v2 requests: the happy paths and every kind of bad input named in a 4xx."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from driftloop.errors import InvalidInputError, PayloadTooLargeError
+from serving import codec
+from serving.examples import features_request, flight_request
+
+
+def _decode(body: Any, max_rows: int = 100) -> codec.Decoded:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return codec.decode(raw, max_rows)
+
+
+def test_decode_detects_features_mode_and_keeps_row_order() -> None:
+    d = _decode(features_request(3, request_id="r1", routing_key="k"))
+    assert d.mode == codec.FEATURES
+    assert d.n == 3
+    assert d.request_id == "r1"
+    assert d.routing_key == "k"
+    assert d.columns["distance"].tolist() == [200.0, 500.0, 800.0]
+    frame = codec.feature_frame(d)
+    assert frame["carrier"].tolist() == ["UA", "UA", "UA"]
+
+
+def test_decode_detects_flight_mode_and_generates_an_id() -> None:
+    d = _decode(flight_request(2))
+    assert d.mode == codec.FLIGHT
+    assert d.n == 2
+    assert len(d.request_id) == 32
+
+
+def test_decode_accepts_nested_column_shape() -> None:
+    body = features_request(2)
+    for t in body["inputs"]:
+        t["shape"] = [2, 1]
+        t["data"] = [[v] for v in t["data"]]
+    assert _decode(body).columns["distance"].tolist() == [200.0, 500.0]
+
+
+def test_decode_allows_null_features_but_not_null_request_fields() -> None:
+    body = features_request(2)
+    temp = next(t for t in body["inputs"] if t["name"] == "temp")
+    temp["data"] = [None, 3.0]
+    d = _decode(body)
+    assert np.isnan(d.columns["temp"][0])
+    assert d.columns["temp"][1] == 3.0
+    dist = next(t for t in body["inputs"] if t["name"] == "distance")
+    dist["data"] = [None, 3.0]
+    with pytest.raises(InvalidInputError, match="'distance' is null at row 0"):
+        _decode(body)
+
+
+def _mutated(column: str, **changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(features_request(2))
+    tensor = next(t for t in body["inputs"] if t["name"] == column)
+    tensor.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[]", "invalid request"),
+        ({"inputs": []}, "no inputs"),
+        (_mutated("distance", shape=[3]), "has 3 rows, the first had 2"),
+        (_mutated("carrier", shape=[2, 2]), "expected \\[n\\] or \\[n, 1\\]"),
+        (_mutated("distance", data=[1.0]), "holds 1 values"),
+        (_mutated("distance", datatype="BYTES"), "expected a numeric one"),
+        (_mutated("carrier", datatype="FP64"), "expected BYTES"),
+        (_mutated("distance", datatype="FP128"), "invalid request at inputs.*datatype"),
+        (_mutated("distance", data=["far", 2.0]), "non-numeric value 'far' at row 0"),
+        (_mutated("distance", data=[True, 2.0]), "non-numeric value"),
+        (_mutated("carrier", data=["UA", 7]), "non-string value '7' at row 1"),
+        (_mutated("temp", name="tmp"), "unknown input 'tmp'"),
+        (_mutated("temp", name="distance"), "duplicated input"),
+    ],
+)
+def test_decode_rejects_bad_input_naming_the_problem(body: Any, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        _decode(body)
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_decode_rejects_nan_and_inf(literal: bytes) -> None:
+    raw = orjson.dumps(features_request(2)).replace(b"[200.0,500.0]", b"[200.0," + literal + b"]")
+    with pytest.raises(InvalidInputError, match="'distance' holds NaN or inf at row 1"):
+        _decode(raw)
+
+
+def test_decode_rejects_missing_columns_for_the_mode() -> None:
+    body = flight_request(1)
+    body["inputs"] = [t for t in body["inputs"] if t["name"] != "tailnum"]
+    with pytest.raises(InvalidInputError, match=r"missing input.*tailnum.*'flight'"):
+        _decode(body)
+    with pytest.raises(InvalidInputError, match="content_type must be one of"):
+        _decode(features_request(1, content_type="csv"))
+
+
+def test_decode_rejects_too_many_rows_with_413() -> None:
+    with pytest.raises(PayloadTooLargeError) as err:
+        _decode(features_request(5), max_rows=4)
+    assert err.value.status_code == 413
+
+
+def test_decode_rejects_unknown_outputs_and_filters_known_ones() -> None:
+    body = features_request(1)
+    body["outputs"] = [{"name": "is_late"}]
+    assert _decode(body).outputs == ("is_late",)
+    body["outputs"] = [{"name": "score"}]
+    with pytest.raises(InvalidInputError, match="unknown output 'score'"):
+        _decode(body)
+
+
+def test_encode_writes_probability_and_label_tensors() -> None:
+    raw = codec.encode("m", "3", "r1", np.array([0.2, 0.7]), codec.OUTPUTS, {"variant": "x"})
+    out = orjson.loads(raw)
+    assert out["model_name"] == "m"
+    assert out["model_version"] == "3"
+    assert out["id"] == "r1"
+    probs, labels = out["outputs"]
+    assert probs == {
+        "name": "late_probability",
+        "shape": [2],
+        "datatype": "FP64",
+        "data": [0.2, 0.7],
+    }
+    assert labels["data"] == [0, 1]
+    assert labels["datatype"] == "INT64"

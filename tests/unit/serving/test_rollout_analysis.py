@@ -1,0 +1,72 @@
+"""Canary analysis on captured rows: per-variant numbers and the promote/rollback rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from driftloop.rollout import PROMOTE, ROLLBACK, VariantStats, compare, variant_stats
+from driftloop.settings import Settings
+
+
+def _rows(n: int, latency: float, prob: float, error: str | None = None, labels: bool = False):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "latency_ms": np.full(n, latency),
+            "error": [error] * n,
+            "late_probability": np.clip(prob + 0.3 * (y - 0.5), 0, 1) if not error else np.nan,
+            "is_late": pd.array(y if labels else [None] * n, dtype="Int8"),
+        }
+    )
+
+
+def test_variant_stats_counts_requests_errors_latency_and_auc() -> None:
+    s = variant_stats(_rows(200, 3.0, 0.3, labels=True), "2", min_labeled=100)
+    assert s.requests == 200
+    assert s.error_rate == 0.0
+    assert s.p95_latency_ms == 3.0
+    assert s.auc == 1.0  # the score is a function of the label here
+    few = variant_stats(_rows(50, 3.0, 0.3, labels=True), "2", min_labeled=100)
+    assert few.auc is None
+
+
+def test_compare_rolls_back_on_errors_latency_shift_and_quality(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    champ = variant_stats(_rows(300, 2.0, 0.3, labels=True), "1", 100)
+    good = variant_stats(_rows(300, 2.5, 0.32, labels=True), "2", 100)
+    assert compare(champ, good, settings)[0] == PROMOTE
+
+    failing = variant_stats(_rows(300, 2.0, 0.3, error="boom"), "2", 100)
+    decision, reasons = compare(champ, failing, settings)
+    assert decision == ROLLBACK
+    assert "error rate 100.00%" in reasons[0]
+
+    slow = variant_stats(_rows(300, 60.0, 0.3), "2", 100)
+    decision, reasons = compare(champ, slow, settings)
+    assert decision == ROLLBACK
+    assert "p95 latency 60.0 ms" in reasons[0]
+
+    shifted = variant_stats(_rows(300, 2.0, 0.7), "2", 100)
+    assert "mean predicted probability" in compare(champ, shifted, settings)[1][0]
+
+    worse = VariantStats("2", requests=300, p95_latency_ms=2.0, mean_probability=0.3, auc=0.6)
+    champ_auc = VariantStats("1", requests=300, p95_latency_ms=2.0, mean_probability=0.3, auc=0.7)
+    assert "live ROC AUC 0.600" in compare(champ_auc, worse, settings)[1][0]
+
+
+def test_latency_ratio_ignores_differences_below_the_floor(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    champ = VariantStats("1", requests=100, p95_latency_ms=0.4)
+    chall = VariantStats("2", requests=100, p95_latency_ms=1.5)  # x3.7, but both < 5 ms
+    assert compare(champ, chall, settings)[0] == PROMOTE
+
+
+def test_no_challenger_traffic_means_rollback(tmp_path: Path) -> None:
+    decision, reasons = compare(VariantStats("1"), VariantStats("2"), Settings(state_dir=tmp_path))
+    assert decision == ROLLBACK
+    assert "no request" in reasons[0]
