@@ -1,0 +1,134 @@
+"""Prefect flow ``monitor``: captured traffic vs the champion's reference -> Evidently report ->
+verdict -> (guards) -> event ``driftloop.drift.detected`` that the automation turns into a
+``retrain`` run. The work is :func:`driftloop.monitoring.run_monitor` and
+:func:`driftloop.loop.trigger_retrain`; this wrapper adds the Prefect artifacts (summary table
+and a markdown link to the HTML report) shown on the flow run in the UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+
+@task(name="judge-window", cache_policy=NONE)
+def judge_task(start: str | None, end: str | None, model_version: str | None) -> Any:
+    """Run the drift report on the window and save it (disk + MLflow)."""
+    from driftloop.monitoring.monitor import run_monitor
+
+    return run_monitor(start=start, end=end, model_version=model_version)
+
+
+@task(name="trigger-retrain", retries=2, retry_delay_seconds=3, cache_policy=NONE)
+def trigger_task(result: Any, emit: bool) -> Any:
+    """Check the guards and emit the drift (or suppressed) event."""
+    from driftloop.loop import trigger_retrain
+
+    return trigger_retrain(result, emit=emit)
+
+
+def _table(result: Any) -> list[dict[str, Any]]:
+    report = result.report
+    rows = []
+    for name, col in sorted(report.summary.columns.items()):
+        rows.append(
+            {
+                "column": name,
+                "method": col.method,
+                "score": round(col.score, 4),
+                "threshold": round(col.threshold, 4),
+                "drifted": col.drifted,
+            }
+        )
+    pred = report.summary.prediction_drift
+    if pred is not None:
+        rows.append(
+            {
+                "column": f"{pred.column} (prediction)",
+                "method": pred.method,
+                "score": round(pred.score, 4),
+                "threshold": round(pred.threshold, 4),
+                "drifted": pred.drifted,
+            }
+        )
+    return rows
+
+
+def _markdown(result: Any, decision: Any) -> str:
+    r = result.report
+    s = r.summary if r else None
+    lines = [
+        f"## Drift of {result.model_name} v{result.model_version}: **{result.verdict.status}**",
+        "",
+        f"Window {result.start} .. {result.end} ({result.rows} captured rows; "
+        f"months {', '.join(result.months) or '-'})",
+        "",
+        f"Verdict: {result.verdict.reason}",
+    ]
+    if s is not None:
+        auc = f"{result.live_auc:.3f}" if result.live_auc is not None else "n/a (no labels)"
+        lines += [
+            "",
+            "| drift share | drifted features | live ROC AUC | labelled rows | missing share |",
+            "|---:|---|---:|---:|---:|",
+            f"| {s.drift_share:.2f} | {', '.join(s.drifted_columns) or '-'} | {auc} "
+            f"| {s.rows_labeled} | {s.missing_share_current:.3f} |",
+            "",
+            f"Report: [drift.html]({r.html.resolve().as_uri()}) "
+            f"(`driftloop drift open {r.id}`) - JSON `{r.json_path}`",
+        ]
+    if decision is not None and decision.event:
+        lines += ["", f"Event `{decision.event}`: {decision.reason}"]
+        if decision.payload.get("start_month"):
+            p = decision.payload
+            lines.append(f"Retrain window {p['start_month']}..{p['end_month']}")
+    return "\n".join(lines)
+
+
+@flow(name="monitor", log_prints=False)
+def monitor(
+    start: str | None = None,
+    end: str | None = None,
+    model_version: str | None = None,
+    trigger: bool = True,
+) -> dict[str, Any]:
+    """Judge the captured predictions of [start, end] (ISO times, UTC; default: the last
+    ``monitoring.window_minutes``) of the champion (or ``model_version``); with ``trigger``,
+    emit the drift event that starts a retrain when thresholds are crossed."""
+    from driftloop.errors import NotFoundError
+
+    logger = get_run_logger()
+    try:
+        result: Any = judge_task(start, end, model_version)
+    except NotFoundError as exc:  # no champion yet (or no reference): nothing to judge
+        logger.warning("monitor: nothing to judge: %s", exc)
+        create_markdown_artifact(
+            key="drift-report", markdown=f"Nothing to judge: {exc}", description="drift verdict"
+        )
+        return {"verdict": {"status": "no_model", "retrain": False, "reasons": [str(exc)]}}
+    decision: Any = trigger_task(result, trigger) if result.verdict.retrain else None
+    if result.report is not None:
+        create_table_artifact(
+            key="drift-columns",
+            table=_table(result),
+            description=f"per-feature drift of v{result.model_version}",
+        )
+    create_markdown_artifact(
+        key="drift-report", markdown=_markdown(result, decision), description="drift verdict"
+    )
+    logger.info("monitor: %s (%s)", result.verdict.status, result.verdict.reason)
+    out = result.to_dict()
+    out["trigger"] = (
+        {
+            "retrain_requested": decision.retrain_requested,
+            "event": decision.event,
+            "event_id": decision.event_id,
+            "reason": decision.reason,
+        }
+        if decision is not None
+        else None
+    )
+    return out

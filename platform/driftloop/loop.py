@@ -1,0 +1,376 @@
+"""The closed loop's guards and wiring: drift verdict -> Prefect event -> retrain claim.
+
+Retrains are recorded in a ledger, ``{state}/loop/retrains.jsonl`` (one JSON line per state
+change of a retrain: ``started``, then ``finished`` or ``failed``; refused requests are
+``skipped``). Guards read it:
+
+- **cooldown**: no retrain of a model within ``monitoring.retrain_cooldown_minutes`` of the last
+  one that started;
+- **daily budget**: at most ``monitoring.daily_retrain_budget`` retrains per model per UTC day;
+- **de-duplication**: a window (model + train months) that already started or finished retrains
+  once; a failed one may run again.
+
+The monitor checks the guards before it emits ``driftloop.drift.detected`` (else it emits
+``driftloop.drift.suppressed`` with the reason, for the record); the retrain flow claims its
+window under a file lock, so two concurrent requests cannot both pass. The Prefect automation
+adds its own cooldown (its trigger's ``within``), so a burst of events starts one flow run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from driftloop.errors import ServiceUnavailableError
+from driftloop.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DRIFT_EVENT = "driftloop.drift.detected"
+SUPPRESSED_EVENT = "driftloop.drift.suppressed"
+RESOURCE_PREFIX = "driftloop.model."
+STARTED, FINISHED, FAILED, SKIPPED = "started", "finished", "failed", "skipped"
+
+
+def model_resource_id(model: str) -> str:
+    """The Prefect resource id of a registered model (what the automation matches)."""
+    return f"{RESOURCE_PREFIX}{model}"
+
+
+def window_key(start_month: str, end_month: str) -> str:
+    return f"{start_month}..{end_month}"
+
+
+@dataclass
+class RetrainRecord:
+    """One retrain's latest state in the ledger."""
+
+    id: str
+    model: str
+    window: str
+    status: str
+    requested_at: str
+    updated_at: str
+    reason: str = ""
+    source: str = ""
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def requested(self) -> datetime:
+        return datetime.fromisoformat(self.requested_at)
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    allowed: bool
+    reason: str
+
+
+def ledger_path(settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    return settings.state / "loop" / "retrains.jsonl"
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[Path]:
+    path = ledger_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / "retrains.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _append(path: Path, record: RetrainRecord) -> None:
+    with path.open("a") as out:
+        out.write(json.dumps(asdict(record), default=str) + "\n")
+
+
+def _read(path: Path) -> list[RetrainRecord]:
+    if not path.exists():
+        return []
+    latest: dict[str, RetrainRecord] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            latest[data["id"]] = RetrainRecord(**data)
+        except (ValueError, TypeError, KeyError):
+            logger.warning("skipping malformed ledger line in %s", path)
+    return sorted(latest.values(), key=lambda r: r.requested_at)
+
+
+def list_retrains(
+    settings: Settings | None = None, model: str | None = None
+) -> list[RetrainRecord]:
+    """Every retrain in the ledger (latest state each), oldest first."""
+    records = _read(ledger_path(settings or get_settings()))
+    return [r for r in records if model is None or r.model == model]
+
+
+def _now(now: datetime | None) -> datetime:
+    now = now or datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _check(
+    records: list[RetrainRecord], settings: Settings, model: str, window: str, now: datetime
+) -> GuardDecision:
+    m = settings.monitoring
+    ran = [r for r in records if r.model == model and r.status != SKIPPED]
+    same = [r for r in ran if r.window == window and r.status in (STARTED, FINISHED)]
+    if same:
+        return GuardDecision(
+            False,
+            f"duplicate: window {window} already retrained ({same[-1].status}, {same[-1].id})",
+        )
+    if ran:
+        last = max(r.requested for r in ran)
+        cooldown = timedelta(minutes=m.retrain_cooldown_minutes)
+        if now - last < cooldown:
+            left = (cooldown - (now - last)).total_seconds()
+            return GuardDecision(
+                False,
+                f"cooldown: last retrain of {model} started {last.isoformat()}, "
+                f"{left:.0f} s of {m.retrain_cooldown_minutes:g} min left",
+            )
+    today = [r for r in ran if r.requested.astimezone(UTC).date() == now.astimezone(UTC).date()]
+    if len(today) >= m.daily_retrain_budget:
+        return GuardDecision(
+            False, f"budget: {len(today)} retrains of {model} today (max {m.daily_retrain_budget})"
+        )
+    return GuardDecision(True, "allowed")
+
+
+def check_guards(
+    start_month: str,
+    end_month: str,
+    settings: Settings | None = None,
+    model: str | None = None,
+    now: datetime | None = None,
+) -> GuardDecision:
+    """Would a retrain of ``model`` on ``start_month..end_month`` pass the guards now?"""
+    settings = settings or get_settings()
+    model = model or settings.mlflow.registered_model
+    records = _read(ledger_path(settings))
+    return _check(records, settings, model, window_key(start_month, end_month), _now(now))
+
+
+def claim_retrain(
+    start_month: str,
+    end_month: str,
+    settings: Settings | None = None,
+    model: str | None = None,
+    reason: str = "",
+    source: str = "",
+    force: bool = False,
+    now: datetime | None = None,
+) -> tuple[RetrainRecord, GuardDecision]:
+    """Atomically check the guards and record the retrain as ``started`` (or ``skipped``).
+    ``force`` bypasses the guards (a person asked for it)."""
+    settings = settings or get_settings()
+    model = model or settings.mlflow.registered_model
+    window = window_key(start_month, end_month)
+    at = _now(now)
+    with _locked(settings) as path:
+        decision = (
+            GuardDecision(True, "forced")
+            if force
+            else _check(_read(path), settings, model, window, at)
+        )
+        record = RetrainRecord(
+            id=uuid.uuid4().hex[:12],
+            model=model,
+            window=window,
+            status=STARTED if decision.allowed else SKIPPED,
+            requested_at=at.isoformat(),
+            updated_at=at.isoformat(),
+            reason=reason,
+            source=source,
+            outcome={} if decision.allowed else {"guard": decision.reason},
+        )
+        _append(path, record)
+    logger.info("retrain %s of %s %s: %s", record.id, model, window, decision.reason)
+    return record, decision
+
+
+def archive_ledger(settings: Settings | None = None) -> Path | None:
+    """Move the ledger aside (a replay that starts over, like the demo); returns where to."""
+    settings = settings or get_settings()
+    with _locked(settings) as path:
+        if not path.exists() or not path.read_text().strip():
+            return None
+        target = path.parent / "archive" / f"retrains-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+    return target
+
+
+def finish_retrain(
+    record: RetrainRecord,
+    outcome: dict[str, Any],
+    settings: Settings | None = None,
+    failed: bool = False,
+) -> RetrainRecord:
+    """Record the end of a started retrain with its outcome."""
+    settings = settings or get_settings()
+    done = RetrainRecord(
+        **{
+            **asdict(record),
+            "status": FAILED if failed else FINISHED,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "outcome": outcome,
+        }
+    )
+    with _locked(settings) as path:
+        _append(path, done)
+    return done
+
+
+# ---- Prefect events ------------------------------------------------------------------------
+def emit_event(
+    event: str,
+    model: str,
+    payload: dict[str, Any],
+    settings: Settings | None = None,
+    related: list[dict[str, str]] | None = None,
+) -> str:
+    """Post one event to the Prefect server's events API (synchronously, so it is delivered
+    before this returns); returns the event id."""
+    import httpx
+    from prefect.events import Event
+
+    settings = settings or get_settings()
+    resource = {"prefect.resource.id": model_resource_id(model), "prefect.resource.name": model}
+    evt = Event(
+        event=event,
+        resource=resource,
+        related=related or [],
+        payload=payload,
+        occurred=datetime.now(UTC),
+    )
+    url = f"{settings.prefect.url.rstrip('/')}/events"
+    try:
+        response = httpx.post(url, json=[evt.model_dump(mode="json")], timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailableError(
+            f"Prefect is unreachable at {settings.prefect.url} ({type(exc).__name__}): "
+            "start it with `driftloop up` or set DRIFTLOOP_PREFECT__API_URL"
+        ) from None
+    if response.status_code >= 300:
+        raise ServiceUnavailableError(
+            f"Prefect refused event {event}: HTTP {response.status_code} {response.text[:200]}"
+        )
+    logger.info("emitted %s for %s (%s)", event, model, evt.id)
+    return str(evt.id)
+
+
+def _flow_run_related() -> list[dict[str, str]]:
+    """The current Prefect flow run as a related resource (links the event in the UI)."""
+    try:
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.id
+    except Exception:
+        return []
+    if not run_id:
+        return []
+    return [
+        {
+            "prefect.resource.id": f"prefect.flow-run.{run_id}",
+            "prefect.resource.role": "flow-run",
+        }
+    ]
+
+
+@dataclass
+class TriggerDecision:
+    """What the monitor did about a verdict: ``retrain_requested`` when the drift event went out
+    (``event`` names the event sent, or that would be sent with ``emit=False``)."""
+
+    retrain_requested: bool
+    event: str | None
+    event_id: str | None
+    reason: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def trigger_retrain(
+    result: Any, settings: Settings | None = None, emit: bool = True
+) -> TriggerDecision:
+    """Given a :class:`~driftloop.monitoring.monitor.MonitorResult`: when its verdict calls for
+    a retrain and the guards allow it, emit ``driftloop.drift.detected`` with the retrain window
+    in the payload (the automation runs the ``retrain`` deployment with it); when the guards
+    refuse, emit ``driftloop.drift.suppressed`` instead."""
+    settings = settings or get_settings()
+    verdict = result.verdict
+    if not verdict.retrain:
+        return TriggerDecision(False, None, None, f"no alarm ({verdict.status})")
+    window = result.retrain_window
+    if not window:
+        return TriggerDecision(False, None, None, "alarm, but no month to retrain on")
+    payload = {
+        **window,
+        "model_version": result.model_version,
+        "status": verdict.status,
+        "alarms": verdict.alarms,
+        "reason": verdict.reason[:500],
+        "drift_share": result.drift_share,
+        "live_auc": result.live_auc,
+        "window_start": result.start,
+        "window_end": result.end,
+        "months": result.months,
+        "report": result.report.id if result.report else None,
+    }
+    guard = check_guards(window["start_month"], window["end_month"], settings, result.model_name)
+    event = DRIFT_EVENT if guard.allowed else SUPPRESSED_EVENT
+    if not guard.allowed:
+        payload["suppressed"] = guard.reason
+    if not emit:
+        return TriggerDecision(False, event, None, guard.reason, payload)
+    event_id = emit_event(event, result.model_name, payload, settings, _flow_run_related())
+    return TriggerDecision(guard.allowed, event, event_id, guard.reason, payload)
+
+
+# ---- retrain window when none is given (weekly schedule, manual runs) ----------------------
+def default_retrain_window(settings: Settings | None = None) -> dict[str, str]:
+    """The window a retrain without parameters uses: the newest data month seen in the last
+    week of captured traffic, else the newest ingested month, is held out; the
+    ``retrain_window_months`` before it are trained on."""
+    from driftloop.monitoring.monitor import retrain_window, window_months
+
+    settings = settings or get_settings()
+    newest: str | None = None
+    try:
+        from driftloop.capture import read_predictions
+
+        recent = read_predictions(
+            settings, start=datetime.now(UTC) - timedelta(days=7), with_labels=False
+        )
+        months = window_months(recent)
+        newest = months[-1] if months else None
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("could not read the capture for a default window: %s", exc)
+    if newest is None:
+        from driftloop.data import available_months
+
+        ingested = available_months(settings)
+        if not ingested:
+            from driftloop.errors import NotFoundError
+
+            raise NotFoundError(
+                "no captured traffic and no ingested month: give start_month and end_month"
+            )
+        newest = ingested[-1]
+    return retrain_window(newest, settings)

@@ -1,0 +1,275 @@
+"""One monitoring run, without Prefect: captured traffic of a window vs the judged version's
+training reference -> Evidently report -> verdict -> report on disk and in MLflow.
+
+The judged version is the champion unless one is named. Its reference is the artifact
+``reference/reference.parquet`` of its training run (a holdout sample with predictions), cached
+under ``{state}/monitoring/references/``. The report is logged into the version's run under
+``monitoring/<report id>/`` and the version is tagged with the latest drift summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftloop.errors import NotFoundError
+from driftloop.monitoring.judge import Verdict, judge
+from driftloop.monitoring.reports import ReportInfo
+from driftloop.months import parse_month
+from driftloop.schema import EVENT_TIMESTAMP, LOCAL_TZ, OUTPUT_PROBABILITY
+from driftloop.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+#: Version tags written by each monitoring run.
+TAG_DRIFT_LATEST = "driftloop.drift.latest"
+TAG_DRIFT_SHARE = "driftloop.drift.share"
+TAG_DRIFT_STATUS = "driftloop.drift.status"
+TAG_DRIFT_REPORT = "driftloop.drift.report"
+#: A month counts as part of a window when it holds at least this share of the rows.
+MONTH_MIN_SHARE = 0.05
+
+
+@dataclass
+class MonitorResult:
+    """What one monitoring run found and where it put the report."""
+
+    model_name: str
+    model_version: str
+    start: str
+    end: str
+    rows: int
+    months: list[str]
+    verdict: Verdict
+    report: ReportInfo | None = None
+    drift_share: float | None = None
+    live_auc: float | None = None
+    retrain_window: dict[str, str] | None = None
+    mlflow_logged: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "start": self.start,
+            "end": self.end,
+            "rows": self.rows,
+            "months": self.months,
+            "verdict": self.verdict.to_dict(),
+            "report": self.report.header() if self.report else None,
+            "drift_share": self.drift_share,
+            "live_auc": self.live_auc,
+            "retrain_window": self.retrain_window,
+            "mlflow_logged": self.mlflow_logged,
+        }
+
+
+def _shift_month(month: str, delta: int) -> str:
+    y, m = int(month[:4]), int(month[5:]) - 1 + delta
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
+def retrain_window(drifted_month: str, settings: Settings | None = None) -> dict[str, str]:
+    """The training window a drift in ``drifted_month`` asks for: the
+    ``retrain_window_months`` months before it, holding the drifted month out for the gate
+    (``train_and_register`` evaluates on the month after the window)."""
+    settings = settings or get_settings()
+    holdout = parse_month(drifted_month)
+    end = _shift_month(holdout, -1)
+    start = _shift_month(holdout, -settings.monitoring.retrain_window_months)
+    first = parse_month(settings.data.first_month)
+    start = max(start, first)
+    if end < start:
+        raise NotFoundError(
+            f"no month before {holdout} to train on (data starts {settings.data.first_month})"
+        )
+    return {"start_month": start, "end_month": end, "holdout_month": holdout}
+
+
+def window_months(frame: pd.DataFrame) -> list[str]:
+    """Data months (New York time of the scheduled departure, else of the prediction) holding
+    at least MONTH_MIN_SHARE of the window's rows."""
+    if frame.empty:
+        return []
+    source = frame[EVENT_TIMESTAMP] if EVENT_TIMESTAMP in frame.columns else None
+    if source is None or source.isna().all():
+        source = frame["ts"]
+    ts = pd.to_datetime(source, utc=True).dropna().dt.tz_convert(LOCAL_TZ)
+    counts = ts.dt.strftime("%Y-%m").value_counts(normalize=True)
+    return sorted(m for m, share in counts.items() if share >= MONTH_MIN_SHARE)
+
+
+def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFrame:
+    """The reference frame logged by training run ``run_id`` (downloaded once, then cached)."""
+    from driftloop.registry.client import get_client
+
+    settings = settings or get_settings()
+    cache = settings.state / "monitoring" / "references" / f"{run_id}.parquet"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        client = get_client(settings)
+        try:
+            local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, str(cache.parent))
+        except Exception as exc:
+            raise NotFoundError(
+                f"run {run_id} has no artifact {REFERENCE_ARTIFACT} ({type(exc).__name__}); "
+                "retrain the version to log its monitoring reference"
+            ) from None
+        Path(local).replace(cache)
+    return pd.read_parquet(cache)
+
+
+def current_frame(settings: Settings, start: datetime, end: datetime, version: str) -> pd.DataFrame:
+    """Served, successful predictions of ``version`` captured in [start, end], with labels."""
+    from driftloop.capture import read_predictions
+
+    df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
+    if df.empty:
+        return df
+    ok = df["error"].isna() & df[OUTPUT_PROBABILITY].notna()
+    if "served" in df.columns:
+        ok &= df["served"].astype(bool)
+    return df[ok].reset_index(drop=True)
+
+
+def _judged_version(settings: Settings, model_version: str | None) -> Any:
+    from driftloop.registry.client import CHAMPION, get_alias, get_version
+
+    if model_version is not None:
+        return get_version(str(model_version), settings)
+    info = get_alias(CHAMPION, settings)
+    if info is None:
+        raise NotFoundError(
+            f"model {settings.mlflow.registered_model} has no champion to monitor: "
+            "train one first (`driftloop train` or `driftloop demo`)"
+        )
+    return info
+
+
+def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings) -> bool:
+    """Report files into the version's run under monitoring/<id>/, metrics on the run, and the
+    latest drift summary as version tags. Best effort: False (and a warning) on failure."""
+    from driftloop.registry.client import get_client, set_version_tags
+
+    report = result.report
+    if report is None:
+        return False
+    try:
+        if run_id:
+            client = get_client(settings)
+            path = f"monitoring/{report.id}"
+            for file in sorted(report.folder.iterdir()):
+                if file.is_file():
+                    client.log_artifact(run_id, str(file), path)
+            step = int(datetime.now(UTC).timestamp())
+            client.log_metric(run_id, "monitor.drift_share", report.summary.drift_share, step=step)
+            if result.live_auc is not None:
+                client.log_metric(run_id, "monitor.live_roc_auc", result.live_auc, step=step)
+        latest = {
+            "report": report.id,
+            "created": report.created,
+            "status": result.verdict.status,
+            "drift_share": round(report.summary.drift_share, 4),
+            "drifted": report.summary.drifted_columns[:10],
+            "live_auc": result.live_auc,
+            "window": [result.start, result.end],
+            "months": result.months,
+        }
+        set_version_tags(
+            result.model_version,
+            {
+                TAG_DRIFT_LATEST: json.dumps(latest, default=str)[:4000],
+                TAG_DRIFT_SHARE: f"{report.summary.drift_share:.4f}",
+                TAG_DRIFT_STATUS: result.verdict.status,
+                TAG_DRIFT_REPORT: str(report.html),
+            },
+            settings,
+        )
+        return True
+    except Exception as exc:  # the report is on disk; MLflow is the second home
+        logger.warning("could not log drift report %s to MLflow: %s", report.id, exc)
+        return False
+
+
+def run_monitor(
+    settings: Settings | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    model_version: str | None = None,
+    log_mlflow: bool = True,
+) -> MonitorResult:
+    """Judge the captured traffic of [start, end] (default: the last
+    ``settings.monitoring.window_minutes``) against the judged version's reference."""
+    from driftloop.monitoring.adapter import compute_drift
+    from driftloop.monitoring.reports import save_report
+
+    settings = settings or get_settings()
+    hi = pd.Timestamp(end or datetime.now(UTC))
+    hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi.tz_convert("UTC")
+    if start is None:
+        lo = hi - timedelta(minutes=settings.monitoring.window_minutes)
+    else:
+        lo = pd.Timestamp(start)
+        lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo.tz_convert("UTC")
+    info = _judged_version(settings, model_version)
+    current = current_frame(settings, lo.to_pydatetime(), hi.to_pydatetime(), info.version)
+    months = window_months(current)
+    base = {
+        "model_name": info.name,
+        "model_version": str(info.version),
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "rows": len(current),
+        "months": months,
+    }
+    if len(current) < settings.monitoring.min_rows:
+        verdict = Verdict(
+            status="insufficient_data",
+            retrain=False,
+            reasons=[
+                f"{len(current)} captured rows of version {info.version} in the window "
+                f"< min_rows {settings.monitoring.min_rows}"
+            ],
+        )
+        logger.info("monitor: %s", verdict.reason)
+        return MonitorResult(verdict=verdict, **base)
+    if not info.run_id:
+        raise NotFoundError(f"version {info.version} has no training run (no reference)")
+    reference = load_reference(info.run_id, settings)
+    report = compute_drift(reference, current, settings.monitoring)
+    verdict = judge(report.summary, settings.monitoring)
+    window = {"start": base["start"], "end": base["end"], "months": months}
+    saved = save_report(report, verdict, info.name, str(info.version), window, settings)
+    result = MonitorResult(
+        verdict=verdict,
+        report=saved,
+        drift_share=report.summary.drift_share,
+        live_auc=report.summary.quality.get("roc_auc"),
+        **base,
+    )
+    if verdict.retrain and months:
+        try:
+            result.retrain_window = retrain_window(months[-1], settings)
+        except NotFoundError as exc:
+            logger.warning("drift found but no retrain window: %s", exc)
+    if log_mlflow:
+        result.mlflow_logged = log_to_mlflow(result, info.run_id, settings)
+    logger.info("monitor v%s %s..%s: %s (%s)", info.version, lo, hi, verdict.status, verdict.reason)
+    return result
+
+
+__all__ = [
+    "MonitorResult",
+    "load_reference",
+    "retrain_window",
+    "run_monitor",
+    "window_months",
+]

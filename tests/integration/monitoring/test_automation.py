@@ -1,0 +1,108 @@
+"""The drift automation on a real Prefect server: declared idempotently, fired by an emitted
+event, templating the retrain window into the deployment's parameters, with a cooldown that
+swallows a second event; a real worker runs the flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect_helpers import flow_runs_of, wait_for  # type: ignore[import-not-found]
+
+from driftloop.automations import automation_name, ensure_automations, read_automation
+from driftloop.errors import NotFoundError
+from driftloop.loop import DRIFT_EVENT, emit_event
+
+pytestmark = pytest.mark.integration
+
+
+def test_ensure_automations_fails_clearly_without_the_retrain_deployment(
+    make_settings: Any, prefect_server: str
+) -> None:
+    settings = make_settings(
+        prefect_url=prefect_server, mlflow={"registered_model": "no-deployment-model"}
+    )
+    from driftloop.automations import prefect_client
+
+    with prefect_client(settings) as client:
+        names = [d.name for d in client.read_deployments()]
+    if "retrain" in names:
+        pytest.skip("a retrain deployment already exists on this server")
+    with pytest.raises(NotFoundError, match="retrain/retrain"):
+        ensure_automations(settings)
+
+
+def test_ensure_automations_creates_once_then_updates_on_change(
+    loop_settings: Any, probe_deployment: tuple[str, Path]
+) -> None:
+    deployment_id, _ = probe_deployment
+    assert ensure_automations(loop_settings) == [f"created {automation_name(loop_settings)}"]
+    assert ensure_automations(loop_settings) == []  # idempotent: nothing to do
+    auto = read_automation(loop_settings)
+    assert auto is not None
+    assert auto.enabled
+    assert auto.trigger.within.total_seconds() == 600
+    assert str(auto.actions[0].deployment_id) == deployment_id
+    changed = loop_settings.model_copy(
+        update={
+            "monitoring": loop_settings.monitoring.model_copy(
+                update={"retrain_cooldown_minutes": 5.0}
+            )
+        }
+    )
+    assert ensure_automations(changed) == [f"updated {automation_name(changed)}"]
+    assert read_automation(changed).trigger.within.total_seconds() == 300
+    assert ensure_automations(loop_settings)  # back to 10 minutes for the next test
+
+
+def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallows_second(
+    loop_settings: Any, probe_deployment: tuple[str, Path], worker: Path
+) -> None:
+    deployment_id, runs_dir = probe_deployment
+    ensure_automations(loop_settings)
+    model = loop_settings.mlflow.registered_model
+    before = len(flow_runs_of(deployment_id))
+    payload = {
+        "start_month": "2013-03",
+        "end_month": "2013-05",
+        "holdout_month": "2013-06",
+        "reason": "data drift: share 0.45",
+    }
+    event_id = emit_event(DRIFT_EVENT, model, payload, loop_settings)
+    runs = wait_for(
+        lambda: (r := flow_runs_of(deployment_id)) and len(r) > before and r,
+        timeout=60,
+        what="the automation to create a retrain flow run",
+    )
+    assert len(runs) == before + 1
+    run = next(r for r in runs if r.parameters.get("source", "").startswith("automation:"))
+    assert run.parameters["start_month"] == "2013-03"
+    assert run.parameters["end_month"] == "2013-05"
+    assert run.parameters["reason"] == "data drift: share 0.45"
+    assert run.parameters["source"] == f"automation:{event_id}"
+
+    # Inside the automation's cooldown (10 min): a second event starts nothing.
+    emit_event(DRIFT_EVENT, model, {**payload, "start_month": "2013-04"}, loop_settings)
+    # A different model's event is a different bucket: it is not swallowed by this cooldown,
+    # but the automation only matches its own model, so it starts nothing either.
+    emit_event(DRIFT_EVENT, "another-model", payload, loop_settings)
+    import time
+
+    time.sleep(8)
+    assert len(flow_runs_of(deployment_id)) == before + 1
+
+    # The worker ran the flow with the templated parameters.
+    out = wait_for(
+        lambda: (p := runs_dir / f"{run.id}.json").exists() and p,
+        timeout=120,
+        what=f"the worker to run flow run {run.id} (log: {worker})",
+    )
+    got = json.loads(out.read_text())
+    assert got == {
+        "start_month": "2013-03",
+        "end_month": "2013-05",
+        "reason": "data drift: share 0.45",
+        "source": f"automation:{event_id}",
+    }
