@@ -1,0 +1,325 @@
+{{/* ---------------------------------------------------------------- names */}}
+{{- define "driftloop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "driftloop.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: (dict "ctx" $ "component" "mlflow") */}}
+{{- define "driftloop.componentName" -}}
+{{- printf "%s-%s" (include "driftloop.fullname" .ctx) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "driftloop.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- labels */}}
+{{/* Selector labels: (dict "ctx" $ "component" "serving") */}}
+{{- define "driftloop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "driftloop.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* All labels of an object or pod: (dict "ctx" $ "component" "serving" "activity" "serving").
+activity is the cost-attribution label: training | serving | monitoring | platform. */}}
+{{- define "driftloop.labels" -}}
+helm.sh/chart: {{ include "driftloop.chart" .ctx }}
+{{ include "driftloop.selectorLabels" . }}
+app.kubernetes.io/part-of: driftloop
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+driftloop.io/activity: {{ .activity }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels every pod of this release carries (used by the default-deny NetworkPolicy). */}}
+{{- define "driftloop.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "driftloop.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- images */}}
+{{/* (dict "ctx" $ "image" .Values.image.platform) */}}
+{{- define "driftloop.image" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- security */}}
+{{- define "driftloop.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{/* Pod security context of a third-party image that runs as its own uid: (dict "uid" 999) */}}
+{{- define "driftloop.podSecurityContextFor" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "driftloop.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{- define "driftloop.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- probes */}}
+{{/* A probe that GETs path on port: (dict "ctx" $ "path" "/health" "port" 5000 "period" 10
+"failures" 3 "initialDelay" 0). Mode httpGet (kubelet calls the pod) or exec (python inside the
+container calls 127.0.0.1). */}}
+{{- define "driftloop.httpProbe" -}}
+{{- if eq .ctx.Values.probes.mode "exec" }}
+exec:
+  command:
+    - python
+    - -c
+    - {{ printf "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%v%s', timeout=4)" .port .path | quote }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+{{- end }}
+initialDelaySeconds: {{ .initialDelay | default 0 }}
+periodSeconds: {{ .period | default 10 }}
+timeoutSeconds: 5
+failureThreshold: {{ .failures | default 3 }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- API versions */}}
+{{/* Newest API a cluster serves. A live cluster lists "group/version/Kind"; helm template
+without a cluster knows only "group/version", so the Kubernetes version decides there
+(--kube-version). */}}
+{{- define "driftloop.hpa.apiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "autoscaling/v2/HorizontalPodAutoscaler") (and (.Capabilities.APIVersions.Has "autoscaling/v2") (semverCompare ">=1.23-0" .Capabilities.KubeVersion.Version)) -}}
+autoscaling/v2
+{{- else -}}
+autoscaling/v2beta2
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.pdb.apiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version)) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.cronjob.apiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "batch/v1/CronJob") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+batch/v1
+{{- else -}}
+batch/v1beta1
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- secrets */}}
+{{/* A value kept across upgrades: the existing Secret's key when the Secret exists in the
+cluster, else a fresh random one. (dict "ctx" $ "name" SECRET "key" KEY "length" 32) */}}
+{{- define "driftloop.stableRandom" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name -}}
+{{- if and $existing $existing.data (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 32) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.postgresql.secretName" -}}
+{{- if .Values.postgresql.existingSecret -}}
+{{- .Values.postgresql.existingSecret -}}
+{{- else if not .Values.postgresql.enabled -}}
+{{- fail "postgresql.existingSecret is required when postgresql.enabled=false (the external server's password)" -}}
+{{- else -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "postgresql") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.postgresql.passwordKey" -}}
+{{- if .Values.postgresql.existingSecret -}}
+{{- .Values.postgresql.existingSecretPasswordKey -}}
+{{- else -}}
+password
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.postgresql.host" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "postgresql") -}}
+{{- else -}}
+{{- required "postgresql.external.host is required when postgresql.enabled=false" .Values.postgresql.external.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.postgresql.port" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- .Values.postgresql.port -}}
+{{- else -}}
+{{- .Values.postgresql.external.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Query string of connection URLs (sslmode for external servers only). */}}
+{{- define "driftloop.postgresql.query" -}}
+{{- if and (not .Values.postgresql.enabled) .Values.postgresql.external.sslmode -}}
+{{- printf "?sslmode=%s" .Values.postgresql.external.sslmode -}}
+{{- end -}}
+{{- end -}}
+
+{{/* EnvVar POSTGRES_PASSWORD from the Secret; later env values use $(POSTGRES_PASSWORD). */}}
+{{- define "driftloop.postgresql.passwordEnv" -}}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftloop.postgresql.secretName" . }}
+      key: {{ include "driftloop.postgresql.passwordKey" . }}
+{{- end -}}
+
+{{- define "driftloop.redis.secretName" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- .Values.redis.existingSecret -}}
+{{- else if not .Values.redis.enabled -}}
+{{- fail "redis.existingSecret is required when redis.enabled=false (the external server's password)" -}}
+{{- else -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "redis") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.redis.passwordKey" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- .Values.redis.existingSecretPasswordKey -}}
+{{- else -}}
+password
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.redis.address" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "redis")) .Values.redis.port -}}
+{{- else -}}
+{{- printf "%s:%v" (required "redis.external.host is required when redis.enabled=false" .Values.redis.external.host) .Values.redis.external.port -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.serving.authSecretName" -}}
+{{- if .Values.serving.auth.existingSecret -}}
+{{- .Values.serving.auth.existingSecret -}}
+{{- else -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "serving-auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- service URLs */}}
+{{- define "driftloop.mlflow.url" -}}
+{{- printf "http://%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "mlflow")) .Values.mlflow.port -}}
+{{- end -}}
+
+{{- define "driftloop.prefect.apiUrl" -}}
+{{- printf "http://%s:%v/api" (include "driftloop.componentName" (dict "ctx" . "component" "prefect-server")) .Values.prefect.port -}}
+{{- end -}}
+
+{{- define "driftloop.serving.url" -}}
+{{- printf "http://%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "serving")) .Values.serving.port -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- driftloop env */}}
+{{/* Environment of every driftloop process (platform and serving images). Settings, not code,
+tell driftloop where its services are. */}}
+{{- define "driftloop.env" -}}
+- name: HOME
+  value: /tmp
+- name: DRIFTLOOP_ENVIRONMENT
+  value: {{ .Values.driftloop.environment | quote }}
+- name: DRIFTLOOP_LOG_LEVEL
+  value: {{ .Values.driftloop.logLevel | quote }}
+- name: DRIFTLOOP_STATE_DIR
+  value: {{ .Values.driftloop.stateDir | quote }}
+- name: DRIFTLOOP_MLFLOW__TRACKING_URI
+  value: {{ include "driftloop.mlflow.url" . | quote }}
+- name: DRIFTLOOP_MLFLOW__EXPERIMENT
+  value: {{ .Values.driftloop.experiment | quote }}
+- name: DRIFTLOOP_MLFLOW__REGISTERED_MODEL
+  value: {{ .Values.driftloop.registeredModel | quote }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "driftloop.mlflow.url" . | quote }}
+- name: DRIFTLOOP_PREFECT__API_URL
+  value: {{ include "driftloop.prefect.apiUrl" . | quote }}
+- name: PREFECT_API_URL
+  value: {{ include "driftloop.prefect.apiUrl" . | quote }}
+- name: DRIFTLOOP_PREFECT__WORK_POOL
+  value: {{ .Values.worker.workPool | quote }}
+- name: DRIFTLOOP_PREFECT__WORK_POOL_TYPE
+  value: kubernetes
+- name: DRIFTLOOP_PREFECT__START_WORKER
+  value: "false"
+- name: DRIFTLOOP_MONITORING__SCHEDULE_MINUTES
+  value: {{ .Values.monitoring.scheduleMinutes | quote }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftloop.redis.secretName" . }}
+      key: {{ include "driftloop.redis.passwordKey" . }}
+- name: DRIFTLOOP_FEATURES__ONLINE_STORE
+  value: redis
+- name: DRIFTLOOP_FEATURES__REDIS_CONNECTION
+  value: {{ printf "%s,password=$(REDIS_PASSWORD)" (include "driftloop.redis.address" .) | quote }}
+{{- include "driftloop.telemetryEnv" . }}
+{{- with .Values.driftloop.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "driftloop.telemetryEnv" }}
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: DO_NOT_TRACK
+  value: "true"
+- name: PREFECT_SERVER_ANALYTICS_ENABLED
+  value: "false"
+- name: DVC_NO_ANALYTICS
+  value: "1"
+- name: ITERATIVE_DO_NOT_TRACK
+  value: "1"
+{{- end -}}
+
+{{/* Volumes for /tmp and the state folder: (dict "ctx" $ "shared" true) */}}
+{{- define "driftloop.stateVolumes" -}}
+- name: tmp
+  emptyDir: {}
+- name: state
+{{- if and .shared .ctx.Values.sharedState.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ default (include "driftloop.componentName" (dict "ctx" .ctx "component" "state")) .ctx.Values.sharedState.existingClaim }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{- define "driftloop.stateMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: state
+  mountPath: {{ .Values.driftloop.stateDir }}
+{{- end -}}

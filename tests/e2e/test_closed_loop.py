@@ -1,0 +1,185 @@
+"""The closed loop end to end, shortened: a drift event -> the Prefect automation -> exactly one
+run of the real ``retrain`` deployment on a real worker (ingest -> features -> train + gate ->
+rollout) -> the outcome in the ledger; a second event inside the cooldown starts nothing.
+
+Real parts: MLflow and Prefect servers, DVC data repo, Feast repo, torch training, the worker
+process (started and stopped here). No serving process runs, so a challenger's canary gets no
+traffic and is rolled back after the (demo-sized) wait: that reason is the recorded outcome;
+a model rejected by the gate is recorded as such. Either way serving state stays consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """Environment that makes get_settings() in a child process equal ``settings``."""
+    from driftloop.services import service_env
+
+    env = service_env(settings)
+    for section in ("mlflow", "training", "rollout", "monitoring", "features"):
+        data = getattr(settings, section).model_dump(mode="json")
+        for key, value in data.items():
+            if value is None:
+                continue
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[f"DRIFTLOOP_{section.upper()}__{key.upper()}"] = text
+    env["PREFECT_HOME"] = str(settings.state / "prefect-home")
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
+    env["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
+    return env
+
+
+def wait_for(check: Any, timeout: float, what: str, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def loop_state(mlflow_server: str, prefect_server: str, make_settings: Any) -> Any:
+    """Settings with three ingested months, features built, and a first champion (v1)."""
+    from driftloop.data import ingest_months
+    from driftloop.features import apply, build_sources, materialize
+    from driftloop.training import train_and_register
+
+    key = uuid.uuid4().hex[:6]
+    settings = make_settings(
+        mlflow_uri=mlflow_server,
+        prefect_url=prefect_server,
+        mlflow={"registered_model": f"e2e-loop-{key}", "experiment": f"e2e-loop-{key}"},
+        training={"epochs": 2, "batch_size": 2048},
+        rollout={"max_minutes": 0.1, "poll_s": 1.0, "min_requests": 5},
+        monitoring={"retrain_cooldown_minutes": 10.0, "daily_retrain_budget": 4},
+    )
+    ingest_months(["2013-01", "2013-02", "2013-03"], settings)
+    build_sources(None, settings)
+    apply(settings)
+    materialize(None, settings)
+    first = train_and_register("2013-01", "2013-01", settings)
+    if first.gate != "champion":  # a tiny first model may miss the baseline margin: crown it
+        from driftloop.registry.client import CHAMPION, set_alias
+
+        set_alias(CHAMPION, first.version, settings)
+    return settings
+
+
+@pytest.fixture
+def retrain_deployment(loop_state: Any) -> tuple[str, str]:
+    """The real flows/retrain.py as deployment retrain/retrain on a fresh process pool."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from driftloop.services import project_root
+
+    pool = f"e2e-pool-{uuid.uuid4().hex[:6]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    retrain = flow.from_source(source=str(project_root()), entrypoint="flows/retrain.py:retrain")
+    deployment_id = retrain.deploy(  # type: ignore[union-attr]
+        name="retrain", work_pool_name=pool, build=False, push=False, print_next_steps=False
+    )
+    return str(deployment_id), pool
+
+
+def flow_runs(deployment_id: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[uuid.UUID(deployment_id)])
+            )
+        )
+
+
+def test_drift_event_retrains_once_through_the_automation_and_records_the_outcome(
+    loop_state: Any, retrain_deployment: tuple[str, str], tmp_path: Path
+) -> None:
+    from driftloop.automations import ensure_automations
+    from driftloop.loop import DRIFT_EVENT, emit_event, list_retrains
+    from driftloop.registry.client import CHALLENGER, CHAMPION, get_alias
+    from driftloop.registry.promotion import read_audit
+
+    settings = loop_state
+    deployment_id, pool = retrain_deployment
+    ensure_automations(settings)
+    log = tmp_path / "worker.log"
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", pool],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=settings_env(settings),
+            start_new_session=True,
+        )
+    try:
+        before = {r.id for r in flow_runs(deployment_id)}
+        payload = {"start_month": "2013-01", "end_month": "2013-02", "reason": "e2e drift"}
+        event_id = emit_event(DRIFT_EVENT, settings.mlflow.registered_model, payload, settings)
+        run = wait_for(
+            lambda: next((r for r in flow_runs(deployment_id) if r.id not in before), None),
+            timeout=60,
+            what="the automation to start a retrain run",
+        )
+        assert run.parameters["source"] == f"automation:{event_id}"
+        # A second drift inside the cooldown starts nothing.
+        emit_event(DRIFT_EVENT, settings.mlflow.registered_model, payload, settings)
+
+        def finished() -> Any:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(run.id).state
+            return state if state is not None and state.is_final() else None
+
+        state = wait_for(finished, timeout=600, what=f"retrain run {run.name} (log {log})")
+        assert state.is_completed(), f"{state.name}: {state.message} (worker log {log})"
+        assert {r.id for r in flow_runs(deployment_id)} - before == {run.id}
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+
+    records = [r for r in list_retrains(settings) if r.source == f"automation:{event_id}"]
+    assert len(records) == 1
+    outcome = records[0].outcome
+    assert records[0].status == "finished"
+    assert outcome["window"] == "2013-01..2013-02"
+    assert outcome["holdout_month"] == "2013-03"
+    assert outcome["gate"] in ("challenger", "rejected")
+    assert get_alias(CHALLENGER, settings) is None  # no canary is left half-way
+    champion = get_alias(CHAMPION, settings)
+    assert champion is not None
+    if outcome["gate"] == "challenger":
+        # No serving here: the canary saw no request, so the rollout rolled back and said why.
+        assert outcome["rollout"] == "rollback"
+        assert "no request" in outcome["rollout_reasons"]
+        assert champion.version == "1"
+        actions = [(a["action"], a["from_version"]) for a in read_audit(settings)]
+        assert ("rollback", outcome["version"]) in actions
+    else:
+        assert "rejected" in outcome["rollout"]
+        assert champion.version == "1"
