@@ -124,6 +124,11 @@ def ensure_monitor_schedule(settings: Settings, client: Any) -> bool:
         return False
     interval = timedelta(minutes=settings.monitoring.schedule_minutes)
     schedules = client.read_deployment_schedules(deployment.id)
+    if not settings.monitoring.schedule_enabled:
+        active = [s for s in schedules if s.active]
+        for sched in active:  # another scheduler runs the monitor: pause ours, keep its history
+            client.update_deployment_schedule(deployment.id, sched.id, active=False)
+        return bool(active)
     if not schedules:
         client.create_deployment_schedules(
             deployment.id, [(IntervalSchedule(interval=interval), True)]
@@ -132,9 +137,9 @@ def ensure_monitor_schedule(settings: Settings, client: Any) -> bool:
     changed = False
     for sched in schedules:
         current = getattr(sched.schedule, "interval", None)
-        if current != interval:
+        if current != interval or not sched.active:
             client.update_deployment_schedule(
-                deployment.id, sched.id, schedule=IntervalSchedule(interval=interval)
+                deployment.id, sched.id, active=True, schedule=IntervalSchedule(interval=interval)
             )
             changed = True
     return changed
@@ -164,7 +169,11 @@ def ensure_automations(settings: Settings | None = None) -> list[str]:
                 client.update_automation(existing[0].id, update)
                 done.append(f"updated {wanted.name}")
             if ensure_monitor_schedule(settings, client):
-                done.append(f"monitor schedule every {settings.monitoring.schedule_minutes} min")
+                done.append(
+                    f"monitor schedule every {settings.monitoring.schedule_minutes} min"
+                    if settings.monitoring.schedule_enabled
+                    else "monitor schedule paused (monitoring.schedule_enabled=false)"
+                )
     except (NotFoundError, ServiceUnavailableError):
         raise
     except Exception as exc:

@@ -455,8 +455,8 @@ def run_demo(options: DemoOptions | None = None, echo: Echo = print) -> DemoResu
     if options.keep_running:
         pid = services.status_of(serving, settings).pid
         echo(
-            f"  still running: serving (pid {pid}; stop with `kill {pid}`), and MLflow, Prefect "
-            "and the worker (stop with `driftloop down`)"
+            f"  still running: serving (pid {pid}), MLflow, Prefect and the worker; "
+            "`driftloop down` stops them all"
         )
     return DemoResult(timeline, retrains, promotions, rollbacks, seconds, links)
 

@@ -13,11 +13,13 @@ from driftloop.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 
-def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
+def _run_prefect(
+    args: list[str], settings: Settings, timeout: float
+) -> subprocess.CompletedProcess[str]:
     env = service_env(settings)
     env["DRIFTLOOP_PREFECT__WORK_POOL"] = settings.prefect.work_pool
     env["PREFECT_HOME"] = str(settings.state / "prefect")
-    proc = subprocess.run(
+    return subprocess.run(
         [venv_bin("prefect"), "--no-prompt", *args],
         cwd=project_root(),
         env=env,
@@ -26,6 +28,10 @@ def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
         timeout=timeout,
         check=False,
     )
+
+
+def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
+    proc = _run_prefect(args, settings, timeout)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise ServiceUnavailableError(f"prefect {' '.join(args[:2])} failed: {' | '.join(tail)}")
@@ -33,9 +39,14 @@ def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
 
 
 def ensure_work_pool(settings: Settings) -> None:
-    """Create the work pool unless it exists."""
-    out = _prefect(["work-pool", "ls"], settings, timeout=120)
-    if settings.prefect.work_pool in out:
+    """Create the work pool unless it exists.
+
+    Asks for the pool by name (``work-pool inspect`` exits non-zero when it is missing): the
+    table of ``work-pool ls`` truncates long names, so searching it misses existing pools."""
+    if (
+        _run_prefect(["work-pool", "inspect", settings.prefect.work_pool], settings, 120).returncode
+        == 0
+    ):
         return
     _prefect(
         [
@@ -56,8 +67,7 @@ def deploy_all(settings: Settings | None = None) -> None:
     ensure_work_pool(settings)
     _prefect(["deploy", "--all"], settings)
     logger.info("deployments registered on %s", settings.prefect.url)
-    try:
-        from driftloop.automations import ensure_automations
-    except ImportError:  # the closed loop's automations arrive with the monitoring flows
-        return
-    ensure_automations(settings)
+    from driftloop.automations import ensure_automations
+
+    for done in ensure_automations(settings):
+        logger.info("automations: %s", done)

@@ -42,6 +42,8 @@ class VariantStats:
     mean_probability: float | None = None
     labeled: int = 0
     auc: float | None = None
+    #: |mean predicted probability - observed late rate| over labeled rows (when judged)
+    calibration_gap: float | None = None
 
 
 @dataclass
@@ -85,9 +87,10 @@ def variant_stats(df: pd.DataFrame, version: str | None, min_labeled: int) -> Va
         labeled = ok[ok[LABEL].notna()]
         stats.labeled = len(labeled)
         if stats.labeled >= min_labeled:
-            stats.auc = _auc(
-                labeled[LABEL].to_numpy(dtype=int), labeled["late_probability"].to_numpy()
-            )
+            y = labeled[LABEL].to_numpy(dtype=int)
+            p = labeled["late_probability"].to_numpy(dtype=float)
+            stats.auc = _auc(y, p)
+            stats.calibration_gap = float(abs(p.mean() - y.mean()))
     return stats
 
 
@@ -137,7 +140,17 @@ def compare(
                 f"p95 latency {challenger.p95_latency_ms:.1f} ms vs champion "
                 f"{champion.p95_latency_ms:.1f} ms (x{ratio:.1f} > x{r.max_p95_latency_ratio})"
             )
-    if challenger.mean_probability is not None and champion.mean_probability is not None:
+    if challenger.calibration_gap is not None and champion.calibration_gap is not None:
+        # Labels arrived: a retrain after drift is meant to move the predictions, so judge the
+        # move against the truth (the observed late rate), not against the old model.
+        worse = challenger.calibration_gap - champion.calibration_gap
+        if worse > r.max_prediction_shift:
+            reasons.append(
+                f"mean predicted probability {challenger.mean_probability:.3f} is "
+                f"{challenger.calibration_gap:.3f} from the observed late rate vs champion's "
+                f"{champion.calibration_gap:.3f} (worse by {worse:.3f} > {r.max_prediction_shift})"
+            )
+    elif challenger.mean_probability is not None and champion.mean_probability is not None:
         shift = abs(challenger.mean_probability - champion.mean_probability)
         if shift > r.max_prediction_shift:
             reasons.append(

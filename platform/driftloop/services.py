@@ -361,17 +361,27 @@ def stop_all(settings: Settings | None = None) -> list[str]:
     """Stop worker, Prefect and MLflow; returns the names of what was running."""
     settings = settings or get_settings()
     stopped = []
-    for service in reversed(
-        [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
-    ):
+    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
+    # Processes started beside the core ones (the demo's inference API) stop first.
+    for service in [*_other_services(settings, core), *reversed(core)]:
         if stop_service(service, settings):
             stopped.append(service.name)
     return stopped
 
 
+def _other_services(settings: Settings, core: list[Service]) -> list[Service]:
+    """Services with a pid file in the state folder that are not MLflow, Prefect or the worker
+    (``driftloop demo`` leaves ``serving`` running); enough of them to report and stop."""
+    run, _ = _dirs(settings)
+    known = {s.name for s in core}
+    return [
+        Service(name=p.stem, port=None, health_url=None, command=[], env={})
+        for p in sorted(run.glob("*.pid"))
+        if p.stem not in known
+    ]
+
+
 def status_all(settings: Settings | None = None) -> list[ServiceStatus]:
     settings = settings or get_settings()
-    return [
-        status_of(s, settings)
-        for s in (mlflow_service(settings), prefect_service(settings), worker_service(settings))
-    ]
+    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
+    return [status_of(s, settings) for s in [*core, *_other_services(settings, core)]]

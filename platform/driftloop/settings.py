@@ -159,7 +159,9 @@ class RolloutSettings(BaseModel):
     max_error_rate_increase: float = Field(0.01, description="Allowed error-rate excess.")
     max_p95_latency_ratio: float = Field(2.0, description="Allowed challenger/champion p95 ratio.")
     max_prediction_shift: float = Field(
-        0.15, description="Allowed |mean prob challenger - champion|."
+        0.15,
+        description="Allowed |mean prob challenger - champion| without labels; with labels, "
+        "allowed excess of the challenger's distance from the observed late rate.",
     )
     max_auc_drop: float = Field(0.02, description="Allowed live ROC AUC drop where labels exist.")
     poll_s: float = Field(2.0, description="How often the rollout looks at live metrics.")
@@ -179,6 +181,11 @@ class MonitoringSettings(BaseModel):
     retrain_cooldown_minutes: float = Field(60.0, description="No retrain of a model within this.")
     daily_retrain_budget: int = Field(4, description="Max automatic retrains per model per day.")
     schedule_minutes: int = Field(60, description="Monitoring deployment interval.")
+    schedule_enabled: bool = Field(
+        True,
+        description="Give the monitor deployment its interval schedule; false when another "
+        "scheduler (the Helm chart's CronJob) runs the monitor.",
+    )
     window_minutes: float = Field(
         1440.0, gt=0, description="A monitor run judges the captured predictions of this window."
     )

@@ -424,6 +424,32 @@ def test_settings_reach_every_driftloop_process(docs: list[Doc]) -> None:
                 assert needed in names, (pod.where, needed)
 
 
+def test_external_mlflow_and_prefect_reach_every_process(render: Render) -> None:
+    docs = render(
+        "default",
+        OLD_KUBE,
+        "--set",
+        "mlflow.enabled=false",
+        "--set",
+        "mlflow.externalTrackingUri=https://mlflow.example.com",
+        "--set",
+        "prefect.enabled=false",
+        "--set",
+        "prefect.externalApiUrl=https://prefect.example.com/api",
+    )
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert not any("mlflow" in name and kind == "Deployment" for kind, name in kinds)
+    checked = 0
+    for pod in pods(docs):
+        for c in pod.spec["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            if "DRIFTLOOP_MLFLOW__TRACKING_URI" in env:
+                assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"] == "https://mlflow.example.com"
+                assert env["DRIFTLOOP_PREFECT__API_URL"] == "https://prefect.example.com/api"
+                checked += 1
+    assert checked >= 2
+
+
 def test_test_hooks_include_a_check_without_service_routing(render: Render) -> None:
     docs = render("minimal-kind", OLD_KUBE)
     hooks = {

@@ -157,6 +157,8 @@ def test_values_schema_rejects_bad_enum(helm_bin: Path) -> None:
         (["redis.enabled=false", "redis.external.host=r"], "redis.existingSecret is required"),
         (["mlflow.artifacts.type=s3"], "mlflow.artifacts.s3.destination is required"),
         (["ingress.enabled=true"], "needs at least one of ingress.servingHost"),
+        (["mlflow.enabled=false"], "mlflow.externalTrackingUri is required"),
+        (["prefect.enabled=false"], "prefect.externalApiUrl is required"),
     ],
 )
 def test_incomplete_external_settings_fail_with_a_clear_message(

@@ -233,11 +233,23 @@ password
 
 {{/* ---------------------------------------------------------------- service URLs */}}
 {{- define "driftloop.mlflow.url" -}}
+{{- if .Values.mlflow.externalTrackingUri -}}
+{{- .Values.mlflow.externalTrackingUri -}}
+{{- else if .Values.mlflow.enabled -}}
 {{- printf "http://%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "mlflow")) .Values.mlflow.port -}}
+{{- else -}}
+{{- fail "mlflow.externalTrackingUri is required when mlflow.enabled=false" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "driftloop.prefect.apiUrl" -}}
+{{- if .Values.prefect.externalApiUrl -}}
+{{- .Values.prefect.externalApiUrl -}}
+{{- else if .Values.prefect.enabled -}}
 {{- printf "http://%s:%v/api" (include "driftloop.componentName" (dict "ctx" . "component" "prefect-server")) .Values.prefect.port -}}
+{{- else -}}
+{{- fail "prefect.externalApiUrl is required when prefect.enabled=false" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "driftloop.serving.url" -}}

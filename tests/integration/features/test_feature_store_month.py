@@ -179,9 +179,13 @@ def test_refresh_picks_up_new_online_values(january_store: Any, tmp_path: Path) 
     row = [{"carrier": "UA", "origin": "EWR", "tailnum": "N14228"}]
     with OnlineFeatures(settings) as online:
         before = online.get(row).loc[0, "seats"]
+        first = online.snapshot
+        assert online.refresh(if_changed=True) is first  # store untouched: no re-read
+        assert online.skipped_refreshes == 1
         set_online_value(settings, "plane_attributes", {"tailnum": "N14228"}, "seats", 7.0)
         assert online.get(row).loc[0, "seats"] == before  # snapshot: unchanged until refresh
-        online.refresh()
+        assert online.refresh(if_changed=True) is not first  # the store file changed
+        assert online.skipped_refreshes == 1
         assert online.get(row).loc[0, "seats"] == 7.0
 
 

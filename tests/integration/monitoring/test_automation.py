@@ -106,3 +106,50 @@ def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallo
         "reason": "data drift: share 0.45",
         "source": f"automation:{event_id}",
     }
+
+
+MONITOR_PROBE = """
+from prefect import flow
+
+
+@flow(name="monitor")
+def monitor(window_minutes: float | None = None) -> None:
+    pass
+"""
+
+
+def test_monitor_schedule_follows_settings_and_pauses_when_disabled(
+    loop_settings: Any, work_pool: str, tmp_path: Path
+) -> None:
+    from prefect import flow
+
+    from driftloop.automations import ensure_monitor_schedule, prefect_client
+
+    (tmp_path / "monitor_probe.py").write_text(MONITOR_PROBE)
+    probe = flow.from_source(source=str(tmp_path), entrypoint="monitor_probe.py:monitor")
+    deployment_id = probe.deploy(  # type: ignore[union-attr]
+        name="monitor", work_pool_name=work_pool, build=False, push=False, print_next_steps=False
+    )
+
+    def with_monitoring(**update: Any) -> Any:
+        return loop_settings.model_copy(
+            update={"monitoring": loop_settings.monitoring.model_copy(update=update)}
+        )
+
+    def schedules(client: Any) -> list[tuple[float, bool]]:
+        return [
+            (s.schedule.interval.total_seconds(), s.active)
+            for s in client.read_deployment_schedules(deployment_id)
+        ]
+
+    every_7 = with_monitoring(schedule_minutes=7, schedule_enabled=True)
+    with prefect_client(every_7) as client:
+        assert ensure_monitor_schedule(every_7, client)
+        assert not ensure_monitor_schedule(every_7, client)  # idempotent
+        assert schedules(client) == [(420.0, True)]
+        paused = with_monitoring(schedule_minutes=7, schedule_enabled=False)
+        assert ensure_monitor_schedule(paused, client)
+        assert schedules(client) == [(420.0, False)]
+        every_3 = with_monitoring(schedule_minutes=3, schedule_enabled=True)
+        assert ensure_monitor_schedule(every_3, client)
+        assert schedules(client) == [(180.0, True)]

@@ -70,3 +70,29 @@ def test_no_challenger_traffic_means_rollback(tmp_path: Path) -> None:
     decision, reasons = compare(VariantStats("1"), VariantStats("2"), Settings(state_dir=tmp_path))
     assert decision == ROLLBACK
     assert "no request" in reasons[0]
+
+
+def test_with_labels_a_prediction_shift_is_judged_against_the_observed_rate(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state_dir=tmp_path)
+    # Labels are late about half of the time; the champion predicts ~0.3 (>0.15 off).
+    rows = _rows(300, 2.0, 0.3, labels=True)
+    champ = variant_stats(rows, "1", 100)
+    expected = abs(rows["late_probability"].mean() - rows["is_late"].astype(float).mean())
+    assert champ.calibration_gap is not None
+    assert abs(champ.calibration_gap - expected) < 1e-9
+    assert champ.calibration_gap > 0.15
+    # A retrained model moved to ~0.5: a shift of 0.2 (> 0.15), but toward the truth.
+    recalibrated = variant_stats(_rows(300, 2.0, 0.5, labels=True), "2", 100)
+    decision, reasons = compare(champ, recalibrated, settings)
+    assert decision == PROMOTE, reasons
+    # Without labels the same shift is all the rollout can see: rolled back.
+    unlabeled = [variant_stats(_rows(300, 2.0, p), v, 100) for p, v in ((0.3, "1"), (0.5, "2"))]
+    assert compare(*unlabeled, settings)[0] == ROLLBACK
+    # Moving away from the truth by more than the allowance is rolled back, naming it.
+    calibrated = variant_stats(_rows(300, 2.0, 0.55, labels=True), "1", 100)
+    far = variant_stats(_rows(300, 2.0, 0.95, labels=True), "2", 100)
+    decision, reasons = compare(calibrated, far, settings)
+    assert decision == ROLLBACK
+    assert "from the observed late rate" in reasons[0]
