@@ -83,7 +83,7 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
         def predict(df: pd.DataFrame) -> np.ndarray:
             return np.asarray(proba(df), dtype=np.float64).reshape(-1)
 
-        return ModelHandle(name, version, predict, fast_path=True)
+        return warm_up(ModelHandle(name, version, predict, fast_path=True))
 
     def predict_slow(df: pd.DataFrame) -> np.ndarray:
         out = model.predict(df[MODEL_INPUT_COLUMNS])
@@ -92,7 +92,35 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
             return out[col].to_numpy(dtype=np.float64)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
-    return ModelHandle(name, version, predict_slow, fast_path=False)
+    return warm_up(ModelHandle(name, version, predict_slow, fast_path=False))
+
+
+#: Warm-up calls (1 row and a small batch) before a freshly loaded version gets traffic.
+WARM_UP_ROWS = (1, 8, 1)
+
+
+def warm_up(handle: ModelHandle) -> ModelHandle:
+    """Score the example row a few times before the handle is swapped in, so the first live
+    requests do not pay torch's and pandas' first-call costs (they would show as a p95 spike of
+    a fresh challenger in its canary). A failure is logged, not raised: whether the version is
+    fit to serve is the rollout's judgement, on live traffic."""
+    from serving.examples import ROW
+
+    example = pd.DataFrame([{c: ROW[c] for c in MODEL_INPUT_COLUMNS}])
+    started = time.perf_counter()
+    try:
+        for n in WARM_UP_ROWS:
+            handle.predict(pd.concat([example] * n, ignore_index=True))
+    except Exception as exc:
+        logger.warning("warm-up of %s v%s failed: %s", handle.name, handle.version, exc)
+        return handle
+    logger.info(
+        "warmed up %s v%s in %.0f ms",
+        handle.name,
+        handle.version,
+        (time.perf_counter() - started) * 1000,
+    )
+    return handle
 
 
 Loader = Callable[[str, str, Settings], ModelHandle]

@@ -145,7 +145,9 @@ def ensure_monitor_schedule(settings: Settings, client: Any) -> bool:
     return changed
 
 
-def ensure_automations(settings: Settings | None = None) -> list[str]:
+def ensure_automations(
+    settings: Settings | None = None, retrain_deployment: str = RETRAIN_DEPLOYMENT
+) -> list[str]:
     """Create or update the closed loop's automation; returns what was done, e.g.
     ``["created driftloop: retrain flight-delay on drift"]`` (empty when all was in place)."""
     from prefect.events.schemas.automations import AutomationCore
@@ -154,7 +156,7 @@ def ensure_automations(settings: Settings | None = None) -> list[str]:
     done: list[str] = []
     try:
         with prefect_client(settings) as client:
-            deployment_id = _deployment_id(client, RETRAIN_DEPLOYMENT)
+            deployment_id = _deployment_id(client, retrain_deployment)
             wanted = build_automation(settings, deployment_id)
             existing = client.read_automations_by_name(wanted.name)
             for extra in existing[1:]:

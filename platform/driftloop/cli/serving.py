@@ -31,10 +31,8 @@ def serve(
 ) -> None:
     """Run the inference API (OIP v2, canary routing, capture, /metrics, /docs) in the
     foreground: uvicorn, one worker, models reconciled from the MLflow registry."""
-    import uvicorn
-
     from driftloop.settings import get_settings, use_settings
-    from serving.app import create_app
+    from serving.__main__ import run
 
     settings = get_settings()
     update = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -43,20 +41,12 @@ def serve(
             update={"serving": settings.serving.model_copy(update=update)}
         )
         use_settings(settings)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     typer.echo(
         f"serving {settings.mlflow.registered_model} on "
         f"http://{settings.serving.host}:{settings.serving.port} (docs at /docs)",
         err=True,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.serving.host,
-        port=settings.serving.port,
-        workers=1,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-    )
+    run(settings)
 
 
 def promote_cmd(

@@ -20,6 +20,7 @@ from driftloop.errors import ConflictError, InvalidInputError
 from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
+    RegistrySnapshot,
     delete_alias,
     registry_snapshot,
     set_alias,
@@ -67,6 +68,32 @@ def read_audit(settings: Settings | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def _record(
+    action: str,
+    snap: RegistrySnapshot,
+    versions: tuple[str | None, str | None],
+    weight_after: int,
+    actor: str,
+    reason: str,
+    metrics: dict[str, Any] | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    return append_audit(
+        {
+            "action": action,
+            "actor": actor,
+            "model": snap.name,
+            "from_version": versions[0],
+            "to_version": versions[1],
+            "weight_before": snap.weight,
+            "weight_after": weight_after,
+            "reason": reason,
+            "metrics": metrics or {},
+        },
+        settings,
+    )
+
+
 def promote(
     actor: str = "cli",
     reason: str = "",
@@ -81,20 +108,8 @@ def promote(
     set_alias(CHAMPION, snap.challenger, settings)
     set_canary_weight(0, settings)
     delete_alias(CHALLENGER, settings)
-    return append_audit(
-        {
-            "action": "promote",
-            "actor": actor,
-            "model": snap.name,
-            "from_version": snap.champion,
-            "to_version": snap.challenger,
-            "weight_before": snap.weight,
-            "weight_after": 0,
-            "reason": reason,
-            "metrics": metrics or {},
-        },
-        settings,
-    )
+    versions = (snap.champion, snap.challenger)
+    return _record("promote", snap, versions, 0, actor, reason, metrics, settings)
 
 
 def rollback(
@@ -110,20 +125,8 @@ def rollback(
         raise ConflictError(f"model {snap.name} has no challenger to roll back")
     set_canary_weight(0, settings)
     delete_alias(CHALLENGER, settings)
-    return append_audit(
-        {
-            "action": "rollback",
-            "actor": actor,
-            "model": snap.name,
-            "from_version": snap.challenger,
-            "to_version": snap.champion,
-            "weight_before": snap.weight,
-            "weight_after": 0,
-            "reason": reason,
-            "metrics": metrics or {},
-        },
-        settings,
-    )
+    versions = (snap.challenger, snap.champion)
+    return _record("rollback", snap, versions, 0, actor, reason, metrics, settings)
 
 
 def set_weight(
@@ -141,17 +144,5 @@ def set_weight(
     if weight > 0 and snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to send {weight}% of traffic to")
     set_canary_weight(weight, settings)
-    return append_audit(
-        {
-            "action": action,
-            "actor": actor,
-            "model": snap.name,
-            "from_version": snap.champion,
-            "to_version": snap.challenger,
-            "weight_before": snap.weight,
-            "weight_after": int(weight),
-            "reason": reason,
-            "metrics": {},
-        },
-        settings,
-    )
+    versions = (snap.champion, snap.challenger)
+    return _record(action, snap, versions, int(weight), actor, reason, None, settings)

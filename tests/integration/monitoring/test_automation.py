@@ -24,14 +24,11 @@ def test_ensure_automations_fails_clearly_without_the_retrain_deployment(
     settings = make_settings(
         prefect_url=prefect_server, mlflow={"registered_model": "no-deployment-model"}
     )
-    from driftloop.automations import prefect_client
-
-    with prefect_client(settings) as client:
-        names = [d.name for d in client.read_deployments()]
-    if "retrain" in names:
-        pytest.skip("a retrain deployment already exists on this server")
-    with pytest.raises(NotFoundError, match="retrain/retrain"):
-        ensure_automations(settings)
+    missing = "retrain/not-deployed-here"
+    with pytest.raises(NotFoundError, match=missing) as err:
+        ensure_automations(settings, retrain_deployment=missing)
+    assert "prefect deploy" in str(err.value)  # says how to fix it
+    assert read_automation(settings) is None  # nothing half-created
 
 
 def test_ensure_automations_creates_once_then_updates_on_change(
