@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
@@ -123,18 +122,20 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------------
     @staticmethod
-    def _predict(handle: ModelHandle, frame: pd.DataFrame) -> np.ndarray:
+    def _predict(handle: ModelHandle, rows: Rows) -> np.ndarray:
+        n = len(rows)
         try:
-            probs = handle.predict(frame)
+            # driftloop's models take the columns as they are; other pyfuncs get a DataFrame
+            probs = handle.predict(rows.columns if handle.takes_columns else rows.frame)
         except Exception as exc:
             raise ModelFailedError(
                 f"model {handle.name} version {handle.version} failed: "
                 f"{type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
-        if probs.shape != (len(frame),) or not np.isfinite(probs).all():
+        if probs.shape != (n,) or not np.isfinite(probs).all():
             raise ModelFailedError(
                 f"model {handle.name} version {handle.version} returned {probs.shape} "
-                f"values (expected {len(frame)} finite probabilities)"
+                f"values (expected {n} finite probabilities)"
             )
         return probs
 
@@ -192,7 +193,7 @@ class DataPlane:
             loop = asyncio.get_running_loop()
             try:
                 probs = await loop.run_in_executor(
-                    self._challenger_pool, self._predict, handle, rows.frame
+                    self._challenger_pool, self._predict, handle, rows
                 )
                 self._record(decoded, key, handle, variant, True, started, rows, probs, None)
             except ModelFailedError as err:
@@ -223,7 +224,7 @@ class DataPlane:
         rows: Rows,
     ) -> np.ndarray:
         try:
-            probs = self._predict(handle, rows.frame)
+            probs = self._predict(handle, rows)
         except ModelFailedError as err:
             self._record(decoded, key, handle, variant, True, started, rows, None, str(err))
             raise
@@ -240,7 +241,7 @@ class DataPlane:
         def score() -> None:
             started = time.perf_counter()
             try:
-                probs = self._predict(handle, rows.frame)
+                probs = self._predict(handle, rows)
             except ModelFailedError as err:
                 self._record(
                     decoded,

@@ -100,9 +100,10 @@ class FeatureLookup:
                     )
                 ]
                 result = source.lookup(rows)
-                found, named = result.features, result.missing_entities
+                arrays, named = result.arrays, result.missing_entities
             else:
                 found = source.get(pd.DataFrame(entities))
+                arrays = {c: found[c].to_numpy() for c in found.columns}
                 named = found.attrs.get("missing_entities")
         except DriftloopError:
             raise
@@ -111,10 +112,7 @@ class FeatureLookup:
                 f"online feature lookup failed: {type(exc).__name__}: {exc}"
             ) from None
         n = len(entities["carrier"])
-        out = {
-            c: found[c].to_numpy() if c in found.columns else np.full(n, np.nan)
-            for c in FEATURE_COLUMNS
-        }
+        out = {c: arrays[c] if c in arrays else np.full(n, np.nan) for c in FEATURE_COLUMNS}
         if self.policy == "reject":
             self._reject_missing(entities, out, named)
         return out

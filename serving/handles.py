@@ -43,9 +43,12 @@ class ModelHandle:
 
     name: str
     version: str
-    predict: Callable[[pd.DataFrame], np.ndarray]
+    predict: Callable[[Any], np.ndarray]
     loaded_at: float = field(default_factory=time.time)
     fast_path: bool = False
+    #: ``predict`` takes the request's columns (name -> list/array) as they are; otherwise it
+    #: gets a DataFrame of MODEL_INPUT_COLUMNS
+    takes_columns: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
         def predict(df: pd.DataFrame) -> np.ndarray:
             return np.asarray(proba(df), dtype=np.float64).reshape(-1)
 
-        return warm_up(ModelHandle(name, version, predict, fast_path=True))
+        takes_columns = getattr(inner, "accepts_columns", False) is True  # driftloop's model
+        return warm_up(ModelHandle(name, version, predict, True, takes_columns=takes_columns))
 
     def predict_slow(df: pd.DataFrame) -> np.ndarray:
         out = model.predict(df[MODEL_INPUT_COLUMNS])

@@ -66,9 +66,18 @@ class Rows:
     lists/arrays for the capture writer (no DataFrame access off the model path), and the
     scheduled departures in UTC when the request carried them."""
 
-    frame: pd.DataFrame
     columns: dict[str, Any]
     event_ts: list[Any] | None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame, built when asked (models other than driftloop's own):
+        driftloop's models read ``columns`` directly, a DataFrame per request costs more
+        than the model."""
+        return pd.DataFrame(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns[MODEL_INPUT_COLUMNS[0]])
 
 
 def model_rows(decoded: codec.Decoded, features: FeatureLookup) -> Rows:
@@ -78,8 +87,8 @@ def model_rows(decoded: codec.Decoded, features: FeatureLookup) -> Rows:
         data = {c: cols[c] for c in MODEL_INPUT_COLUMNS}
         when = cols.get("scheduled_departure") or cols.get(EVENT_TIMESTAMP)
         if when is None or any(v is None for v in when):
-            return Rows(pd.DataFrame(data), data, None)
-        return Rows(pd.DataFrame(data), data, departures(when)[0])
+            return Rows(data, None)
+        return Rows(data, departures(when)[0])
     utc, hours, days = departures(cols["scheduled_departure"])
     found = features.lookup(
         {"carrier": cols["carrier"], "origin": cols["origin"], "tailnum": cols["tailnum"]}
@@ -95,4 +104,4 @@ def model_rows(decoded: codec.Decoded, features: FeatureLookup) -> Rows:
     for c in FEATURE_COLUMNS:  # a value sent with the request overrides the stored one
         data[c] = cols[c] if c in cols else found[c]
     ordered = {c: data[c] for c in MODEL_INPUT_COLUMNS}
-    return Rows(pd.DataFrame(ordered), ordered, utc)
+    return Rows(ordered, utc)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,11 +56,18 @@ _STRING_FEATURES = {"plane_type"}
 
 @dataclass(frozen=True)
 class OnlineLookup:
-    """Result of :meth:`OnlineFeatures.get`: one row per input row, in input order."""
+    """Result of :meth:`OnlineFeatures.lookup`: one row per input row, in input order.
 
-    features: pd.DataFrame
+    ``arrays`` holds one numpy array per feature column (what serving uses: no DataFrame per
+    request); ``features`` is the same as a DataFrame, built on first access."""
+
+    arrays: dict[str, np.ndarray]
     missing: list[bool]
     missing_entities: list[list[str]]
+
+    @cached_property
+    def features(self) -> pd.DataFrame:
+        return pd.DataFrame(self.arrays)
 
 
 @dataclass(frozen=True)
@@ -280,7 +288,7 @@ class OnlineFeatures:
             name: np.array(col, dtype=object if name in _STRING_FEATURES else np.float64)
             for name, col in zip(FEATURE_COLUMNS, columns, strict=True)
         }
-        return OnlineLookup(pd.DataFrame(data), missing, missing_entities)
+        return OnlineLookup(data, missing, missing_entities)
 
 
 _SDK_STORES: dict[str, FeatureStore] = {}

@@ -7,15 +7,17 @@ evaluation scores; ``predict_proba`` is the vectorised fast path serving calls p
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from driftloop.training.model import ModelConfig, TabularNet
-from driftloop.training.preprocessing import Preprocessor
+from driftloop.training.preprocessing import Preprocessor, n_rows
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "model.json"
@@ -26,9 +28,10 @@ class ModelBundle:
     net: TabularNet
     preprocessor: Preprocessor
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        """P(late) for each row of ``df`` (MODEL_INPUT_COLUMNS; extra columns ignored)."""
-        if len(df) == 0:
+    def predict_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """P(late) for each row of ``df`` (MODEL_INPUT_COLUMNS; extra columns ignored): a
+        DataFrame, or a mapping column -> list/array of equal lengths."""
+        if n_rows(df) == 0:
             return np.empty(0, dtype=np.float64)
         codes, numeric = self.preprocessor.transform(df)
         return self.net.predict_proba(codes, numeric)

@@ -8,6 +8,7 @@ document (:meth:`Preprocessor.to_dict`) stored next to the weights of every mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,7 @@ class Preprocessor:
         for col in pre.categorical:
             counts = df[col].dropna().astype(str).value_counts()
             pre.vocab[col] = sorted(counts[counts >= min_count].index.tolist())
-        raw = _numeric_matrix(df, pre.numeric)
+        raw = _numeric_matrix(df, pre.numeric, len(df))
         with np.errstate(all="ignore"):
             medians = np.nanmedian(raw, axis=0)
         medians = np.where(np.isnan(medians), 0.0, medians)
@@ -79,14 +80,15 @@ class Preprocessor:
         return [*self.categorical, *self.numeric, *(f"{c}_missing" for c in self.numeric)]
 
     # ---- transform -----------------------------------------------------------------------
-    def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes int64 [n, n_cat], numeric float32 [n, 2 * n_num])``; vectorised."""
+    def transform(self, df: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes int64 [n, n_cat], numeric float32 [n, 2 * n_num])``; vectorised. ``df`` is
+        a DataFrame or a mapping column -> list/array (no DataFrame needed on one row)."""
         _require(df, self.categorical + self.numeric)
-        n = len(df)
+        n = n_rows(df)
         codes = np.empty((n, len(self.categorical)), dtype=np.int64)
         for j, col in enumerate(self.categorical):
-            codes[:, j] = self._codes(col, df[col].to_numpy())
-        raw = _numeric_matrix(df, self.numeric)
+            codes[:, j] = self._codes(col, _values(df[col]))
+        raw = _numeric_matrix(df, self.numeric, n)
         missing = np.isnan(raw)
         filled = np.where(missing, self._median_arr, raw)
         scaled = (filled - self._mean_arr) / self._std_arr
@@ -130,33 +132,51 @@ class Preprocessor:
         return pre
 
 
-def _require(df: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
+def n_rows(df: pd.DataFrame | Mapping[str, Any]) -> int:
+    """Rows of a DataFrame, or of a mapping column -> list/array (all of one length)."""
+    if isinstance(df, pd.DataFrame):
+        return len(df.index)
+    lengths = {len(v) for v in df.values()}
+    if len(lengths) > 1:
+        raise InvalidInputError(f"model input columns differ in length: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def _values(column: Any) -> np.ndarray:
+    if isinstance(column, pd.Series):
+        return column.to_numpy()
+    if isinstance(column, np.ndarray):
+        return column
+    return np.asarray(column, dtype=object)  # a list: keep None as None
+
+
+def _require(df: pd.DataFrame | Mapping[str, Any], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df]
     if missing:
         raise InvalidInputError(f"model input lacks columns {missing}")
 
 
-def _as_float(series: pd.Series) -> np.ndarray:
-    values = series.to_numpy()
+def _as_float(column: Any, name: str) -> np.ndarray:
+    values = _values(column)
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub":
         return values
     try:
         return values.astype(np.float64)  # object columns with None -> NaN
     except (TypeError, ValueError):
         pass
+    series = pd.Series(values, name=name)
     try:
         numbers = pd.to_numeric(series, errors="raise")
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"model input {series.name!r} must hold numbers or null, got e.g. "
-            f"{series.dropna().iloc[0]!r}"
+            f"model input {name!r} must hold numbers or null, got e.g. {series.dropna().iloc[0]!r}"
         ) from None
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _numeric_matrix(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _numeric_matrix(df: pd.DataFrame | Mapping[str, Any], columns: list[str], n: int) -> np.ndarray:
     """``[n, len(columns)]`` float64 with NaN for missing; column by column (cheap on 1 row)."""
-    out = np.empty((len(df), len(columns)), dtype=np.float64)
+    out = np.empty((n, len(columns)), dtype=np.float64)
     for j, col in enumerate(columns):
-        out[:, j] = _as_float(df[col])
+        out[:, j] = _as_float(df[col], col)
     return out

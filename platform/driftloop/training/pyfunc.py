@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ class DelayModel(PythonModel):
             raise RuntimeError("DelayModel used before load_context")
         return self._bundle
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    #: ``predict_proba`` also takes a mapping column -> list/array (serving passes the request's
+    #: columns without building a DataFrame per request)
+    accepts_columns = True
+
+    def predict_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Fast path: probabilities as a float64 array (vectorised, torch.inference_mode)."""
         return self.bundle.predict_proba(df)
 

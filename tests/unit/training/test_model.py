@@ -94,3 +94,21 @@ def test_extra_and_reordered_columns_do_not_matter(
 def test_missing_column_is_a_readable_error(bundle: ModelBundle, frame: pd.DataFrame) -> None:
     with pytest.raises(InvalidInputError, match="seats"):
         bundle.predict_proba(frame.drop(columns="seats"))
+
+
+def test_columns_as_lists_score_exactly_as_the_dataframe(
+    bundle: ModelBundle, frame: pd.DataFrame
+) -> None:
+    """Serving passes the request's columns (lists, None for missing) without a DataFrame."""
+    rows = frame.iloc[:30][MODEL_INPUT_COLUMNS].astype(object)
+    rows.iloc[3, rows.columns.get_loc("temp")] = None
+    rows.iloc[4, rows.columns.get_loc("dest")] = None
+    columns = {c: rows[c].tolist() for c in MODEL_INPUT_COLUMNS}
+    np.testing.assert_array_equal(bundle.predict_proba(columns), bundle.predict_proba(rows))
+    one = {c: v[:1] for c, v in columns.items()}
+    np.testing.assert_array_equal(bundle.predict_proba(one), bundle.predict_proba(rows.iloc[:1]))
+    ragged = {**columns, "seats": columns["seats"][:5]}
+    with pytest.raises(InvalidInputError, match="differ in length"):
+        bundle.predict_proba(ragged)
+    with pytest.raises(InvalidInputError, match="distance"):
+        bundle.predict_proba({**one, "distance": ["far"]})
