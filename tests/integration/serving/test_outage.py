@@ -87,5 +87,11 @@ def test_serving_survives_an_mlflow_outage_and_resumes(
     wait_for(lambda: httpx.get(ready).json()["status"] == "ready", timeout=60)
     set_alias("challenger", v2, settings)
     set_canary_weight(100, settings)
-    wait_for(lambda: httpx.get(ready).json()["challenger"] == v2, timeout=30)
+    # alias and weight are two registry writes: a reconcile may see the first alone
+    wait_for(
+        lambda: (
+            (lambda h: (h["challenger"], h["canary_weight"]))(httpx.get(ready).json()) == (v2, 100)
+        ),
+        timeout=30,
+    )
     assert httpx.post(url, content=body).json()["model_version"] == v2
