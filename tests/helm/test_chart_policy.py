@@ -435,7 +435,7 @@ def test_external_mlflow_and_prefect_reach_every_process(render: Render) -> None
         "--set",
         "prefect.enabled=false",
         "--set",
-        "prefect.externalApiUrl=https://prefect.example.com/api",
+        "prefect.externalApiUrl=https://prefect.example.com:4443/api",
     )
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert not any("mlflow" in name and kind == "Deployment" for kind, name in kinds)
@@ -445,9 +445,23 @@ def test_external_mlflow_and_prefect_reach_every_process(render: Render) -> None
             env = {e["name"]: e.get("value") for e in c.get("env", [])}
             if "DRIFTLOOP_MLFLOW__TRACKING_URI" in env:
                 assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"] == "https://mlflow.example.com"
-                assert env["DRIFTLOOP_PREFECT__API_URL"] == "https://prefect.example.com/api"
+                assert env["DRIFTLOOP_PREFECT__API_URL"] == "https://prefect.example.com:4443/api"
                 checked += 1
     assert checked >= 2
+    # NetworkPolicies let the clients reach the external servers' ports (no in-cluster peer)
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    open_ports = {
+        name: {
+            p["port"]
+            for rule in pol["spec"].get("egress", [])
+            if "to" not in rule
+            for p in rule["ports"]
+        }
+        for name, pol in policies.items()
+    }
+    assert {443, 4443} <= open_ports["rel-driftloop-clients"]
+    assert 443 in open_ports["rel-driftloop-serving"]
+    assert 4443 in open_ports["rel-driftloop-prefect-worker"]
 
 
 def test_test_hooks_include_a_check_without_service_routing(render: Render) -> None:

@@ -335,3 +335,35 @@ tell driftloop where its services are. */}}
 - name: state
   mountPath: {{ .Values.driftloop.stateDir }}
 {{- end -}}
+
+{{/* ---------------------------------------------------------------- egress to MLflow/Prefect */}}
+{{/* Port of an http(s) URL: the explicit one, else 443 for https and 80 for http. */}}
+{{- define "driftloop.urlPort" -}}
+{{- $u := urlParse . -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy egress rule to a platform server: its pods, or the port of the external URL
+(no peer: its address is outside the cluster). dict: ctx, component, port, external. */}}
+{{- define "driftloop.serverEgress" -}}
+{{- if .external -}}
+- ports:
+    - port: {{ include "driftloop.urlPort" .external }}
+      protocol: TCP
+{{- else -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "driftloop.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 10 }}
+  ports:
+    - port: {{ .port }}
+      protocol: TCP
+{{- end }}
+{{- end -}}
