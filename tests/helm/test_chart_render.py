@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import CHART, NEW_KUBE, OLD_KUBE, SCENARIOS, run_helm
+import yaml
+from chart_support import (
+    CHART,
+    NEW_KUBE,
+    OLD_API_VERSIONS,
+    OLD_KUBE,
+    ROOT,
+    SCENARIOS,
+    run_helm,
+)
 
 pytestmark = pytest.mark.helm
 
@@ -170,3 +179,27 @@ def test_incomplete_external_settings_fail_with_a_clear_message(
     proc = run_helm(helm_bin, *args)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_the_k8s_e2e_values_render_lint_and_validate_on_kubernetes_1_20(
+    helm_bin: Path, validate_1_20: Callable[[Doc], list[str]]
+) -> None:
+    """`make k8s-e2e` installs with scripts/k8s-local/values-k8s-local.yaml: a chart change that
+    breaks it (a new required value) must fail here, not after a 15-minute cluster build."""
+    values = ROOT / "scripts" / "k8s-local" / "values-k8s-local.yaml"
+    lint = run_helm(helm_bin, "lint", "--strict", str(CHART), "-f", str(values))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    args = ["template", "rel", str(CHART), "-f", str(values), "--kube-version", OLD_KUBE]
+    for api in OLD_API_VERSIONS:
+        args += ["--api-versions", api]
+    proc = run_helm(helm_bin, *args)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert [e for doc in docs for e in validate_1_20(doc)] == []
+    serving = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in serving["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"].startswith("sqlite:////")
+    assert "DRIFTLOOP_PREFECT__API_URL" not in env  # serving-only install: no Prefect

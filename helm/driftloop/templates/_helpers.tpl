@@ -247,8 +247,8 @@ password
 {{- .Values.prefect.externalApiUrl -}}
 {{- else if .Values.prefect.enabled -}}
 {{- printf "http://%s:%v/api" (include "driftloop.componentName" (dict "ctx" . "component" "prefect-server")) .Values.prefect.port -}}
-{{- else -}}
-{{- fail "prefect.externalApiUrl is required when prefect.enabled=false" -}}
+{{- else if or .Values.worker.enabled .Values.deploy.enabled -}}
+{{- fail "prefect.externalApiUrl is required when prefect.enabled=false (the worker and the deploy hook talk to Prefect)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -276,10 +276,12 @@ tell driftloop where its services are. */}}
   value: {{ .Values.driftloop.registeredModel | quote }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "driftloop.mlflow.url" . | quote }}
+{{- with include "driftloop.prefect.apiUrl" . }}
 - name: DRIFTLOOP_PREFECT__API_URL
-  value: {{ include "driftloop.prefect.apiUrl" . | quote }}
+  value: {{ . | quote }}
 - name: PREFECT_API_URL
-  value: {{ include "driftloop.prefect.apiUrl" . | quote }}
+  value: {{ . | quote }}
+{{- end }}
 - name: DRIFTLOOP_PREFECT__WORK_POOL
   value: {{ .Values.worker.workPool | quote }}
 - name: DRIFTLOOP_PREFECT__WORK_POOL_TYPE
@@ -351,12 +353,15 @@ tell driftloop where its services are. */}}
 {{- end -}}
 
 {{/* NetworkPolicy egress rule to a platform server: its pods, or the port of the external URL
-(no peer: its address is outside the cluster). dict: ctx, component, port, external. */}}
+(no peer: its address is outside the cluster; nothing for a database URI such as sqlite:).
+dict: ctx, component, port, external. */}}
 {{- define "driftloop.serverEgress" -}}
 {{- if .external -}}
+{{- if has (urlParse .external).scheme (list "http" "https") -}}
 - ports:
     - port: {{ include "driftloop.urlPort" .external }}
       protocol: TCP
+{{- end -}}
 {{- else -}}
 - to:
     - podSelector:
