@@ -49,6 +49,7 @@ _TYPES: dict[str, pa.DataType] = {
     "model_name": pa.string(),
     "model_version": pa.string(),
     "latency_ms": pa.float64(),
+    "model_ms": pa.float64(),
     "late_probability": pa.float64(),
     "predicted_label": pa.int8(),
     "error": pa.string(),
@@ -96,7 +97,7 @@ class CaptureWriter:
         event_timestamps: list[Any] | None,
     ) -> None:
         """Queue ``n`` prediction rows sharing ``meta`` (request_id, ts, routing_key, variant,
-        served, model_name, model_version, latency_ms, error); ``inputs`` maps model input
+        served, model_name, model_version, latency_ms, model_ms, error); ``inputs`` maps model input
         columns to lists or numpy arrays of length ``n`` (NaN/None = missing)."""
         self._put((meta, n, probabilities, inputs, event_timestamps))
 
@@ -180,6 +181,7 @@ class CaptureWriter:
             "model_name",
             "model_version",
             "latency_ms",
+            "model_ms",
             "error",
         ):
             columns[key].extend([meta.get(key)] * n)

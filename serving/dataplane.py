@@ -122,8 +122,11 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------------
     @staticmethod
-    def _predict(handle: ModelHandle, rows: Rows) -> np.ndarray:
+    def _predict(handle: ModelHandle, rows: Rows) -> tuple[np.ndarray, float]:
+        """``(probabilities, model milliseconds)``: the time of the model call alone is what a
+        canary compares (the challenger's thread hop is the server's, not the model's)."""
         n = len(rows)
+        t0 = time.perf_counter()
         try:
             # driftloop's models take the columns as they are; other pyfuncs get a DataFrame
             probs = handle.predict(rows.columns if handle.takes_columns else rows.frame)
@@ -137,7 +140,7 @@ class DataPlane:
                 f"model {handle.name} version {handle.version} returned {probs.shape} "
                 f"values (expected {n} finite probabilities)"
             )
-        return probs
+        return probs, (time.perf_counter() - t0) * 1e3
 
     def _record(
         self,
@@ -150,6 +153,7 @@ class DataPlane:
         rows: Rows,
         probs: np.ndarray | None,
         error: str | None,
+        model_ms: float | None = None,
     ) -> None:
         seconds = time.perf_counter() - started
         self.metrics.observe(handle.version, variant.value, decoded.n, seconds, error is not None)
@@ -162,6 +166,7 @@ class DataPlane:
             "model_name": handle.name,
             "model_version": handle.version,
             "latency_ms": seconds * 1e3,
+            "model_ms": model_ms,
             "error": error,
         }
         self.capture.put_predictions(meta, decoded.n, probs, rows.columns, rows.event_ts)
@@ -192,10 +197,10 @@ class DataPlane:
         if variant is Variant.CHALLENGER and pinned is None and state.champion is not None:
             loop = asyncio.get_running_loop()
             try:
-                probs = await loop.run_in_executor(
+                probs, ms = await loop.run_in_executor(
                     self._challenger_pool, self._predict, handle, rows
                 )
-                self._record(decoded, key, handle, variant, True, started, rows, probs, None)
+                self._record(decoded, key, handle, variant, True, started, rows, probs, None, ms)
             except ModelFailedError as err:
                 logger.warning("%s: answered by the champion instead", err)
                 self._record(decoded, key, handle, variant, False, started, rows, None, str(err))
@@ -224,11 +229,11 @@ class DataPlane:
         rows: Rows,
     ) -> np.ndarray:
         try:
-            probs = self._predict(handle, rows)
+            probs, ms = self._predict(handle, rows)
         except ModelFailedError as err:
             self._record(decoded, key, handle, variant, True, started, rows, None, str(err))
             raise
-        self._record(decoded, key, handle, variant, True, started, rows, probs, None)
+        self._record(decoded, key, handle, variant, True, started, rows, probs, None, ms)
         return probs
 
     def _spawn_shadow(
@@ -241,7 +246,7 @@ class DataPlane:
         def score() -> None:
             started = time.perf_counter()
             try:
-                probs = self._predict(handle, rows)
+                probs, ms = self._predict(handle, rows)
             except ModelFailedError as err:
                 self._record(
                     decoded,
@@ -265,6 +270,7 @@ class DataPlane:
                 rows,
                 probs,
                 None,
+                ms,
             )
 
         future = asyncio.get_running_loop().run_in_executor(self._challenger_pool, score)

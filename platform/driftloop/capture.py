@@ -7,7 +7,9 @@ The serving process appends parquet files (written by ``serving.capture.CaptureW
 
 Prediction rows: prediction_id (``f"{request_id}:{row}"``), request_id, row, ts (UTC), routing_key,
 variant (champion|challenger), served (False for a shadow copy or a challenger answer that failed
-and was replaced by the champion's), model_name, model_version, latency_ms, late_probability
+and was replaced by the champion's), model_name, model_version, latency_ms (whole request),
+model_ms (the model call alone; null on error and in files written before it existed),
+late_probability
 (null on error), predicted_label (Int8), error (null when fine), event_timestamp (scheduled
 departure, UTC, when known) and every column of :data:`driftloop.schema.MODEL_INPUT_COLUMNS`.
 Feedback rows: prediction_id, request_id, row, is_late (Int8), ts.
@@ -44,6 +46,7 @@ PREDICTION_META_COLUMNS = [
     "model_name",
     "model_version",
     "latency_ms",
+    "model_ms",
     "late_probability",
     "predicted_label",
     "error",

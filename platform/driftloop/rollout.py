@@ -38,7 +38,11 @@ class VariantStats:
     rows: int = 0
     errors: int = 0
     error_rate: float = 0.0
+    #: p95 of the model call (``model_ms``), what a canary judges: the whole-request time of
+    #: a challenger also holds the server's thread hop, which its promotion removes
     p95_latency_ms: float | None = None
+    #: p95 of the whole request as the caller saw it (reported, not judged)
+    p95_request_ms: float | None = None
     mean_probability: float | None = None
     labeled: int = 0
     auc: float | None = None
@@ -73,13 +77,23 @@ def variant_stats(df: pd.DataFrame, version: str | None, min_labeled: int) -> Va
     if df.empty:
         return stats
     stats.rows = len(df)
-    per_request = df.groupby("request_id", sort=False).agg(
-        latency=("latency_ms", "max"), failed=("error", lambda s: s.notna().any())
+    model_ms = df["model_ms"] if "model_ms" in df.columns else pd.Series(np.nan, index=df.index)
+    per_request = (
+        df.assign(model=model_ms.fillna(df["latency_ms"]))  # files from before model_ms
+        .groupby("request_id", sort=False)
+        .agg(
+            latency=("latency_ms", "max"),
+            model=("model", "max"),
+            failed=("error", lambda s: s.notna().any()),
+        )
     )
     stats.requests = len(per_request)
     stats.errors = int(per_request["failed"].sum())
     stats.error_rate = stats.errors / stats.requests
-    stats.p95_latency_ms = float(np.percentile(per_request["latency"], 95))
+    stats.p95_request_ms = float(np.percentile(per_request["latency"], 95))
+    ok_model = per_request["model"].dropna()
+    if not ok_model.empty:
+        stats.p95_latency_ms = float(np.percentile(ok_model, 95))
     ok = df[df["error"].isna() & df["late_probability"].notna()]
     if not ok.empty:
         stats.mean_probability = float(ok["late_probability"].mean())
@@ -138,7 +152,8 @@ def compare(
         if ratio > r.max_p95_latency_ratio:
             reasons.append(
                 f"p95 latency {challenger.p95_latency_ms:.1f} ms vs champion "
-                f"{champion.p95_latency_ms:.1f} ms (x{ratio:.1f} > x{r.max_p95_latency_ratio})"
+                f"{champion.p95_latency_ms:.1f} ms in the model call "
+                f"(x{ratio:.1f} > x{r.max_p95_latency_ratio})"
             )
     if challenger.calibration_gap is not None and champion.calibration_gap is not None:
         # Labels arrived: a retrain after drift is meant to move the predictions, so judge the
@@ -173,8 +188,13 @@ def compare(
     )
     return PROMOTE, [
         f"challenger within thresholds over {challenger.requests} requests: error rate "
-        f"{challenger.error_rate:.2%}, p95 {challenger.p95_latency_ms:.1f} ms{auc}"
+        f"{challenger.error_rate:.2%}, p95 {_ms(challenger.p95_latency_ms)} in the model call, "
+        f"{_ms(challenger.p95_request_ms)} per request{auc}"
     ]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
 
 
 def _metrics(champion: VariantStats, challenger: VariantStats) -> dict[str, Any]:

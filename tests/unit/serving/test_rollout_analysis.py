@@ -96,3 +96,22 @@ def test_with_labels_a_prediction_shift_is_judged_against_the_observed_rate(
     decision, reasons = compare(calibrated, far, settings)
     assert decision == ROLLBACK
     assert "from the observed late rate" in reasons[0]
+
+
+def test_latency_is_judged_on_the_model_call_not_the_challengers_thread_hop(
+    tmp_path: Path,
+) -> None:
+    """The challenger predicts in a worker thread: under load its requests wait for the event
+    loop, which the champion's inline requests do not. The canary judges the model call."""
+    settings = Settings(state_dir=tmp_path)
+    champ_rows = _rows(300, 1.5, 0.3).assign(model_ms=0.4)
+    chall_rows = _rows(300, 12.0, 0.3).assign(model_ms=0.5)  # 12 ms per request, 0.5 ms model
+    champ, chall = variant_stats(champ_rows, "1", 100), variant_stats(chall_rows, "2", 100)
+    assert (chall.p95_latency_ms, chall.p95_request_ms) == (0.5, 12.0)
+    decision, reasons = compare(champ, chall, settings)
+    assert decision == PROMOTE, reasons
+    assert "12.0 ms per request" in reasons[0]
+    slow_model = variant_stats(_rows(300, 70.0, 0.3).assign(model_ms=60.0), "2", 100)
+    decision, reasons = compare(champ, slow_model, settings)
+    assert decision == ROLLBACK
+    assert "p95 latency 60.0 ms vs champion 0.4 ms in the model call" in reasons[0]
