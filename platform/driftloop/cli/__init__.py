@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 
 import click
 import typer
@@ -37,9 +36,6 @@ def configure_logging(level: str = "INFO") -> None:
     )
     for noisy in ("alembic", "urllib3", "httpx", "git", "filelock", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Upstream deprecation notices (ibis inside Feast's DuckDB offline store) are not the
-    # user's to act on; they cluttered every month of `driftloop demo`.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\.|$)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,9 @@ source parquet files, the registry and the SQLite online store, so a test with a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,3 +100,16 @@ def require_store(settings: Settings) -> None:
         raise NotFoundError(
             f"no feature store in {features_dir(settings)}: run `driftloop features materialize`"
         )
+
+
+@contextmanager
+def quiet_offline_store() -> Iterator[None]:
+    """Silence the DeprecationWarning that ibis (inside Feast's DuckDB offline store) raises on
+    every query about its own use of a DuckDB API: nothing a driftloop user can act on, and it
+    buried the output of ``driftloop demo``. Libraries imported later put their own filters in
+    front of a process-wide one, so the filter is scoped to the calls."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning
+        )
+        yield

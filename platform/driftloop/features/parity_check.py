@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from driftloop.errors import NotFoundError
-from driftloop.features.config import feature_store, require_store
+from driftloop.features.config import feature_store, quiet_offline_store, require_store
 from driftloop.features.keys import online_entity_keys
 from driftloop.features.online import VIEW_LAYOUT, read_view
 from driftloop.features.repo import registered_view
@@ -96,9 +96,10 @@ def _offline(
     join_keys, features = VIEW_LAYOUT[view]
     entity_df = pd.DataFrame(rows)
     entity_df[EVENT_TIMESTAMP] = pd.Timestamp(until).tz_convert("UTC")
-    df = store.get_historical_features(
-        entity_df=entity_df, features=[f"{view}:{f}" for f in features]
-    ).to_df()
+    with quiet_offline_store():
+        df = store.get_historical_features(
+            entity_df=entity_df, features=[f"{view}:{f}" for f in features]
+        ).to_df()
     out = {}
     for rec in df.to_dict("records"):
         out[tuple(rec[k] for k in join_keys)] = {f: rec[f] for f in features}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.features import pipeline
-from driftloop.features.config import feature_store
+from driftloop.features.config import feature_store, quiet_offline_store
 from driftloop.features.repo import VIEWS, apply, load_definitions, source_path, write_sources
 from driftloop.months import next_month
 from driftloop.schema import LOCAL_TZ
@@ -145,7 +145,8 @@ def materialize(
         apply(settings, store)
         views = [v.name for v in store.list_feature_views()]
     t0 = time.perf_counter()
-    store.materialize(start_date=EPOCH, end_date=end, feature_views=views)
+    with quiet_offline_store():
+        store.materialize(start_date=EPOCH, end_date=end, feature_views=views)
     seconds = time.perf_counter() - t0
     logger.info("materialized %s up to %s in %.1f s", views, end.isoformat(), seconds)
     return MaterializeResult(until=end, seconds=seconds, views=views)

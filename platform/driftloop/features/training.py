@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from driftloop.errors import NotFoundError
-from driftloop.features.config import feature_store
+from driftloop.features.config import feature_store, quiet_offline_store
 from driftloop.features.repo import registered_service
 from driftloop.features.request import add_request_features, scheduled_departure_utc
 from driftloop.schema import (
@@ -86,7 +86,8 @@ def training_frame_from_flights(
     entity_df["tailnum"] = entity_df["tailnum"].where(entity_df["tailnum"].notna(), "")
     service = registered_service(store, settings)
     t0 = time.perf_counter()
-    features = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    with quiet_offline_store():
+        features = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     logger.info(
         "historical features for %d flights in %.1f s", len(entity_df), time.perf_counter() - t0
     )

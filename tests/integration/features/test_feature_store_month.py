@@ -223,3 +223,19 @@ def test_fast_path_latency_is_far_below_the_budget(
     print(stats)  # noqa: T201 - shown with -s; the numbers go into the report
     assert stats["fast_p99_ms"] < 10.0
     assert stats["fast_p50_ms"] < stats["sdk_p50_ms"]
+
+
+def test_offline_store_queries_do_not_spill_upstream_deprecations(
+    january_store: Any, january: dict[str, pd.DataFrame]
+) -> None:
+    """ibis warns on every DuckDB query; driftloop's calls keep that out of users' output."""
+    import warnings
+
+    from driftloop.features.training import training_frame_from_flights
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        small = training_frame_from_flights(january["flights"].head(50), january_store)
+    assert len(small) > 0
+    noisy = [w for w in seen if "fetch_arrow_table" in str(w.message)]
+    assert noisy == []
