@@ -29,6 +29,7 @@ from driftloop.capture import (
     FEEDBACK,
     FEEDBACK_COLUMNS,
     PREDICTION_COLUMNS,
+    PREDICTION_META_COLUMNS,
     PREDICTIONS,
     partition_dir,
 )
@@ -64,6 +65,10 @@ PREDICTION_SCHEMA = pa.schema(
 )
 FEEDBACK_SCHEMA = pa.schema([(c, _TYPES[c]) for c in FEEDBACK_COLUMNS])
 MAX_QUEUE = 200_000
+#: Prediction columns that every row of a request copies from its ``meta``; the others are
+#: per row (id, row number, outputs, departure time, inputs).
+PER_ROW = {"prediction_id", "row", "late_probability", "predicted_label", EVENT_TIMESTAMP}
+META_FROM_REQUEST = [c for c in PREDICTION_META_COLUMNS if c not in PER_ROW]
 
 
 class CaptureWriter:
@@ -172,18 +177,7 @@ class CaptureWriter:
         request_id = meta["request_id"]
         columns["prediction_id"].extend(f"{request_id}:{i}" for i in range(n))
         columns["row"].extend(range(n))
-        for key in (
-            "request_id",
-            "ts",
-            "routing_key",
-            "variant",
-            "served",
-            "model_name",
-            "model_version",
-            "latency_ms",
-            "model_ms",
-            "error",
-        ):
+        for key in META_FROM_REQUEST:
             columns[key].extend([meta.get(key)] * n)
         if probs is None:
             columns["late_probability"].extend([None] * n)
