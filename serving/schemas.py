@@ -22,7 +22,7 @@ Feedback (ground truth) is posted to ``/v2/models/{name}/feedback`` by request i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,21 +41,7 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
-NUMERIC_DATATYPES = frozenset(
-    {
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-    }
-)
+NUMERIC_DATATYPES = frozenset(get_args(Datatype)) - {"BOOL", "BYTES"}
 
 
 class RequestInput(BaseModel):

@@ -15,12 +15,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
@@ -41,16 +41,6 @@ def settings_env(settings: Any) -> dict[str, str]:
     env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     env["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
     return env
-
-
-def wait_for(check: Any, timeout: float, what: str, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -140,6 +130,7 @@ def test_drift_event_retrains_once_through_the_automation_and_records_the_outcom
             lambda: next((r for r in flow_runs(deployment_id) if r.id not in before), None),
             timeout=60,
             what="the automation to start a retrain run",
+            every=1.0,
         )
         assert run.parameters["source"] == f"automation:{event_id}"
         # A second drift inside the cooldown starts nothing.
@@ -152,7 +143,9 @@ def test_drift_event_retrains_once_through_the_automation_and_records_the_outcom
                 state = client.read_flow_run(run.id).state
             return state if state is not None and state.is_final() else None
 
-        state = wait_for(finished, timeout=600, what=f"retrain run {run.name} (log {log})")
+        state = wait_for(
+            finished, timeout=600, what=f"retrain run {run.name} (log {log})", every=1.0
+        )
         assert state.is_completed(), f"{state.name}: {state.message} (worker log {log})"
         assert {r.id for r in flow_runs(deployment_id)} - before == {run.id}
     finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect_helpers import flow_runs_of, wait_for  # type: ignore[import-not-found]
+from polling import wait_for
+from prefect_helpers import flow_runs_of
 
 from driftloop.automations import automation_name, ensure_automations, read_automation
 from driftloop.errors import NotFoundError
@@ -74,6 +75,7 @@ def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallo
         lambda: (r := flow_runs_of(deployment_id)) and len(r) > before and r,
         timeout=60,
         what="the automation to create a retrain flow run",
+        every=0.5,
     )
     assert len(runs) == before + 1
     (run,) = [r for r in runs if r.id not in seen]
@@ -98,6 +100,7 @@ def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallo
         lambda: (p := runs_dir / f"{run.id}.json").exists() and p,
         timeout=120,
         what=f"the worker to run flow run {run.id} (log: {worker})",
+        every=0.5,
     )
     got = json.loads(out.read_text())
     assert got == {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,49 @@ def server() -> Iterator[Callable[[Settings], Any]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A running server with champion ``v1`` ("good") and challenger ``v2`` loaded."""
+
+    settings: Settings
+    url: str  # the server's base URL
+    infer: str  # the registered model's infer URL
+    v1: str
+    v2: str
+
+
+@pytest.fixture
+def canary(
+    serving_settings: Callable[..., Settings],
+    register: Callable[..., str],
+    server: Callable[[Settings], Any],
+) -> Callable[..., Canary]:
+    """``canary(kind, weight=None, mode=None, prefect_url=None)``: register a "good" champion and
+    a ``kind`` challenger, set the registry's canary weight/mode when given, start a server and
+    wait until it has loaded the challenger."""
+    import httpx
+    from polling import wait_for
+
+    from driftloop.registry.client import set_canary_mode, set_canary_weight
+
+    def start(
+        kind: str,
+        weight: int | None = None,
+        mode: str | None = None,
+        prefect_url: str | None = None,
+    ) -> Canary:
+        settings = serving_settings(prefect_url=prefect_url)
+        v1 = register("good", settings, alias="champion")
+        v2 = register(kind, settings, alias="challenger")
+        if weight is not None:
+            set_canary_weight(weight, settings)
+        if mode is not None:
+            set_canary_mode(mode, settings)
+        proc = server(settings)
+        wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
+        infer = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
+        return Canary(settings, proc.url, infer, v1, v2)
+
+    return start

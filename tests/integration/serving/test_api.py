@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serving_support import wait_for
+from polling import wait_for
 
 from driftloop.capture import read_predictions
 from driftloop.registry.client import get_alias, get_canary_weight

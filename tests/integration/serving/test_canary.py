@@ -10,11 +10,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serving_support import wait_for
+from polling import wait_for
 
 from driftloop.capture import read_predictions
-from driftloop.registry.client import set_canary_mode, set_canary_weight
-from driftloop.settings import Settings
 from serving.examples import features_request
 
 pytestmark = pytest.mark.integration
@@ -40,18 +38,9 @@ async def _send(url: str, bodies: list[bytes], concurrency: int = 8) -> list[dic
 
 
 @pytest.mark.slow
-def test_weight_10_sends_10_percent_and_keys_stick(
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
-) -> None:
-    settings = serving_settings()
-    v1 = register("good", settings, alias="champion")
-    v2 = register("better", settings, alias="challenger")
-    set_canary_weight(10, settings)
-    proc = server(settings)
-    wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
-    url = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
+def test_weight_10_sends_10_percent_and_keys_stick(canary: Callable[..., Any]) -> None:
+    c = canary("better", weight=10)
+    url, v1, v2 = c.infer, c.v1, c.v2
     bodies = [orjson.dumps(features_request(1, request_id=f"r{i}")) for i in range(5000)]
     answers = asyncio.run(_send(url, bodies))
     versions = Counter(a["model_version"] for a in answers)
@@ -67,18 +56,10 @@ def test_weight_10_sends_10_percent_and_keys_stick(
 
 
 def test_shadow_mode_answers_with_champion_and_captures_both(
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
+    canary: Callable[..., Any],
 ) -> None:
-    settings = serving_settings()
-    v1 = register("good", settings, alias="champion")
-    v2 = register("raise", settings, alias="challenger")
-    set_canary_weight(100, settings)
-    set_canary_mode("shadow", settings)
-    proc = server(settings)
-    wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
-    url = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
+    c = canary("raise", weight=100, mode="shadow")
+    settings, url, v1 = c.settings, c.infer, c.v1
     bodies = [orjson.dumps(features_request(2, request_id=f"s{i}")) for i in range(20)]
     answers = asyncio.run(_send(url, bodies, concurrency=4))
     assert {a["model_version"] for a in answers} == {v1}  # callers never see the challenger

@@ -12,29 +12,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serving_support import wait_for
+from polling import wait_for
 
 from driftloop.registry.client import set_alias, set_canary_weight
 from driftloop.registry.promotion import promote, rollback
-from driftloop.settings import Settings
 from serving.examples import features_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_promote_and_rollback_under_load_fail_no_request(
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
+    canary: Callable[..., Any], register: Callable[..., str]
 ) -> None:
-    settings = serving_settings()
-    v1 = register("good", settings, alias="champion")
-    v2 = register("better", settings, alias="challenger")
-    set_canary_weight(50, settings)
-    proc = server(settings)
-    ready = f"{proc.url}/v2/health/ready"
-    wait_for(lambda: httpx.get(ready).json()["challenger"] == v2)
-    url = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
+    c = canary("better", weight=50)
+    settings, url, v1, v2 = c.settings, c.infer, c.v1, c.v2
+    ready = f"{c.url}/v2/health/ready"
     stop = threading.Event()
     statuses: Counter[int] = Counter()
     versions: Counter[str] = Counter()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serving_support import wait_for
+from polling import wait_for
 
 from driftloop.registry.client import set_alias, set_canary_weight
 from driftloop.services import free_port, mlflow_service, start_service, stop_service

@@ -13,11 +13,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serving_support import wait_for
 
 from driftloop.registry.client import get_alias
 from driftloop.registry.promotion import read_audit
-from driftloop.settings import Settings
 from serving.examples import features_request
 
 pytestmark = pytest.mark.integration
@@ -50,33 +48,14 @@ def traffic(url: str) -> Iterator[list[int]]:
         thread.join(60)
 
 
-def _setup(
-    kind: str,
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
-    prefect_url: str | None = None,
-) -> tuple[Settings, str, str, str]:
-    settings = serving_settings(prefect_url=prefect_url)
-    v1 = register("good", settings, alias="champion")
-    v2 = register(kind, settings, alias="challenger")
-    proc = server(settings)
-    wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
-    return settings, f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer", v1, v2
-
-
 @pytest.mark.parametrize(("kind", "why"), [("raise", "error rate"), ("slow", "p95 latency")])
 def test_rollout_flow_rolls_back_a_broken_challenger(
-    kind: str,
-    why: str,
-    prefect_server: str,
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
+    kind: str, why: str, prefect_server: str, canary: Callable[..., Any]
 ) -> None:
     from flows.rollout import rollout
 
-    settings, url, v1, v2 = _setup(kind, serving_settings, register, server, prefect_server)
+    c = canary(kind, prefect_url=prefect_server)
+    settings, url, v1, v2 = c.settings, c.infer, c.v1, c.v2
     with traffic(url) as statuses:
         record = rollout(weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5)
     assert set(statuses) == {200}  # callers never saw the broken challenger fail
@@ -93,14 +72,11 @@ def test_rollout_flow_rolls_back_a_broken_challenger(
     assert last["actor"] == "flow:rollout"
 
 
-def test_rollout_promotes_a_healthy_challenger(
-    serving_settings: Callable[..., Settings],
-    register: Callable[..., str],
-    server: Callable[[Settings], Any],
-) -> None:
+def test_rollout_promotes_a_healthy_challenger(canary: Callable[..., Any]) -> None:
     from driftloop.rollout import run_rollout
 
-    settings, url, _, v2 = _setup("better", serving_settings, register, server)
+    c = canary("better")
+    settings, url, v2 = c.settings, c.infer, c.v2
     with traffic(url) as statuses:
         verdict, record = run_rollout(
             weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5, settings=settings
