@@ -46,8 +46,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
+from driftloop.embedded.services import QUIET_ENV, free_port, venv_bin  # noqa: E402
 from driftloop.schema import MODEL_INPUT_COLUMNS  # noqa: E402
-from driftloop.services import QUIET_ENV, free_port, venv_bin  # noqa: E402
 from driftloop.settings import Settings, get_settings  # noqa: E402
 from serving.examples import FLIGHT, ROW, features_request, flight_request  # noqa: E402
 
@@ -317,8 +317,8 @@ def bootstrap(state: Path) -> tuple[Settings, Any]:
     """Own MLflow server, two ingested months, features materialized, a trained champion
     (a state folder bootstrapped before is reused: only its MLflow server is started)."""
     from driftloop.data import ingest_months
+    from driftloop.embedded.services import mlflow_service, start_service
     from driftloop.features import apply, build_sources, materialize
-    from driftloop.services import mlflow_service, start_service
     from driftloop.settings import use_settings
     from driftloop.training.pipeline import train_and_register
 
@@ -390,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(QUIET_ENV)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+    from driftloop.embedded.services import stop_service
     from driftloop.registry.client import CHAMPION, get_alias
-    from driftloop.services import stop_service
     from serving.process import ServerProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))

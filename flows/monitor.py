@@ -1,8 +1,8 @@
 """Prefect flow ``monitor``: captured traffic vs the champion's reference -> Evidently report ->
 verdict -> (guards) -> event ``driftloop.drift.detected`` that the automation turns into a
 ``retrain`` run. The work is :func:`driftloop.monitoring.run_monitor` and
-:func:`driftloop.loop.trigger_retrain`; this wrapper adds the Prefect artifacts (summary table
-and a markdown link to the HTML report) shown on the flow run in the UI.
+:func:`driftloop.loop.trigger.trigger_retrain`; this wrapper adds the Prefect artifacts
+(summary table and a markdown link to the HTML report) shown on the flow run in the UI.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def judge_task(start: str | None, end: str | None, model_version: str | None) ->
 @task(name="trigger-retrain", retries=2, retry_delay_seconds=3, cache_policy=NONE)
 def trigger_task(result: Any, emit: bool) -> Any:
     """Check the guards and emit the drift (or suppressed) event."""
-    from driftloop.loop import trigger_retrain
+    from driftloop.loop.trigger import trigger_retrain
 
     return trigger_retrain(result, emit=emit)
 

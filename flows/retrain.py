@@ -6,7 +6,7 @@ Each step is another area's function or flow: :func:`flows.ingest.ingest` and
 :func:`flows.features.features`, :func:`flows.train.train` (fit, then the evaluation gate) and
 :func:`flows.rollout.rollout` run as subflows, so the Prefect UI shows retrain -> ingest,
 features, train, rollout. The guards and the ledger are
-:mod:`driftloop.loop`. A model that fails the gate leaves serving untouched; the outcome (new
+:mod:`driftloop.loop.ledger`. A model that fails the gate leaves serving untouched; the outcome (new
 champion, or the reason it is not one) goes to the ledger, the flow result and an artifact.
 """
 
@@ -23,7 +23,7 @@ from prefect.cache_policies import NONE
 def claim_task(
     start_month: str, end_month: str, reason: str, source: str, force: bool
 ) -> tuple[Any, Any]:
-    from driftloop.loop import claim_retrain
+    from driftloop.loop.ledger import claim_retrain
 
     return claim_retrain(start_month, end_month, reason=reason, source=source, force=force)
 
@@ -59,7 +59,8 @@ def retrain(
     """Retrain on ``start_month..end_month`` (YYYY-MM; evaluated on the month after). Without a
     window, the newest months are used. ``force`` skips the cooldown/budget/de-dup guards;
     ``rollout=False`` stops after the gate (the challenger keeps weight 0)."""
-    from driftloop.loop import default_retrain_window, finish_retrain
+    from driftloop.loop.ledger import finish_retrain
+    from driftloop.loop.trigger import default_retrain_window
     from driftloop.months import month_range, next_month, parse_month
     from driftloop.registry.client import CHAMPION, get_alias
     from flows.features import features as features_flow

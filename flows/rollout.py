@@ -1,6 +1,6 @@
 """Prefect flow ``rollout``: canary the challenger, watch live numbers, promote or roll back.
 
-A thin wrapper over :mod:`driftloop.rollout` (tested without Prefect): the challenger gets the
+A thin wrapper over :mod:`driftloop.loop.rollout` (tested without Prefect): the challenger gets the
 canary weight, the flow waits for ``min_requests`` challenger requests or ``max_minutes``
 (numbers from the inference log, so every serving replica counts), compares challenger with
 champion and acts; the decision, reasons and numbers go to the promotion audit log.
@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 @task(name="start-canary", retries=2, retry_delay_seconds=5)
 def start_task(weight: int | None) -> dict[str, Any]:
     """Set the challenger's weight in the registry (409 without a challenger)."""
-    from driftloop.rollout import start
+    from driftloop.loop.rollout import start
 
     return start(weight, actor="flow:rollout")
 
@@ -27,7 +27,7 @@ def wait_task(
     min_requests: int | None, max_minutes: float | None, poll_s: float | None
 ) -> dict[str, Any]:
     """Poll the inference log until there is enough challenger traffic (or time is up)."""
-    from driftloop.rollout import wait_for_evidence
+    from driftloop.loop.rollout import wait_for_evidence
 
     return wait_for_evidence(None, min_requests, max_minutes, poll_s).to_dict()
 
@@ -35,9 +35,10 @@ def wait_task(
 @task(name="promote-or-rollback", retries=2, retry_delay_seconds=5)
 def act_task(verdict: dict[str, Any]) -> dict[str, Any]:
     """Apply the verdict to the registry and append it to the audit log."""
-    from driftloop.rollout import VariantStats, Verdict, act
+    from driftloop.loop.rollout import CanaryVerdict, act
+    from driftloop.monitoring.canary import VariantStats
 
-    v = Verdict(
+    v = CanaryVerdict(
         decision=verdict["decision"],
         reasons=verdict["reasons"],
         champion=VariantStats(**verdict["champion"]),

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from driftloop.capture import FEEDBACK, PREDICTIONS
+from driftloop.data.capture import FEEDBACK, PREDICTIONS
 from driftloop.errors import DriftloopError, InvalidInputError, PayloadTooLargeError
 from driftloop.settings import Settings
 from serving.auth import ADMIN, PREDICT, Authenticator
@@ -257,7 +257,7 @@ def create_app(
     async def admin_state(request: Request) -> dict[str, Any]:
         """What serves here, and the rollout's live numbers from the inference log."""
         auth.require(request.headers.get("authorization"), ADMIN)
-        from driftloop.rollout import rollout_status
+        from driftloop.monitoring.canary import rollout_status
 
         status = await asyncio.to_thread(rollout_status, settings)
         return {"replica": plane.health(), "rollout": status}

@@ -1,4 +1,4 @@
-"""Batched writer of the inference log (layout and reader in :mod:`driftloop.capture`).
+"""Batched writer of the inference log (layout and reader in :mod:`driftloop.data.capture`).
 
 Requests only put a small tuple on a queue (no I/O, no pandas work); a background thread turns
 items into columns and writes one parquet file per day and flush, when ``capture_flush_rows``
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.capture import (
+from driftloop.data.capture import (
     FEEDBACK,
     FEEDBACK_COLUMNS,
     PREDICTION_COLUMNS,

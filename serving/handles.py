@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from driftloop.registry.tracking import load_pyfunc
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
 
@@ -71,12 +72,7 @@ class ServingState:
 def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
     """Load ``models:/name/version`` as a pyfunc; use ``predict_proba`` of the unwrapped python
     model when it has one (fast path, no schema enforcement), else ``predict``."""
-    import mlflow
-    import mlflow.pyfunc
-
-    mlflow.set_tracking_uri(settings.mlflow.uri)
-    mlflow.set_registry_uri(settings.mlflow.uri)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    model = load_pyfunc(f"models:/{name}/{version}", settings)
     inner: Any = None
     with contextlib.suppress(Exception):
         inner = model.unwrap_python_model()

@@ -16,8 +16,7 @@ from types import TracebackType
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
-from driftloop.services import QUIET_ENV, project_root
-from driftloop.settings import Settings
+from driftloop.settings import QUIET_ENV, Settings, project_root
 
 
 def serving_env(settings: Settings) -> dict[str, str]:

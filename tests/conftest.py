@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from driftloop.services import QUIET_ENV
+from driftloop.settings import QUIET_ENV
 
 os.environ.update(QUIET_ENV)
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -22,7 +22,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow tracking server (SQLite backend, local artifacts) on a free port."""
-    from driftloop.services import free_port, mlflow_service, start_service, stop_service
+    from driftloop.embedded.services import free_port, mlflow_service, start_service, stop_service
     from driftloop.settings import MlflowSettings, Settings
 
     state = tmp_path_factory.mktemp("mlflow-server")
@@ -40,7 +40,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prefect server (SQLite) on a free port; the test process is its client."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from driftloop.services import free_port, prefect_service, start_service, stop_service
+    from driftloop.embedded.services import free_port, prefect_service, start_service, stop_service
     from driftloop.settings import PrefectSettings, Settings
 
     state = tmp_path_factory.mktemp("prefect-server")

@@ -9,6 +9,7 @@ On Kubernetes the Helm chart sets the same variables; no code knows where it run
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,16 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me"
+
+
+#: Telemetry off in every process we start.
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "ITERATIVE_DO_NOT_TRACK": "1",
+}
 
 
 class MlflowSettings(BaseModel):
@@ -283,5 +294,8 @@ def use_settings(settings: Settings | None) -> None:
         _current["settings"] = settings
 
 
-# Compatibility for callers that clear a cached getter.
-get_settings.cache_clear = lambda: use_settings(None)  # type: ignore[attr-defined]
+def project_root() -> Path:
+    """The source checkout (holds ``prefect.yaml``, ``flows/`` and ``feature_repo/``); a process
+    started by the platform inherits it as ``DRIFTLOOP_PROJECT_ROOT``."""
+    root = os.environ.get("DRIFTLOOP_PROJECT_ROOT")
+    return Path(root) if root else Path(__file__).resolve().parents[2]

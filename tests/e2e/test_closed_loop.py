@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 def settings_env(settings: Any) -> dict[str, str]:
     """Environment that makes get_settings() in a child process equal ``settings``."""
-    from driftloop.services import service_env
+    from driftloop.embedded.services import service_env
 
     env = service_env(settings)
     for section in ("mlflow", "training", "rollout", "monitoring", "features"):
@@ -78,7 +78,7 @@ def retrain_deployment(loop_state: Any) -> tuple[str, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    from driftloop.services import project_root
+    from driftloop.settings import project_root
 
     pool = f"e2e-pool-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
@@ -105,8 +105,9 @@ def flow_runs(deployment_id: str) -> list[Any]:
 def test_drift_event_retrains_once_through_the_automation_and_records_the_outcome(
     loop_state: Any, retrain_deployment: tuple[str, str], tmp_path: Path
 ) -> None:
-    from driftloop.automations import ensure_automations
-    from driftloop.loop import DRIFT_EVENT, emit_event, list_retrains
+    from driftloop.loop.automations import ensure_automations
+    from driftloop.loop.ledger import list_retrains
+    from driftloop.loop.trigger import DRIFT_EVENT, emit_event
     from driftloop.registry.client import CHALLENGER, CHAMPION, get_alias
     from driftloop.registry.promotion import read_audit
 

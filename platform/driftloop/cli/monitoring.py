@@ -118,7 +118,7 @@ def run_cmd(
     if result.report:
         typer.echo(f"report {result.report.id}: {result.report.html}")
     if trigger and result.verdict.retrain:
-        from driftloop.loop import trigger_retrain
+        from driftloop.loop.trigger import trigger_retrain
 
         decision = trigger_retrain(result)
         typer.echo(f"event {decision.event}: {decision.reason}")
@@ -127,7 +127,7 @@ def run_cmd(
 @drift_app.command("retrains")
 def retrains_cmd() -> None:
     """The retrain ledger: every automatic or manual retrain and its outcome."""
-    from driftloop.loop import list_retrains
+    from driftloop.loop.ledger import list_retrains
 
     records = list_retrains()
     if not records:
@@ -161,7 +161,7 @@ def demo_cmd(
     import os
     import warnings
 
-    from driftloop.demo import DemoOptions, run_demo
+    from driftloop.embedded.demo import DemoOptions, run_demo
 
     # The demo prints its own progress and timeline: library INFO logs would bury it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -15,7 +15,7 @@ def up(
     ] = True,
 ) -> None:
     """Start MLflow and Prefect (with UI) on 127.0.0.1, register deployments, start a worker."""
-    from driftloop.services import start_all
+    from driftloop.embedded.platform import start_all
     from driftloop.settings import get_settings
 
     settings = get_settings()
@@ -28,7 +28,7 @@ def up(
 
 def down() -> None:
     """Stop everything `up` started; leaves no process behind."""
-    from driftloop.services import stop_all
+    from driftloop.embedded.platform import stop_all
 
     stopped = stop_all()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -36,7 +36,7 @@ def down() -> None:
 
 def status() -> None:
     """Show each service: running, healthy, pid, URL and log file. Exit 1 when one is down."""
-    from driftloop.services import status_all
+    from driftloop.embedded.platform import status_all
     from driftloop.settings import get_settings
 
     statuses = status_all(get_settings())
@@ -49,7 +49,7 @@ def status() -> None:
 
 def deploy() -> None:
     """Register the deployments of prefect.yaml and the automations on the Prefect server."""
-    from driftloop.deploy import deploy_all
+    from driftloop.embedded.deploy import deploy_all
 
     deploy_all()
     typer.echo("deployments registered")

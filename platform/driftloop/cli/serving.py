@@ -85,7 +85,7 @@ def rollout_start(
 ) -> None:
     """Put the challenger on a canary weight and (by default) judge it on live traffic."""
     from driftloop.cli.common import progress
-    from driftloop.rollout import run_rollout, start
+    from driftloop.loop.rollout import run_rollout, start
     from driftloop.settings import get_settings
 
     if not wait:
@@ -109,7 +109,7 @@ def rollout_start(
 @rollout_app.command("status")
 def rollout_status_cmd() -> None:
     """Champion, challenger, weight and the running rollout's live numbers."""
-    from driftloop.rollout import rollout_status
+    from driftloop.monitoring.canary import rollout_status
 
     _echo(rollout_status())
 
@@ -117,20 +117,20 @@ def rollout_status_cmd() -> None:
 @rollout_app.command("promote")
 def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
     """Judge the running rollout now and promote the challenger, recording its numbers."""
+    from driftloop.loop.rollout import judge_canary
     from driftloop.registry.promotion import promote
-    from driftloop.rollout import judge
 
-    verdict = judge()
+    verdict = judge_canary()
     _echo(promote(_actor(), reason or "; ".join(verdict.reasons), verdict.metrics))
 
 
 @rollout_app.command("rollback")
 def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
     """Roll the running rollout back now, recording the live numbers."""
+    from driftloop.loop.rollout import judge_canary
     from driftloop.registry.promotion import rollback
-    from driftloop.rollout import judge
 
-    verdict = judge()
+    verdict = judge_canary()
     _echo(rollback(_actor(), reason or "manual rollback", verdict.metrics))
 
 

@@ -166,7 +166,7 @@ def lineage(
     """Print a version's lineage (run, data revision + partition hashes, feature service, git
     commit, holdout metrics, champion compared with) and check each reference; exit 1 if one
     does not resolve."""
-    from driftloop.lineage import lineage as build
+    from driftloop.training.lineage import lineage as build
 
     record = build(ref, check=not no_check)
     for line in record.lines():

@@ -103,23 +103,26 @@ def load_quarantine(
 
 
 def partition_hashes(
-    months: list[str] | None = None, settings: Settings | None = None
+    months: list[str] | None = None, settings: Settings | None = None, rev: str | None = None
 ) -> dict[str, str]:
-    """md5 (DVC hash) of each partition in the working tree, keyed ``flights/2013-01``,
-    ``weather/2013-01`` and ``planes/planes`` (months None: every ingested month)."""
+    """md5 (DVC hash) of each partition, keyed ``flights/2013-01``, ``weather/2013-01`` and
+    ``planes/planes``: in the working tree, or as recorded at data revision ``rev`` (months None:
+    every ingested month)."""
     settings = settings or get_settings()
     repo = DataRepo(settings)
     repo.require()
-    present = _months_at(repo, "flights", None)
-    wanted = present if months is None else [parse_month(m) for m in months]
+    commit = repo.resolve(rev) if rev is not None else None
+    wanted = (
+        _months_at(repo, "flights", commit) if months is None else [parse_month(m) for m in months]
+    )
     out: dict[str, str] = {}
     for month in wanted:
         for kind in ("flights", "weather"):
-            md5 = repo.recorded_md5(parts.partition_path(kind, month))
+            md5 = repo.recorded_md5(parts.partition_path(kind, month), commit)
             if md5 is None:
-                raise _not_ingested(month, None)
+                raise _not_ingested(month, rev)
             out[parts.partition_key(kind, month)] = md5
-    planes = repo.recorded_md5(parts.partition_path("planes", None))
+    planes = repo.recorded_md5(parts.partition_path("planes", None), commit)
     if planes is not None:
         out[parts.partition_key("planes", None)] = planes
     return out

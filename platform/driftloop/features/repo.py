@@ -185,3 +185,10 @@ def registered_view(store: FeatureStore, name: str) -> FeatureView:
         raise NotFoundError(
             f"feature view {name!r} is not registered: run `driftloop features apply`"
         ) from None
+
+
+def feature_service_info(settings: Settings) -> tuple[str, list[str]]:
+    """(name, feature names) of the configured FeatureService; NotFoundError when unknown."""
+    service = registered_service(feature_store(settings), settings)
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    return service.name, names

@@ -3,7 +3,7 @@
 Public API (names resolve on first use so ``import driftloop.monitoring`` stays light)::
 
     compute_drift(reference, current, settings.monitoring) -> DriftReport   (adapter)
-    judge(summary, settings.monitoring) -> Verdict                          (judge)
+    judge_drift(summary, settings.monitoring) -> DriftVerdict                    (judge)
     run_monitor(settings, start, end, model_version) -> MonitorResult       (monitor)
     save_report / list_reports / get_report / open_report                   (reports)
 """
@@ -18,8 +18,8 @@ _EXPORTS = {
     "DriftReport": "driftloop.monitoring.adapter",
     "DriftSummary": "driftloop.monitoring.adapter",
     "compute_drift": "driftloop.monitoring.adapter",
-    "Verdict": "driftloop.monitoring.judge",
-    "judge": "driftloop.monitoring.judge",
+    "DriftVerdict": "driftloop.monitoring.judge",
+    "judge_drift": "driftloop.monitoring.judge",
     "MonitorResult": "driftloop.monitoring.monitor",
     "retrain_window": "driftloop.monitoring.monitor",
     "run_monitor": "driftloop.monitoring.monitor",

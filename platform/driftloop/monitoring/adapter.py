@@ -31,6 +31,7 @@ import pandas as pd
 from driftloop.errors import InvalidInputError
 from driftloop.schema import CATEGORICAL_COLUMNS, LABEL, NUMERIC_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import MonitoringSettings
+from driftloop.stats import finite_or_none, roc_auc
 
 logger = logging.getLogger(__name__)
 
@@ -194,12 +195,9 @@ def _quality_metrics(snapshot: dict[str, Any]) -> dict[str, float]:
 
 
 def _auc(labels: pd.Series, scores: pd.Series) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    mask = labels.notna() & scores.notna()
-    if mask.sum() < 2 or labels[mask].nunique() < 2:
-        return None
-    return float(roc_auc_score(labels[mask].astype(int), scores[mask]))
+    return finite_or_none(
+        roc_auc(labels.to_numpy(dtype=float, na_value=np.nan), scores.to_numpy(dtype=float))
+    )
 
 
 def _mean(values: pd.Series) -> float | None:

@@ -22,7 +22,7 @@ Status = Literal["ok", "drift", "quality", "insufficient_data"]
 
 
 @dataclass(frozen=True)
-class Verdict:
+class DriftVerdict:
     """The decision on one monitoring window."""
 
     status: Status
@@ -38,11 +38,11 @@ class Verdict:
         return "; ".join(self.reasons) or self.status
 
 
-def judge(summary: DriftSummary, settings: MonitoringSettings | None = None) -> Verdict:
+def judge_drift(summary: DriftSummary, settings: MonitoringSettings | None = None) -> DriftVerdict:
     """Apply the monitoring thresholds to ``summary``."""
     settings = settings or MonitoringSettings()
     if summary.rows_current < settings.min_rows:
-        return Verdict(
+        return DriftVerdict(
             status="insufficient_data",
             retrain=False,
             reasons=[f"{summary.rows_current} captured rows < min_rows {settings.min_rows}"],
@@ -71,10 +71,10 @@ def judge(summary: DriftSummary, settings: MonitoringSettings | None = None) -> 
         alarms.append("quality")
         reasons.append(f"live ROC AUC {auc:.3f} < min_auc {settings.min_auc:.3f}")
     if not alarms:
-        return Verdict(
+        return DriftVerdict(
             status="ok",
             retrain=False,
             reasons=[f"drift share {summary.drift_share:.2f} below threshold"],
         )
     status: Status = "drift" if any(a.endswith("drift") for a in alarms) else "quality"
-    return Verdict(status=status, retrain=True, reasons=reasons, alarms=alarms)
+    return DriftVerdict(status=status, retrain=True, reasons=reasons, alarms=alarms)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from driftloop.errors import NotFoundError
-from driftloop.monitoring.judge import Verdict, judge
+from driftloop.monitoring.judge import DriftVerdict, judge_drift
 from driftloop.monitoring.reports import ReportInfo
 from driftloop.months import parse_month
 from driftloop.schema import EVENT_TIMESTAMP, LOCAL_TZ, OUTPUT_PROBABILITY
@@ -47,7 +47,7 @@ class MonitorResult:
     end: str
     rows: int
     months: list[str]
-    verdict: Verdict
+    verdict: DriftVerdict
     report: ReportInfo | None = None
     drift_share: float | None = None
     live_auc: float | None = None
@@ -129,7 +129,7 @@ def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFram
 
 def current_frame(settings: Settings, start: datetime, end: datetime, version: str) -> pd.DataFrame:
     """Served, successful predictions of ``version`` captured in [start, end], with labels."""
-    from driftloop.capture import read_predictions
+    from driftloop.data.capture import read_predictions
 
     df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
     if df.empty:
@@ -231,7 +231,7 @@ def run_monitor(
         "months": months,
     }
     if len(current) < settings.monitoring.min_rows:
-        verdict = Verdict(
+        verdict = DriftVerdict(
             status="insufficient_data",
             retrain=False,
             reasons=[
@@ -245,7 +245,7 @@ def run_monitor(
         raise NotFoundError(f"version {info.version} has no training run (no reference)")
     reference = load_reference(info.run_id, settings)
     report = compute_drift(reference, current, settings.monitoring)
-    verdict = judge(report.summary, settings.monitoring)
+    verdict = judge_drift(report.summary, settings.monitoring)
     window = {"start": base["start"], "end": base["end"], "months": months}
     saved = save_report(report, verdict, info.name, str(info.version), window, settings)
     result = MonitorResult(

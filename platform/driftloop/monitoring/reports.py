@@ -19,7 +19,7 @@ from typing import Any
 
 from driftloop.errors import NotFoundError
 from driftloop.monitoring.adapter import DriftReport, DriftSummary
-from driftloop.monitoring.judge import Verdict
+from driftloop.monitoring.judge import DriftVerdict
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _new_folder(root: Path, created: datetime, version: str) -> Path:
 
 def save_report(
     report: DriftReport,
-    verdict: Verdict,
+    verdict: DriftVerdict,
     model_name: str,
     model_version: str,
     window: dict[str, Any],

@@ -27,6 +27,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 WEIGHT_TAG = "driftloop.canary_weight"
 MODE_TAG = "driftloop.canary_mode"
+#: ``"{ISO start}|{challenger version}"`` of the running rollout
+ROLLOUT_TAG = "driftloop.rollout_started"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class VersionInfo:
         return f"models:/{self.name}/{self.version}"
 
 
-def _configure_client_env(settings: Settings) -> None:
+def configure_client_env(settings: Settings) -> None:
     # Short, bounded retries: an unreachable registry must surface as an error, not a hang.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -74,7 +76,7 @@ def ping(settings: Settings | None = None, timeout: float = 3.0) -> None:
 def get_client(settings: Settings | None = None, check: bool = True) -> MlflowClient:
     """An MlflowClient for the configured tracking server (pinged first when ``check``)."""
     settings = settings or get_settings()
-    _configure_client_env(settings)
+    configure_client_env(settings)
     if check:
         ping(settings)
     from mlflow import MlflowClient

@@ -20,11 +20,13 @@ from driftloop.errors import ConflictError, InvalidInputError
 from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
+    ROLLOUT_TAG,
     RegistrySnapshot,
     delete_alias,
     registry_snapshot,
     set_alias,
     set_canary_weight,
+    set_model_tag,
 )
 from driftloop.settings import Settings, get_settings
 
@@ -146,3 +148,36 @@ def set_weight(
     set_canary_weight(weight, settings)
     versions = (snap.champion, snap.challenger)
     return _record(action, snap, versions, int(weight), actor, reason, None, settings)
+
+
+def reset_champion(
+    version: str,
+    actor: str = "demo",
+    reason: str = "driftloop demo starts its replay from this champion",
+    settings: Settings | None = None,
+) -> dict[str, Any] | None:
+    """champion <- ``version``, drop any challenger, weight 0 (None when already so)."""
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    if snap.champion == str(version) and snap.challenger is None:
+        return None
+    set_alias(CHAMPION, str(version), settings)
+    set_canary_weight(0, settings)
+    delete_alias(CHALLENGER, settings)
+    versions = (snap.champion, str(version))
+    return _record("demo_reset", snap, versions, 0, actor, reason, None, settings)
+
+
+def start_rollout(
+    weight: int, actor: str = "rollout", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Stamp the start of the challenger's rollout in the registry and put it on ``weight``
+    percent. 409 without a challenger."""
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    if snap.challenger is None:
+        raise ConflictError(f"model {snap.name} has no challenger to roll out")
+    stamp = datetime.now(UTC).isoformat()
+    set_model_tag(ROLLOUT_TAG, f"{stamp}|{snap.challenger}", settings)
+    reason = f"rollout of version {snap.challenger} started"
+    return set_weight(weight, actor, reason, settings, "rollout_start")

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from driftloop.registry import client as registry
+from driftloop.registry import tracking as tr
 from driftloop.schema import LABEL
 from driftloop.settings import Settings
-from driftloop.training import tracking as tr
 from driftloop.training.evaluation import (
     GateDecision,
     LogisticBaseline,
@@ -24,9 +23,7 @@ from driftloop.training.evaluation import (
     slice_metrics,
 )
 from driftloop.training.explain import permutation_importance, plot_importance, plot_reliability
-
-if TYPE_CHECKING:
-    from driftloop.training.pipeline import Evaluation, FittedRun, TrainJob
+from driftloop.training.job import Evaluation, FittedRun, TrainJob
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +46,6 @@ def _score_champion(
 
 
 def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Evaluation:
-    import mlflow
-
-    from driftloop.training.pipeline import Evaluation
-
     tr.setup_mlflow(settings)
     data, t = job.data, settings.training
     holdout = data.holdout
@@ -102,10 +95,10 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
             on=["slice", "value"],
             how="left",
         )
-    with mlflow.start_run(run_id=fitted.run_id):
+    with tr.start_run(run_id=fitted.run_id):
         for name, values in metrics.items():
-            mlflow.log_metrics(tr.flat_metrics(f"holdout_{name}", values))
-        mlflow.set_tags(
+            tr.log_metrics(tr.flat_metrics(f"holdout_{name}", values))
+        tr.set_tags(
             {
                 tr.TAG_GATE: decision.gate,
                 tr.TAG_GATE_REASON: decision.reason[:4000],
@@ -118,10 +111,10 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
         tr.log_table(importance, "explain/permutation_importance.csv")
         tr.log_json(importance.to_dict(orient="records"), "explain/permutation_importance.json")
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.log_artifact(
+            tr.log_artifact(
                 str(plot_reliability(calibration, Path(tmp) / "reliability.png")), "evaluation"
             )
-            mlflow.log_artifact(
+            tr.log_artifact(
                 str(plot_importance(importance, Path(tmp) / "permutation_importance.png")),
                 "explain",
             )

@@ -18,6 +18,7 @@ import pandas as pd
 
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
+from driftloop.stats import roc_auc
 from driftloop.training.preprocessing import Preprocessor
 
 SLICE_COLUMNS = ("carrier", "origin")
@@ -77,18 +78,17 @@ def binary_metrics(
     y: np.ndarray, p: np.ndarray, cost_fn: float = 5.0, cost_fp: float = 1.0
 ) -> dict[str, float]:
     """The holdout metrics of one scorer (NaN where a metric is undefined)."""
-    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+    from sklearn.metrics import brier_score_loss, log_loss
 
     y = np.asarray(y, dtype=np.float64)
     p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    both = 0 < y.sum() < len(y)
     threshold, cost = cost_optimal_threshold(y, p, cost_fn, cost_fp)
     pred = p >= threshold
     tp = float((pred & (y == 1)).sum())
     precision = tp / pred.sum() if pred.sum() else math.nan
     recall = tp / y.sum() if y.sum() else math.nan
     return {
-        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "roc_auc": roc_auc(y, p),
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
         "threshold": threshold,
@@ -105,8 +105,6 @@ def slice_metrics(
     frame: pd.DataFrame, p: np.ndarray, columns: tuple[str, ...] = SLICE_COLUMNS
 ) -> pd.DataFrame:
     """ROC AUC, rows and rates per value of each slice column."""
-    from sklearn.metrics import roc_auc_score
-
     y = frame[LABEL].to_numpy(dtype=np.float64)
     rows = []
     for col in columns:
@@ -114,7 +112,7 @@ def slice_metrics(
         for value in np.unique(keys):
             mask = keys == value
             ys, ps = y[mask], p[mask]
-            auc = roc_auc_score(ys, ps) if 0 < ys.sum() < len(ys) else math.nan
+            auc = roc_auc(ys, ps)
             rows.append(
                 {
                     "slice": col,

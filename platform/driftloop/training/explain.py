@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS
+from driftloop.stats import roc_auc
 
 
 def permutation_importance(
@@ -20,22 +21,20 @@ def permutation_importance(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Mean and std of the ROC AUC drop when one column is shuffled, most important first."""
-    from sklearn.metrics import roc_auc_score
-
     columns = columns or list(MODEL_INPUT_COLUMNS)
     rng = np.random.default_rng(seed)
     sample = frame.sample(min(max_rows, len(frame)), random_state=seed).reset_index(drop=True)
     y = sample[LABEL].to_numpy(dtype=np.float64)
     if not 0 < y.sum() < len(y):
         return pd.DataFrame(columns=["feature", "importance_mean", "importance_std"])
-    base = roc_auc_score(y, predict(sample))
+    base = roc_auc(y, predict(sample))
     rows = []
     for col in columns:
         drops = []
         for _ in range(repeats):
             shuffled = sample.copy()
             shuffled[col] = sample[col].to_numpy()[rng.permutation(len(sample))]
-            drops.append(base - roc_auc_score(y, predict(shuffled)))
+            drops.append(base - roc_auc(y, predict(shuffled)))
         rows.append(
             {
                 "feature": col,

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from driftloop.data import available_months, data_revision, load_partitions, partition_hashes
 from driftloop.errors import NotFoundError, TrainingError
+from driftloop.features.repo import feature_service_info
+from driftloop.features.training import build_training_frame, training_frame_from_flights
 from driftloop.months import month_range, next_month
 from driftloop.schema import EVENT_TIMESTAMP, FEATURE_COLUMNS
 from driftloop.settings import Settings, get_settings
@@ -42,18 +45,7 @@ class TrainingData:
         return ordered.iloc[:cut], ordered.iloc[cut:]
 
 
-def feature_service_info(settings: Settings) -> tuple[str, list[str]]:
-    """(name, feature names) of the configured FeatureService; NotFoundError when unknown."""
-    from driftloop.features.config import feature_store
-    from driftloop.features.repo import registered_service
-
-    service = registered_service(feature_store(settings), settings)
-    names = [f.name for p in service.feature_view_projections for f in p.features]
-    return service.name, names
-
-
 def _check_months(months: list[str], holdout: str, settings: Settings, rev: str | None) -> None:
-    from driftloop.data import available_months
 
     if rev is not None:
         return  # load_partitions(rev=...) names a month missing at that revision
@@ -73,8 +65,6 @@ def _check_months(months: list[str], holdout: str, settings: Settings, rev: str 
 
 
 def _frame(months: list[str], settings: Settings, rev: str | None) -> pd.DataFrame:
-    from driftloop.data import load_partitions
-    from driftloop.features.training import build_training_frame, training_frame_from_flights
 
     if rev is None:
         return build_training_frame(months, settings)
@@ -94,7 +84,6 @@ def load_training_data(
     holdout_month = next_month(months[-1])
     service, features = feature_service_info(settings)
     _check_months(months, holdout_month, settings, rev)
-    from driftloop.data import data_revision, partition_hashes
 
     try:
         train = _frame(months, settings, rev)
@@ -111,10 +100,8 @@ def load_training_data(
             partition_hashes([*months, holdout_month], settings),
         )
     else:
-        from driftloop.lineage import hashes_at_revision
-
         data_rev = rev
-        hashes = hashes_at_revision(rev, [*months, holdout_month], settings)
+        hashes = partition_hashes([*months, holdout_month], settings, rev=rev)
     logger.info(
         "training data %s..%s: %d rows, holdout %s: %d rows (data rev %s)",
         months[0],

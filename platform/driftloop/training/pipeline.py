@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,13 @@ import pandas as pd
 
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.registry import client as registry
+from driftloop.registry import tracking as tr
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
-from driftloop.training import tracking as tr
 from driftloop.training.bundle import ModelBundle
+from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.inputs import TrainingData, load_training_data
+from driftloop.training.job import Evaluation, FittedRun, TrainJob, TrainResult
 from driftloop.training.trainer import DistContext, EpochCallback, EpochStats, TrainParams, fit
 
 logger = logging.getLogger(__name__)
@@ -34,54 +35,6 @@ logger = logging.getLogger(__name__)
 REFERENCE_ROWS = 5000
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 TAG_MODEL_URI = "driftloop.model_uri"
-
-
-@dataclass
-class TrainJob:
-    """Resolved inputs of one run: data, parameters, where checkpoints go."""
-
-    data: TrainingData
-    params: TrainParams
-    checkpoint_dir: Path
-    run_name: str
-
-
-@dataclass
-class FittedRun:
-    run_id: str
-    model_uri: str
-    bundle: ModelBundle
-    history: list[EpochStats]
-    device: str
-    samples_per_s: float
-    best_epoch: int
-    resumed_from: int | None = None
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, dict[str, float]]
-    decision_gate: str
-    decision_reason: str
-    champion_version: str | None
-    slices: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
-
-    @property
-    def alias(self) -> str | None:
-        return None if self.decision_gate == "rejected" else self.decision_gate
-
-
-@dataclass
-class TrainResult:
-    version: str
-    run_id: str
-    gate: str
-    reason: str
-    alias: str | None
-    metrics: dict[str, dict[str, float]]
-    params: dict[str, Any]
-    history: list[EpochStats]
-    compared_with: str
 
 
 # ---- parameters -----------------------------------------------------------------------------
@@ -192,8 +145,6 @@ def fit_and_log(
 ) -> FittedRun:
     """Train in an MLflow run: params, lineage tags, dataset inputs, per-epoch and system
     metrics, the pyfunc model and the reference sample. Resumes the checkpoint when asked."""
-    import mlflow
-
     from driftloop.training.pyfunc import log_model
 
     settings = settings or get_settings()
@@ -204,11 +155,11 @@ def fit_and_log(
         shutil.rmtree(job.checkpoint_dir)
     run_id = run_file.read_text().strip() if resume and run_file.exists() else None
     fit_rows, val_rows = data.split_validation(settings.training.validation_share)
-    with mlflow.start_run(run_id=run_id, run_name=job.run_name, log_system_metrics=True) as run:
+    with tr.start_run(run_id=run_id, run_name=job.run_name, log_system_metrics=True) as run:
         job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.info.run_id)
         if run_id is None:
-            mlflow.log_params(
+            tr.log_params(
                 {
                     **{
                         k: json.dumps(v) if isinstance(v, list) else v
@@ -226,7 +177,7 @@ def fit_and_log(
                     "validation_share": settings.training.validation_share,
                 }
             )
-            mlflow.set_tags(
+            tr.set_tags(
                 {
                     tr.TAG_GIT_COMMIT: tr.git_commit(),
                     tr.TAG_DATA_REV: data.data_rev,
@@ -242,7 +193,7 @@ def fit_and_log(
             tr.log_frame_input(data.holdout, f"holdout {data.holdout_month}", "holdout")
 
         def log_epoch(stats: EpochStats) -> None:
-            mlflow.log_metrics(
+            tr.log_metrics(
                 {
                     "train_loss": stats.train_loss,
                     "val_loss": stats.val_loss,
@@ -266,8 +217,8 @@ def fit_and_log(
             dist=dist,
         )
         bundle = ModelBundle(result.model.to("cpu"), result.preprocessor)
-        mlflow.set_tag("driftloop.device", result.device)
-        mlflow.log_metrics(
+        tr.set_tag("driftloop.device", result.device)
+        tr.log_metrics(
             {
                 "mean_samples_per_s": result.samples_per_s,
                 "best_epoch": result.best_epoch,
@@ -275,7 +226,7 @@ def fit_and_log(
             }
         )
         info = log_model(bundle, data.train)
-        mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
+        tr.set_tag(TAG_MODEL_URI, info.model_uri)
         _log_reference(bundle, data.holdout, params.seed)
     return FittedRun(
         run_id=run.info.run_id,
@@ -290,21 +241,18 @@ def fit_and_log(
 
 
 def _log_reference(bundle: ModelBundle, holdout: pd.DataFrame, seed: int) -> None:
-    import mlflow
-
     sample = holdout.sample(min(REFERENCE_ROWS, len(holdout)), random_state=seed)
     reference = sample[[*MODEL_INPUT_COLUMNS, LABEL]].reset_index(drop=True)
     reference[OUTPUT_PROBABILITY] = bundle.predict_proba(reference)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reference.parquet"
         reference.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="reference")
+        tr.log_artifact(str(path), artifact_path="reference")
 
 
 def evaluate(job: TrainJob, fitted: FittedRun, settings: Settings | None = None) -> Evaluation:
     """Score model, naive baseline, logistic regression and the champion on the holdout; decide
     the gate; log metrics, slices, calibration and permutation importance to the run."""
-    from driftloop.training.evaluate_run import evaluate_fitted
 
     return evaluate_fitted(job, fitted, settings or get_settings())
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from driftloop.errors import TrainingError
 from driftloop.registry import client as registry
+from driftloop.registry import tracking as tr
 from driftloop.settings import Settings, get_settings
-from driftloop.training import tracking as tr
 from driftloop.training.trainer import EpochCallback
 
 logger = logging.getLogger(__name__)
@@ -39,10 +39,8 @@ def reproduce(
     ref: str, settings: Settings | None = None, on_epoch: EpochCallback | None = None
 ) -> ReproduceResult:
     """Retrain version ``ref`` (``3``, ``name:3``, ``name@champion``) from its lineage."""
-    import mlflow
-
-    from driftloop.lineage import resolve_version
     from driftloop.training.inputs import load_training_data
+    from driftloop.training.lineage import resolve_version
     from driftloop.training.pipeline import (
         TrainJob,
         _checkpoint_dir,
@@ -81,8 +79,8 @@ def reproduce(
     )
     fitted = fit_and_log(job, settings, on_epoch=on_epoch)
     evaluation = evaluate(job, fitted, settings)
-    with mlflow.start_run(run_id=fitted.run_id):
-        mlflow.set_tags({"driftloop.reproduces": info.version, "driftloop.original_run": run_id})
+    with tr.start_run(run_id=fitted.run_id):
+        tr.set_tags({"driftloop.reproduces": info.version, "driftloop.original_run": run_id})
     differences: dict[str, tuple[float, float, float]] = {}
     for name in COMPARED:
         before = float(recorded.get(f"holdout_model_{name}", math.nan))

@@ -27,6 +27,7 @@ from torch import nn
 from driftloop.errors import TrainingError
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
+from driftloop.stats import roc_auc
 from driftloop.training.model import ModelConfig, TabularNet
 from driftloop.training.preprocessing import Preprocessor
 
@@ -165,12 +166,6 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-
-
 def fit(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame,
@@ -274,7 +269,7 @@ def fit(
             epoch=epoch,
             train_loss=float(total) / max(seen, 1),
             val_loss=val_loss,
-            val_auc=_auc(v_y_np, val_p),
+            val_auc=roc_auc(v_y_np, val_p),
             samples_per_s=seen * world / seconds if seconds > 0 else float("nan"),
             seconds=seconds,
             learning_rate=float(optimizer.param_groups[0]["lr"]),

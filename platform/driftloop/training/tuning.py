@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import TrainingError
+from driftloop.registry import tracking as tr
 from driftloop.settings import Settings, get_settings
-from driftloop.training import tracking as tr
 from driftloop.training.inputs import TrainingData, load_training_data
 from driftloop.training.trainer import EpochStats, TrainParams, fit
 
@@ -74,7 +74,6 @@ def tune(
     on_trial: Callable[[int, float, str], None] | None = None,
 ) -> TuneResult:
     """Run ``trials`` more trials of the study and save its best parameters."""
-    import mlflow
     import optuna
 
     from driftloop.registry.client import ping
@@ -100,28 +99,28 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = TrainParams(**{**base.to_dict(), **suggest(trial)})
-        with mlflow.start_run(run_name=f"trial {trial.number}", nested=True):
-            mlflow.log_params(
+        with tr.start_run(run_name=f"trial {trial.number}", nested=True):
+            tr.log_params(
                 {
                     k: json.dumps(v) if isinstance(v, list) else v
                     for k, v in params.to_dict().items()
                 }
             )
-            mlflow.set_tags({"optuna.study": name, "optuna.trial": str(trial.number)})
+            tr.set_tags({"optuna.study": name, "optuna.trial": str(trial.number)})
 
             def report(stats: EpochStats) -> None:
-                mlflow.log_metrics(
+                tr.log_metrics(
                     {"val_roc_auc": stats.val_auc, "val_loss": stats.val_loss}, step=stats.epoch
                 )
                 trial.report(stats.val_auc, stats.epoch)
                 if trial.should_prune():
-                    mlflow.set_tag("optuna.state", "pruned")
+                    tr.set_tag("optuna.state", "pruned")
                     raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
 
             result = fit(fit_rows, val_rows, params, on_epoch=report)
             value = result.history[result.best_epoch - 1].val_auc
-            mlflow.log_metric("best_val_roc_auc", value)
-            mlflow.set_tag("optuna.state", "complete")
+            tr.log_metric("best_val_roc_auc", value)
+            tr.set_tag("optuna.state", "complete")
         return value
 
     def callback(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
@@ -129,8 +128,8 @@ def tune(
             value = frozen.value if frozen.value is not None else math.nan
             on_trial(frozen.number, value, frozen.state.name.lower())
 
-    with mlflow.start_run(run_name=f"tune {data.window}") as parent:
-        mlflow.set_tags(
+    with tr.start_run(run_name=f"tune {data.window}") as parent:
+        tr.set_tags(
             {
                 "optuna.study": name,
                 tr.TAG_TRAIN_WINDOW: data.window,
@@ -145,7 +144,7 @@ def tune(
         best = study.best_trial
         best_params = {**base.to_dict(), **_params_of(best.params)}
         best_params.pop("device", None)
-        mlflow.log_metric("best_val_roc_auc", float(best.value or math.nan))
+        tr.log_metric("best_val_roc_auc", float(best.value or math.nan))
         tr.log_json(best_params, "tuning/best_params.json")
     path = tuning_dir(settings) / "best_params.json"
     path.write_text(

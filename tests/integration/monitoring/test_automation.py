@@ -12,9 +12,9 @@ import pytest
 from polling import wait_for
 from prefect_helpers import flow_runs_of
 
-from driftloop.automations import automation_name, ensure_automations, read_automation
 from driftloop.errors import NotFoundError
-from driftloop.loop import DRIFT_EVENT, emit_event
+from driftloop.loop.automations import automation_name, ensure_automations, read_automation
+from driftloop.loop.trigger import DRIFT_EVENT, emit_event
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def test_monitor_schedule_follows_settings_and_pauses_when_disabled(
 ) -> None:
     from prefect import flow
 
-    from driftloop.automations import ensure_monitor_schedule, prefect_client
+    from driftloop.loop.automations import ensure_monitor_schedule, prefect_client
 
     (tmp_path / "monitor_probe.py").write_text(MONITOR_PROBE)
     probe = flow.from_source(source=str(tmp_path), entrypoint="monitor_probe.py:monitor")

@@ -15,8 +15,8 @@ def test_ingest_deployment_started_from_the_api_completes(
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
 
-    from driftloop.deploy import deploy_all
-    from driftloop.services import start_service, stop_service, worker_service
+    from driftloop.embedded.deploy import deploy_all
+    from driftloop.embedded.services import start_service, stop_service, worker_service
 
     settings = make_settings(prefect_url=prefect_server, prefect={"work_pool": "test-pool"})
     deploy_all(settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftloop.services import _group_alive, free_port
+from driftloop.embedded.services import _group_alive, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -59,7 +59,7 @@ def serving_settings(
 ) -> Callable[..., Settings]:
     """Settings for one test: a fresh registered model name, a free serving port, fast
     reconciliation and capture flushes; keyword overrides per section."""
-    from driftloop.services import free_port
+    from driftloop.embedded.services import free_port
 
     def build(**overrides: Any) -> Settings:
         serving = {

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from polling import wait_for
 
-from driftloop.capture import read_predictions
+from driftloop.data.capture import read_predictions
 from driftloop.registry.client import get_alias, get_canary_weight
 from driftloop.registry.promotion import read_audit
 from driftloop.settings import Settings, use_settings
@@ -30,8 +30,8 @@ PREDICT = {"Authorization": "Bearer predict-secret"}
 def api(
     tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, logged_models: dict[str, str]
 ) -> Iterator[tuple[Settings, httpx.Client]]:
+    from driftloop.embedded.services import free_port
     from driftloop.registry.client import register_logged_model, set_alias
-    from driftloop.services import free_port
 
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("serving-api"),

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from polling import wait_for
 
-from driftloop.capture import read_predictions
+from driftloop.data.capture import read_predictions
 from serving.examples import features_request
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from polling import wait_for
 
+from driftloop.embedded.services import free_port, mlflow_service, start_service, stop_service
 from driftloop.registry.client import set_alias, set_canary_weight
-from driftloop.services import free_port, mlflow_service, start_service, stop_service
 from driftloop.settings import MlflowSettings, Settings
 from serving.examples import features_request
 

@@ -73,7 +73,7 @@ def test_rollout_flow_rolls_back_a_broken_challenger(
 
 
 def test_rollout_promotes_a_healthy_challenger(canary: Callable[..., Any]) -> None:
-    from driftloop.rollout import run_rollout
+    from driftloop.loop.rollout import run_rollout
 
     c = canary("better")
     settings, url, v2 = c.settings, c.infer, c.v2

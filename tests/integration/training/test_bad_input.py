@@ -39,7 +39,7 @@ def test_unreachable_mlflow_fails_fast_from_the_cli(
     train_settings: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from driftloop.cli import main
-    from driftloop.services import free_port
+    from driftloop.embedded.services import free_port
     from driftloop.settings import use_settings
 
     dead = f"http://127.0.0.1:{free_port()}"

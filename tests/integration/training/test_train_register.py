@@ -38,8 +38,8 @@ def test_flow_registers_champion_then_gates_weak_and_challenger_models(
     import mlflow
 
     from driftloop.cli import main
-    from driftloop.lineage import lineage
     from driftloop.training.inputs import load_training_data
+    from driftloop.training.lineage import lineage
     from driftloop.training.pipeline import train_and_register
     from flows.train import train
 

@@ -11,7 +11,7 @@ import pytest
 
 from driftloop.errors import InvalidInputError
 from driftloop.monitoring.adapter import DriftSummary, compute_drift
-from driftloop.monitoring.judge import judge
+from driftloop.monitoring.judge import judge_drift
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import MonitoringSettings
 
@@ -31,7 +31,7 @@ def test_two_samples_of_one_month_show_no_dataset_drift(similar) -> None:
     assert s.prediction_drift is not None
     assert not s.prediction_drift.drifted
     assert (s.rows_reference, s.rows_current) == (5000, 3000)
-    verdict = judge(s, SETTINGS)
+    verdict = judge_drift(s, SETTINGS)
     assert (verdict.status, verdict.retrain) == ("ok", False)
 
 
@@ -43,7 +43,7 @@ def test_winter_reference_vs_summer_traffic_is_dataset_drift(seasonal) -> None:
     assert not s.columns["carrier"].drifted  # the airlines flying stay the same
     assert s.prediction_drift is not None
     assert s.prediction_drift.drifted
-    verdict = judge(s, SETTINGS)
+    verdict = judge_drift(s, SETTINGS)
     assert verdict.retrain
     assert verdict.status == "drift"
     assert "data_drift" in verdict.alarms
@@ -67,7 +67,7 @@ def test_a_scaled_feature_drifts_alone_and_an_empty_column_is_skipped(
     assert s.quality == {}
     assert s.rows_labeled == 0
     assert "quality" not in report.snapshots
-    assert not judge(s, SETTINGS).retrain  # one feature of 20 is below the dataset threshold
+    assert not judge_drift(s, SETTINGS).retrain  # one feature of 20 is below the dataset threshold
 
 
 def test_labels_give_classification_quality(similar, january_current: pd.DataFrame) -> None:
@@ -88,7 +88,7 @@ def test_random_scores_raise_a_quality_alarm(
     noisy[OUTPUT_PROBABILITY] = rng.permutation(noisy[OUTPUT_PROBABILITY].to_numpy())
     s = compute_drift(january_reference, noisy, SETTINGS).summary
     assert s.quality["roc_auc"] < SETTINGS.min_auc
-    verdict = judge(s, SETTINGS)
+    verdict = judge_drift(s, SETTINGS)
     assert verdict.retrain
     assert "quality" in verdict.alarms
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from driftloop.loop import (
+from driftloop.loop.ledger import (
     FAILED,
     FINISHED,
     SKIPPED,

@@ -16,7 +16,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from driftloop.capture import read_predictions
+from driftloop.data.capture import read_predictions
 from driftloop.errors import NotFoundError
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.schema import FEATURE_COLUMNS

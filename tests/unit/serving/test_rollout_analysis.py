@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from driftloop.rollout import PROMOTE, ROLLBACK, VariantStats, compare, variant_stats
+from driftloop.loop.rollout import PROMOTE, ROLLBACK, compare
+from driftloop.monitoring.canary import VariantStats, variant_stats
 from driftloop.settings import Settings
 
 

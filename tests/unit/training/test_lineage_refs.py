@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from driftloop.errors import InvalidInputError
-from driftloop.lineage import parse_ref
 from driftloop.settings import Settings
+from driftloop.training.lineage import parse_ref
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Automatic canary analysis: put the challenger on a weight, watch live numbers, decide.
 
-The live numbers come from the inference log (:mod:`driftloop.capture`), so the analysis sees
+The live numbers come from the inference log (:mod:`driftloop.data.capture`), so the analysis sees
 every serving replica. Per variant, since the rollout started: requests, error rate, p95 latency
 (per request), mean predicted probability and, where labels have arrived, ROC AUC. The challenger
 is rolled back when it is worse than the champion beyond ``settings.rollout`` thresholds, else
@@ -11,47 +11,24 @@ The rollout's start is a registered-model tag, so ``status`` works from any proc
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from driftloop.errors import ConflictError
-from driftloop.schema import LABEL
+from driftloop.monitoring.canary import VariantStats, canary_metrics, live_stats
+from driftloop.registry.client import ROLLOUT_TAG, registry_snapshot
+from driftloop.registry.promotion import promote, rollback, start_rollout
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-STARTED_TAG = "driftloop.rollout_started"
 PROMOTE, ROLLBACK, WAIT = "promote", "rollback", "wait"
 
 
 @dataclass
-class VariantStats:
-    version: str | None
-    requests: int = 0
-    rows: int = 0
-    errors: int = 0
-    error_rate: float = 0.0
-    #: p95 of the model call (``model_ms``), what a canary judges: the whole-request time of
-    #: a challenger also holds the server's thread hop, which its promotion removes
-    p95_latency_ms: float | None = None
-    #: p95 of the whole request as the caller saw it (reported, not judged)
-    p95_request_ms: float | None = None
-    mean_probability: float | None = None
-    labeled: int = 0
-    auc: float | None = None
-    #: |mean predicted probability - observed late rate| over labeled rows (when judged)
-    calibration_gap: float | None = None
-
-
-@dataclass
-class Verdict:
+class CanaryVerdict:
     decision: str
     reasons: list[str]
     champion: VariantStats
@@ -61,75 +38,6 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    if len(np.unique(labels)) < 2:
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
-
-
-def variant_stats(df: pd.DataFrame, version: str | None, min_labeled: int) -> VariantStats:
-    """Live numbers of one variant's captured rows."""
-    stats = VariantStats(version=version)
-    if df.empty:
-        return stats
-    stats.rows = len(df)
-    model_ms = df["model_ms"] if "model_ms" in df.columns else pd.Series(np.nan, index=df.index)
-    per_request = (
-        df.assign(model=model_ms.fillna(df["latency_ms"]))  # files from before model_ms
-        .groupby("request_id", sort=False)
-        .agg(
-            latency=("latency_ms", "max"),
-            model=("model", "max"),
-            failed=("error", lambda s: s.notna().any()),
-        )
-    )
-    stats.requests = len(per_request)
-    stats.errors = int(per_request["failed"].sum())
-    stats.error_rate = stats.errors / stats.requests
-    stats.p95_request_ms = float(np.percentile(per_request["latency"], 95))
-    ok_model = per_request["model"].dropna()
-    if not ok_model.empty:
-        stats.p95_latency_ms = float(np.percentile(ok_model, 95))
-    ok = df[df["error"].isna() & df["late_probability"].notna()]
-    if not ok.empty:
-        stats.mean_probability = float(ok["late_probability"].mean())
-    if LABEL in ok.columns:
-        labeled = ok[ok[LABEL].notna()]
-        stats.labeled = len(labeled)
-        if stats.labeled >= min_labeled:
-            y = labeled[LABEL].to_numpy(dtype=int)
-            p = labeled["late_probability"].to_numpy(dtype=float)
-            stats.auc = _auc(y, p)
-            stats.calibration_gap = float(abs(p.mean() - y.mean()))
-    return stats
-
-
-def live_stats(
-    champion: str | None,
-    challenger: str | None,
-    since: datetime | str | None,
-    settings: Settings | None = None,
-) -> tuple[VariantStats, VariantStats]:
-    """Champion and challenger numbers from the inference log since ``since``. The champion's
-    are its served answers; the challenger's are every attempt (canary or shadow)."""
-    from driftloop.capture import read_predictions
-
-    settings = settings or get_settings()
-    df = read_predictions(settings, start=since)
-    min_labeled = settings.rollout.min_labeled_rows
-    if df.empty:
-        return VariantStats(champion), VariantStats(challenger)
-    version = df["model_version"].astype(str)
-    champ = df[(df["variant"] == "champion") & (version == str(champion)) & df["served"]]
-    chall = df[(df["variant"] == "challenger") & (version == str(challenger))]
-    return (
-        variant_stats(champ, champion, min_labeled),
-        variant_stats(chall, challenger, min_labeled),
-    )
 
 
 def compare(
@@ -197,74 +105,33 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
-def _metrics(champion: VariantStats, challenger: VariantStats) -> dict[str, Any]:
-    def clean(v: Any) -> Any:
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    return {
-        "champion": {k: clean(v) for k, v in asdict(champion).items()},
-        "challenger": {k: clean(v) for k, v in asdict(challenger).items()},
-    }
-
-
 def start(
     weight: int | None = None, actor: str = "rollout", settings: Settings | None = None
 ) -> dict[str, Any]:
     """Put the challenger on ``weight`` percent (default settings.rollout.canary_weight) and
     stamp the start in the registry. 409 without a challenger."""
-    from driftloop.registry.client import registry_snapshot, set_model_tag
-    from driftloop.registry.promotion import set_weight
-
     settings = settings or get_settings()
     weight = settings.rollout.canary_weight if weight is None else int(weight)
-    snap = registry_snapshot(settings)
-    if snap.challenger is None:
-        raise ConflictError(f"model {snap.name} has no challenger to roll out")
-    stamp = datetime.now(UTC).isoformat()
-    set_model_tag(STARTED_TAG, f"{stamp}|{snap.challenger}", settings)
-    return set_weight(
-        weight, actor, f"rollout of version {snap.challenger} started", settings, "rollout_start"
-    )
+    return start_rollout(weight, actor, settings)
 
 
-def rollout_status(settings: Settings | None = None) -> dict[str, Any]:
-    """Registry state and the live numbers of the running rollout (if any)."""
-    from driftloop.registry.client import registry_snapshot
-
-    settings = settings or get_settings()
-    snap = registry_snapshot(settings)
-    stamp, _, version = snap.tags.get(STARTED_TAG, "").partition("|")
-    active = snap.challenger is not None and version == snap.challenger and bool(stamp)
-    out: dict[str, Any] = {
-        "model": snap.name,
-        "champion": snap.champion,
-        "challenger": snap.challenger,
-        "weight": snap.weight,
-        "mode": snap.mode or settings.serving.mode,
-        "rollout_started": stamp if active else None,
-    }
-    if active:
-        champ, chall = live_stats(snap.champion, snap.challenger, stamp, settings)
-        out["live"] = _metrics(champ, chall)
-    return out
-
-
-def judge(settings: Settings | None = None, final: bool = True) -> Verdict:
+def judge_canary(settings: Settings | None = None, final: bool = True) -> CanaryVerdict:
     """Compare challenger and champion on the numbers since the rollout started. Before
     ``min_requests`` challenger requests and with ``final=False`` the decision is ``wait``."""
-    from driftloop.registry.client import registry_snapshot
 
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to judge")
-    stamp, _, version = snap.tags.get(STARTED_TAG, "").partition("|")
+    stamp, _, version = snap.tags.get(ROLLOUT_TAG, "").partition("|")
     since = stamp if stamp and version == snap.challenger else None
     champ, chall = live_stats(snap.champion, snap.challenger, since, settings)
     if not final and chall.requests < settings.rollout.min_requests:
-        return Verdict(WAIT, [f"{chall.requests} challenger requests so far"], champ, chall, since)
+        return CanaryVerdict(
+            WAIT, [f"{chall.requests} challenger requests so far"], champ, chall, since
+        )
     decision, reasons = compare(champ, chall, settings)
-    return Verdict(decision, reasons, champ, chall, since, _metrics(champ, chall))
+    return CanaryVerdict(decision, reasons, champ, chall, since, canary_metrics(champ, chall))
 
 
 def wait_for_evidence(
@@ -272,8 +139,8 @@ def wait_for_evidence(
     min_requests: int | None = None,
     max_minutes: float | None = None,
     poll_s: float | None = None,
-    on_poll: Callable[[Verdict], None] | None = None,
-) -> Verdict:
+    on_poll: Callable[[CanaryVerdict], None] | None = None,
+) -> CanaryVerdict:
     """Poll until the challenger has ``min_requests`` requests, a failure is already clear
     (error-rate threshold crossed after 20 requests), or ``max_minutes`` passed."""
     settings = settings or get_settings()
@@ -283,7 +150,7 @@ def wait_for_evidence(
     every = r.poll_s if poll_s is None else poll_s
     tuned = settings.model_copy(update={"rollout": r.model_copy(update={"min_requests": need})})
     while True:
-        verdict = judge(tuned, final=False)
+        verdict = judge_canary(tuned, final=False)
         if on_poll:
             on_poll(verdict)
         if verdict.decision != WAIT:
@@ -293,13 +160,12 @@ def wait_for_evidence(
             chall.error_rate - champ.error_rate > r.max_error_rate_increase
         )
         if failing or time.monotonic() >= deadline:
-            return judge(tuned, final=True)
+            return judge_canary(tuned, final=True)
         time.sleep(every)
 
 
-def act(verdict: Verdict, actor: str = "rollout", settings: Settings | None = None) -> dict:
+def act(verdict: CanaryVerdict, actor: str = "rollout", settings: Settings | None = None) -> dict:
     """Promote or roll back by the verdict; the audit record carries the reasons and numbers."""
-    from driftloop.registry.promotion import promote, rollback
 
     settings = settings or get_settings()
     reason = "; ".join(verdict.reasons)
@@ -317,8 +183,8 @@ def run_rollout(
     poll_s: float | None = None,
     actor: str = "rollout",
     settings: Settings | None = None,
-    on_poll: Callable[[Verdict], None] | None = None,
-) -> tuple[Verdict, dict[str, Any]]:
+    on_poll: Callable[[CanaryVerdict], None] | None = None,
+) -> tuple[CanaryVerdict, dict[str, Any]]:
     """start -> wait for evidence -> promote or roll back. Returns the verdict and audit record."""
     settings = settings or get_settings()
     start(weight, actor, settings)

@@ -1,9 +1,10 @@
 """The embedded platform: MLflow tracking server, Prefect server (with UI) and a Prefect worker,
 run as background processes on 127.0.0.1 with pid and log files in the state folder.
 
-``start_all`` is idempotent: a service whose pid file points at a live process that answers its
-health endpoint is reused; a port held by anything else is an error that names the port and the
-setting that moves it. ``stop_all`` terminates each process group and waits, so nothing is left.
+``start_service`` is idempotent: a service whose pid file points at a live process that answers
+its health endpoint is reused; a port held by anything else is an error that names the port and
+the setting that moves it. ``stop_service`` terminates the process group and waits, so nothing is
+left. :mod:`driftloop.embedded.platform` starts and stops them together.
 """
 
 from __future__ import annotations
@@ -23,23 +24,9 @@ from pathlib import Path
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import QUIET_ENV, Settings, project_root
 
 logger = logging.getLogger(__name__)
-
-#: Telemetry off in every process we start.
-QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "ITERATIVE_DO_NOT_TRACK": "1",
-}
-
-
-def project_root() -> Path:
-    """The source checkout (holds prefect.yaml and flows/)."""
-    return Path(__file__).resolve().parents[2]
 
 
 def venv_bin(name: str) -> str:
@@ -77,7 +64,7 @@ class ServiceStatus:
         )
 
 
-def _dirs(settings: Settings) -> tuple[Path, Path]:
+def run_dirs(settings: Settings) -> tuple[Path, Path]:
     run, logs = settings.state / "run", settings.state / "logs"
     run.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -227,7 +214,7 @@ def free_port() -> int:
 
 
 def status_of(service: Service, settings: Settings) -> ServiceStatus:
-    run, logs = _dirs(settings)
+    run, logs = run_dirs(settings)
     pid = _read_pid(run / f"{service.name}.pid")
     running = pid is not None
     healthy = running and _healthy(service.health_url)
@@ -241,7 +228,7 @@ def start_service(
     service: Service, settings: Settings, wait: Callable[[str], None] | None = None
 ) -> ServiceStatus:
     """Start ``service`` unless ours is already running; wait until healthy."""
-    run, logs = _dirs(settings)
+    run, logs = run_dirs(settings)
     current = status_of(service, settings)
     if current.running:
         if current.healthy or service.health_url is None:
@@ -297,7 +284,7 @@ def _wait_healthy(service: Service, pid: int | None, log_path: Path) -> None:
 
 def stop_service(service: Service, settings: Settings, timeout_s: float = 20.0) -> bool:
     """Terminate the service's process group; True when something was stopped."""
-    run, _ = _dirs(settings)
+    run, _ = run_dirs(settings)
     pid_file = run / f"{service.name}.pid"
     pid = _read_pid(pid_file)
     pid_file.unlink(missing_ok=True)
@@ -326,62 +313,3 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
-
-
-def services(settings: Settings) -> list[Service]:
-    out = [mlflow_service(settings), prefect_service(settings)]
-    if settings.prefect.start_worker:
-        out.append(worker_service(settings))
-    return out
-
-
-def start_all(
-    settings: Settings | None = None,
-    deploy: bool = True,
-    progress: Callable[[str], None] | None = None,
-) -> list[ServiceStatus]:
-    """Start MLflow and Prefect, register the deployments, start the worker."""
-    settings = settings or get_settings()
-    statuses = [
-        start_service(mlflow_service(settings), settings, progress),
-        start_service(prefect_service(settings), settings, progress),
-    ]
-    if deploy:
-        from driftloop.deploy import deploy_all
-
-        if progress:
-            progress("registering Prefect deployments")
-        deploy_all(settings)
-    if settings.prefect.start_worker:
-        statuses.append(start_service(worker_service(settings), settings, progress))
-    return statuses
-
-
-def stop_all(settings: Settings | None = None) -> list[str]:
-    """Stop worker, Prefect and MLflow; returns the names of what was running."""
-    settings = settings or get_settings()
-    stopped = []
-    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
-    # Processes started beside the core ones (the demo's inference API) stop first.
-    for service in [*_other_services(settings, core), *reversed(core)]:
-        if stop_service(service, settings):
-            stopped.append(service.name)
-    return stopped
-
-
-def _other_services(settings: Settings, core: list[Service]) -> list[Service]:
-    """Services with a pid file in the state folder that are not MLflow, Prefect or the worker
-    (``driftloop demo`` leaves ``serving`` running); enough of them to report and stop."""
-    run, _ = _dirs(settings)
-    known = {s.name for s in core}
-    return [
-        Service(name=p.stem, port=None, health_url=None, command=[], env={})
-        for p in sorted(run.glob("*.pid"))
-        if p.stem not in known
-    ]
-
-
-def status_all(settings: Settings | None = None) -> list[ServiceStatus]:
-    settings = settings or get_settings()
-    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
-    return [status_of(s, settings) for s in [*core, *_other_services(settings, core)]]

@@ -1,19 +1,22 @@
-"""MLflow tracking helpers of training runs (fluent API; the registry is driftloop.registry)."""
+"""MLflow tracking (the fluent API) for training runs: the only module besides
+:mod:`driftloop.registry.client` (``MlflowClient``) and :mod:`driftloop.training.pyfunc` (the
+model flavour) that imports ``mlflow``. Thin pass-throughs keep MLflow's API churn here."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 
-from driftloop.settings import Settings
+from driftloop.registry.client import configure_client_env, ping
+from driftloop.settings import Settings, project_root
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +38,6 @@ TAG_GATE_REASON = "driftloop.gate_reason"
 SYSTEM_METRICS_INTERVAL_S = 2.0
 
 
-def project_root() -> Path:
-    root = os.environ.get("DRIFTLOOP_PROJECT_ROOT")
-    return Path(root) if root else Path(__file__).resolve().parents[3]
-
-
 def git_commit(root: Path | None = None) -> str:
     """HEAD of the project checkout, or "unknown" outside a git repository."""
     try:
@@ -57,11 +55,7 @@ def git_commit(root: Path | None = None) -> str:
 
 def setup_mlflow(settings: Settings) -> None:
     """Point the fluent API at the configured server and experiment (pinged first)."""
-    import mlflow
-
-    from driftloop.registry.client import _configure_client_env, ping
-
-    _configure_client_env(settings)
+    configure_client_env(settings)
     ping(settings)
     mlflow.set_tracking_uri(settings.mlflow.uri)
     mlflow.set_registry_uri(settings.mlflow.uri)
@@ -71,8 +65,7 @@ def setup_mlflow(settings: Settings) -> None:
 
 def log_frame_input(df: pd.DataFrame, name: str, context: str) -> None:
     """Log ``df`` as an MLflow dataset input of the active run (digest, schema, profile)."""
-    import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.data.pandas_dataset import from_pandas  # a submodule mlflow does not import
 
     logged = df.copy()
     for col in logged.columns:  # MLflow's schema inference rejects tz-aware timestamps
@@ -85,14 +78,10 @@ def log_frame_input(df: pd.DataFrame, name: str, context: str) -> None:
 
 
 def log_json(obj: Any, artifact_file: str) -> None:
-    import mlflow
-
     mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), artifact_file)
 
 
 def log_table(df: pd.DataFrame, artifact_file: str) -> None:
-    import mlflow
-
     mlflow.log_text(df.to_csv(index=False), artifact_file)
 
 
@@ -101,3 +90,49 @@ def flat_metrics(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {
         f"{prefix}_{k}": float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)
     }
+
+
+# ---- the active run ---------------------------------------------------------------------------
+def start_run(
+    run_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    log_system_metrics: bool | None = None,
+) -> Any:
+    """``mlflow.start_run`` (a context manager yielding the active run)."""
+    return mlflow.start_run(
+        run_id=run_id, run_name=run_name, nested=nested, log_system_metrics=log_system_metrics
+    )
+
+
+def log_params(params: dict[str, Any]) -> None:
+    mlflow.log_params(params)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics(metrics, step=step)
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    mlflow.log_metric(key, value, step=step)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    mlflow.set_tags(tags)
+
+
+def set_tag(key: str, value: Any) -> None:
+    mlflow.set_tag(key, value)
+
+
+def log_artifact(local_path: str, artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(local_path, artifact_path=artifact_path)
+
+
+def load_pyfunc(model_uri: str, settings: Settings) -> Any:
+    """``mlflow.pyfunc.load_model`` against the configured registry (``models:/name/version``)."""
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    return mlflow.pyfunc.load_model(model_uri)

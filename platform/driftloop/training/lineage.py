@@ -13,9 +13,11 @@ import logging
 import subprocess
 from dataclasses import dataclass, field
 
+from driftloop.data.repo import DataRepo
 from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
+from driftloop.features.repo import feature_service_info
 from driftloop.registry import client as registry
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import Settings, get_settings, project_root
 
 logger = logging.getLogger(__name__)
 
@@ -103,26 +105,6 @@ def resolve_version(ref: str, settings: Settings | None = None) -> registry.Vers
     return registry.get_version(version, settings, name)
 
 
-def hashes_at_revision(rev: str, months: list[str], settings: Settings) -> dict[str, str]:
-    """DVC md5 of each partition of ``months`` (and planes) as recorded at data revision ``rev``."""
-    from driftloop.data.partitions import partition_key, partition_path
-    from driftloop.data.repo import DataRepo
-
-    repo = DataRepo(settings)
-    commit = repo.resolve(rev)
-    out: dict[str, str] = {}
-    for month in months:
-        for kind in ("flights", "weather"):
-            md5 = repo.recorded_md5(partition_path(kind, month), commit)
-            if md5 is None:
-                raise NotFoundError(f"{kind} of {month} is not recorded at data revision {rev}")
-            out[partition_key(kind, month)] = md5
-    planes = repo.recorded_md5(partition_path("planes", None), commit)
-    if planes is not None:
-        out[partition_key("planes", None)] = planes
-    return out
-
-
 def _check_run(run_id: str, settings: Settings) -> Check:
     if not run_id or run_id == "?":
         return Check("MLflow run", FAILED, "the version records no run id")
@@ -132,8 +114,6 @@ def _check_run(run_id: str, settings: Settings) -> Check:
 
 
 def _check_data(rev: str, hashes: dict[str, str], settings: Settings) -> list[Check]:
-    from driftloop.data.repo import DataRepo
-
     repo = DataRepo(settings)
     try:
         commit = repo.resolve(rev)
@@ -158,8 +138,6 @@ def _check_data(rev: str, hashes: dict[str, str], settings: Settings) -> list[Ch
 
 
 def _check_feature_service(name: str, settings: Settings) -> Check:
-    from driftloop.training.inputs import feature_service_info
-
     if not name or name == "?":
         return Check("feature service", FAILED, "the version records no feature service")
     scoped = settings.model_copy(
@@ -173,7 +151,6 @@ def _check_feature_service(name: str, settings: Settings) -> Check:
 
 
 def _check_git(commit: str) -> Check:
-    from driftloop.training.tracking import project_root
 
     if not commit or commit in ("?", "unknown"):
         return Check("git commit", SKIPPED, "the training checkout was not a git repository")

@@ -1,0 +1,65 @@
+"""The demo's environment: demo-sized settings for every process it starts, the embedded
+platform with a fresh worker, and the inference API as a background service."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from driftloop.embedded.platform import start_all
+from driftloop.embedded.services import Service, service_env, stop_service, worker_service
+from driftloop.settings import Settings, get_settings, use_settings
+from serving.process import serving_env
+
+Echo = Callable[[str], None]
+
+#: Demo-sized settings (applied only where the environment does not set them already).
+DEMO_ENV = {
+    "DRIFTLOOP_TRAINING__EPOCHS": "3",
+    "DRIFTLOOP_TRAINING__PATIENCE": "1",
+    "DRIFTLOOP_ROLLOUT__CANARY_WEIGHT": "50",
+    "DRIFTLOOP_ROLLOUT__MIN_REQUESTS": "30",
+    "DRIFTLOOP_ROLLOUT__MAX_MINUTES": "2",
+    "DRIFTLOOP_ROLLOUT__POLL_S": "1",
+    "DRIFTLOOP_ROLLOUT__MIN_LABELED_ROWS": "200",
+    "DRIFTLOOP_MONITORING__RETRAIN_COOLDOWN_MINUTES": "1",
+    "DRIFTLOOP_MONITORING__DAILY_RETRAIN_BUDGET": "20",
+    "DRIFTLOOP_MONITORING__SCHEDULE_MINUTES": "10",
+    "DRIFTLOOP_MONITORING__WINDOW_MINUTES": "10",
+    "DRIFTLOOP_SERVING__RECONCILE_INTERVAL_S": "2",
+    "DRIFTLOOP_SERVING__CAPTURE_FLUSH_S": "0.5",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # `prefect work-pool ls` is parsed by driftloop.embedded.deploy: a wide table keeps names whole.
+    "COLUMNS": "250",
+}
+
+
+def apply_demo_environment() -> Settings:
+    """Set the demo-sized defaults in this process's environment and re-read the settings."""
+    for key, value in DEMO_ENV.items():
+        os.environ.setdefault(key, value)
+    use_settings(None)
+    settings = get_settings()
+    os.environ.update(service_env(settings))  # PREFECT_API_URL, MLFLOW_TRACKING_URI, results
+    return settings
+
+
+def start_platform(settings: Settings, echo: Echo) -> None:
+    """MLflow + Prefect (+ deployments, automation) + a worker that has the demo settings."""
+    # A worker left by an earlier `driftloop up` may have other settings: start a fresh one.
+    stop_service(worker_service(settings), settings)
+    start_all(settings, deploy=True, progress=lambda msg: echo(f"  {msg}"))
+
+
+def serving_service(settings: Settings) -> Service:
+    s = settings.serving
+    return Service(
+        name="serving",
+        port=s.port,
+        health_url=f"http://{s.host}:{s.port}/v2/health/ready",
+        command=[sys.executable, "-m", "serving"],
+        env=serving_env(settings),
+        port_setting="DRIFTLOOP_SERVING__PORT",
+        startup_timeout_s=180.0,
+    )

@@ -1,0 +1,233 @@
+"""``driftloop demo``: replay 2013 through the closed loop on one machine.
+
+1. demo-sized settings (few epochs, small rollout, short cooldown) as ``DRIFTLOOP_*`` environment
+   defaults, so every process started from here (worker, serving) sees the same settings;
+2. the embedded platform (MLflow, Prefect + deployments + automation, worker);
+3. ``ingest`` January..``until`` and ``features`` (Prefect flows), ``train`` the first champion on
+   January-February (holdout March);
+4. the inference API (``python -m serving``) as a background process;
+5. month by month from April: the month's flights (point-in-time feature rows, a sample) go
+   through the HTTP API in batches, their labels follow as feedback, the ``monitor`` flow judges
+   the month's traffic; drift emits the event, the automation runs ``retrain`` on the worker,
+   and while it canaries the challenger the demo keeps sending traffic; then the next month.
+
+Re-runnable: services are reused, the retrain ledger of an earlier replay is archived, and the
+first champion of this replay is set by the demo (audited) whatever an earlier run left.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+from driftloop.embedded.demo.environment import (
+    Echo,
+    apply_demo_environment,
+    serving_service,
+    start_platform,
+)
+from driftloop.embedded.demo.timeline import DemoResult, MonthRow, actions, links, print_summary
+from driftloop.embedded.demo.traffic import Traffic
+from driftloop.embedded.platform import stop_all
+from driftloop.embedded.services import Service, start_service, status_of, stop_service
+from driftloop.errors import DriftloopError
+from driftloop.features import build_training_frame
+from driftloop.loop.automations import prefect_client
+from driftloop.loop.ledger import archive_ledger, list_retrains
+from driftloop.months import month_range, next_month, parse_month
+from driftloop.registry.client import registry_snapshot
+from driftloop.registry.promotion import reset_champion
+from driftloop.schema import EVENT_TIMESTAMP
+from driftloop.settings import Settings
+from flows.features import features as features_flow
+from flows.ingest import ingest as ingest_flow
+from flows.monitor import monitor as monitor_flow
+from flows.train import train as train_flow
+
+logger = logging.getLogger(__name__)
+
+FIRST_TRAIN = ("2013-01", "2013-02")  # holdout 2013-03
+RETRAIN_DEPLOYMENT = "retrain/retrain"
+
+
+@dataclass
+class DemoOptions:
+    until: str = "2013-07"
+    rows_per_month: int = 2000
+    rows_per_request: int = 25
+    keep_running: bool = True
+    seed: int = 13
+    retrain_timeout_s: float = 420.0
+
+
+def _retrain_run(event_id: str, settings: Settings) -> Any | None:
+    with prefect_client(settings) as client:
+        deployment = client.read_deployment_by_name(RETRAIN_DEPLOYMENT)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        )
+    wanted = f"automation:{event_id}"
+    found = [r for r in runs if (r.parameters or {}).get("source") == wanted]
+    return found[0] if found else None
+
+
+def _run_state(run_id: Any, settings: Settings) -> Any:
+    with prefect_client(settings) as client:
+        return client.read_flow_run(run_id).state
+
+
+def follow_retrain(
+    event_id: str,
+    settings: Settings,
+    traffic: Traffic,
+    frame: Any,
+    options: DemoOptions,
+    echo: Echo,
+) -> dict[str, Any]:
+    """Wait for the retrain run the automation starts for ``event_id``, sending the month's
+    traffic (with labels) while it runs so the canary gets live requests; returns its outcome
+    from the ledger (or what Prefect says)."""
+    deadline = time.monotonic() + options.retrain_timeout_s
+    run = None
+    while run is None and time.monotonic() < deadline:
+        run = _retrain_run(event_id, settings)
+        if run is None:
+            time.sleep(1.0)
+    if run is None:
+        return {"status": "not started", "error": "the automation started no retrain run"}
+    echo(f"    automation started flow run {run.name} ({run.id}); canary traffic flows meanwhile")
+    i = 0
+    state = run.state
+    rows = frame.sample(frac=1.0, random_state=options.seed).reset_index(drop=True)
+    while time.monotonic() < deadline:
+        state = _run_state(run.id, settings)
+        if state is not None and state.is_final():
+            break
+        start = (i * traffic.size) % max(1, len(rows) - traffic.size)
+        traffic.send_chunk(
+            rows.iloc[start : start + traffic.size], f"demo-canary-{uuid.uuid4().hex[:8]}"
+        )
+        i += 1
+        time.sleep(0.15)
+    source = f"automation:{event_id}"
+    records = [r for r in list_retrains(settings) if r.source == source]
+    if records:
+        return {"status": records[-1].status, **records[-1].outcome, "flow_run": run.name}
+    name = state.name if state is not None else "unknown"
+    return {"status": f"flow run {name}", "flow_run": run.name}
+
+
+def _month_frame(month: str, options: DemoOptions, settings: Settings) -> Any:
+    frame = build_training_frame([month], settings)
+    if len(frame) > options.rows_per_month:
+        frame = frame.sample(n=options.rows_per_month, random_state=options.seed)
+    return frame.sort_values(EVENT_TIMESTAMP).reset_index(drop=True)
+
+
+def _replay(
+    settings: Settings,
+    options: DemoOptions,
+    until: str,
+    first_traffic: str,
+    serving: Service,
+    echo: Echo,
+) -> tuple[list[MonthRow], tuple[int, int, int]]:
+    """Steps 1-5 of the module docstring; returns the timeline and (retrains, promotions,
+    rollbacks)."""
+    echo("[1/5] starting MLflow, Prefect (deployments + automation) and a worker")
+    start_platform(settings, echo)
+    archived = archive_ledger(settings)
+    if archived:
+        echo(f"  earlier replay's retrain ledger archived to {archived}")
+
+    echo(f"[2/5] ingest 2013-01..{until} (DVC) and build features (Feast)")
+    ingest_flow(start_month="2013-01", end_month=until)
+    features_flow()
+    echo(f"[3/5] train the first champion on {FIRST_TRAIN[0]}..{FIRST_TRAIN[1]}")
+    summary = train_flow(start_month=FIRST_TRAIN[0], end_month=FIRST_TRAIN[1])
+    reset_champion(str(summary["version"]), settings=settings)
+    auc = summary.get("metrics", {}).get("model", {}).get("roc_auc")
+    echo(f"  v{summary['version']} is the champion (holdout 2013-03 ROC AUC {auc:.3f})")
+
+    echo("[4/5] starting the inference API")
+    if status_of(serving, settings).running:
+        stop_service(serving, settings)  # fresh env, fresh model load
+    start_service(serving, settings, lambda msg: echo(f"  {msg}"))
+
+    echo("[5/5] replaying months: traffic -> feedback -> monitor -> (drift) retrain -> canary")
+    timeline: list[MonthRow] = []
+    traffic = Traffic(settings, options.rows_per_request)
+    retrains = promotions = rollbacks = 0
+    try:
+        for month in month_range(first_traffic, until):
+            row = MonthRow(month=month)
+            frame = _month_frame(month, options, settings)
+            window_start = datetime.now(UTC)
+            row.rows, row.errors = traffic.send(frame, month)
+            time.sleep(settings.serving.capture_flush_s + 1.0)
+            window_end = datetime.now(UTC)
+            try:
+                out = monitor_flow(start=window_start.isoformat(), end=window_end.isoformat())
+            except DriftloopError as exc:
+                row.status = f"monitor failed: {exc}"
+                timeline.append(row)
+                echo("  " + row.line())
+                continue
+            row.drift_share = out.get("drift_share")
+            row.champion_auc = out.get("live_auc")
+            row.status = out["verdict"]["status"]
+            trig = out.get("trigger") or {}
+            if trig.get("retrain_requested") and trig.get("event_id"):
+                row.actions.append(f"drift ({', '.join(out['verdict'].get('alarms', []))})")
+                echo(f"  {month}: {out['verdict']['status']}, event {trig['event']}")
+                outcome = follow_retrain(trig["event_id"], settings, traffic, frame, options, echo)
+                row.actions.extend(actions(outcome))
+                if outcome.get("status") == "finished":
+                    retrains += 1
+                promotions += outcome.get("rollout") == "promote"
+                rollbacks += outcome.get("rollout") == "rollback"
+            elif trig.get("event"):
+                row.actions.append(f"drift, retrain suppressed ({trig.get('reason')})")
+            row.champion = registry_snapshot(settings).champion
+            timeline.append(row)
+            echo("  " + row.line())
+    finally:
+        traffic.close()
+    return timeline, (retrains, promotions, rollbacks)
+
+
+def run_demo(options: DemoOptions | None = None, echo: Echo = print) -> DemoResult:
+    """Run the whole replay and print the timeline; see the module docstring."""
+    options = options or DemoOptions()
+    until = parse_month(options.until)
+    first_traffic = next_month(FIRST_TRAIN[1])
+    first_traffic = next_month(first_traffic)  # March is the first champion's holdout
+    if until < first_traffic:
+        raise DriftloopError(f"--until must be {first_traffic} or later, got {until}")
+    started = time.monotonic()
+    settings = apply_demo_environment()
+    echo(f"driftloop demo: state {settings.state}; replaying {first_traffic}..{until}")
+    serving = serving_service(settings)
+    try:
+        timeline, counts = _replay(settings, options, until, first_traffic, serving, echo)
+    finally:
+        if not options.keep_running:
+            stop_service(serving, settings)
+            stop_all(settings)
+    retrains, promotions, rollbacks = counts
+    seconds = time.monotonic() - started
+    urls = links(settings)
+    print_summary(timeline, retrains, promotions, rollbacks, seconds, urls, echo)
+    if options.keep_running:
+        pid = status_of(serving, settings).pid
+        echo(
+            f"  still running: serving (pid {pid}), MLflow, Prefect and the worker; "
+            "`driftloop down` stops them all"
+        )
+    return DemoResult(timeline, retrains, promotions, rollbacks, seconds, urls)

@@ -1,0 +1,87 @@
+"""The demo's client: a month's rows through the inference API, then their labels as feedback."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+import httpx
+
+from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
+from driftloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _tensor(name: str, values: list[Any]) -> dict[str, Any]:
+    text = name in CATEGORICAL_COLUMNS or name == EVENT_TIMESTAMP
+    data = [
+        None
+        if v is None or (isinstance(v, float) and math.isnan(v))
+        else (str(v) if text else float(v))
+        for v in values
+    ]
+    return {
+        "name": name,
+        "shape": [len(data)],
+        "datatype": "BYTES" if text else "FP64",
+        "data": data,
+    }
+
+
+def request_body(chunk: Any, request_id: str) -> dict[str, Any]:
+    """An OIP v2 body with complete feature rows (and the scheduled departure) of ``chunk``."""
+    stamps = [ts.isoformat() for ts in chunk[EVENT_TIMESTAMP]]
+    inputs = [_tensor(c, chunk[c].astype(object).tolist()) for c in MODEL_INPUT_COLUMNS]
+    inputs.append(_tensor(EVENT_TIMESTAMP, stamps))
+    return {"id": request_id, "inputs": inputs}
+
+
+class Traffic:
+    """Sends a month's rows to the inference API and posts their labels as feedback."""
+
+    def __init__(self, settings: Settings, rows_per_request: int) -> None:
+        s = settings.serving
+        self.url = f"http://{s.host}:{s.port}/v2/models/{settings.mlflow.registered_model}"
+        self.client = httpx.Client(timeout=30.0)
+        self.size = rows_per_request
+        self.sent = 0
+        self.errors = 0
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, frame: Any, tag: str) -> tuple[int, int]:
+        """All rows of ``frame`` in batches, then the labels; returns (rows sent, errors)."""
+        sent = errors = 0
+        for start in range(0, len(frame), self.size):
+            chunk = frame.iloc[start : start + self.size]
+            rid = f"demo-{tag}-{start // self.size}-{uuid.uuid4().hex[:6]}"
+            ok = self.send_chunk(chunk, rid)
+            sent += len(chunk) if ok else 0
+            errors += 0 if ok else 1
+        return sent, errors
+
+    def send_chunk(self, chunk: Any, request_id: str) -> bool:
+        try:
+            response = self.client.post(f"{self.url}/infer", json=request_body(chunk, request_id))
+            if response.status_code != 200:
+                logger.warning(
+                    "infer %s: HTTP %s %s", request_id, response.status_code, response.text[:200]
+                )
+                self.errors += 1
+                return False
+            labels = [int(v) for v in chunk[LABEL]]
+            fb = self.client.post(
+                f"{self.url}/feedback", json={"request_id": request_id, "labels": labels}
+            )
+            if fb.status_code != 200:
+                logger.warning("feedback %s: HTTP %s", request_id, fb.status_code)
+        except httpx.HTTPError as exc:
+            logger.warning("request %s failed: %s", request_id, exc)
+            self.errors += 1
+            return False
+        self.sent += len(chunk)
+        return True

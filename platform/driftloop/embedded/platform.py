@@ -1,0 +1,79 @@
+"""``driftloop up`` / ``down`` / ``status``: the embedded platform's services and deployments
+together. ``start_all`` starts MLflow and Prefect, registers the deployments (and the loop's
+automation) and starts the worker; ``stop_all`` stops everything, including processes started
+beside them (the demo's inference API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from driftloop.embedded.deploy import deploy_all
+from driftloop.embedded.services import (
+    Service,
+    ServiceStatus,
+    mlflow_service,
+    prefect_service,
+    run_dirs,
+    start_service,
+    status_of,
+    stop_service,
+    worker_service,
+)
+from driftloop.settings import Settings, get_settings
+
+
+def services(settings: Settings) -> list[Service]:
+    out = [mlflow_service(settings), prefect_service(settings)]
+    if settings.prefect.start_worker:
+        out.append(worker_service(settings))
+    return out
+
+
+def start_all(
+    settings: Settings | None = None,
+    deploy: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[ServiceStatus]:
+    """Start MLflow and Prefect, register the deployments, start the worker."""
+    settings = settings or get_settings()
+    statuses = [
+        start_service(mlflow_service(settings), settings, progress),
+        start_service(prefect_service(settings), settings, progress),
+    ]
+    if deploy:
+        if progress:
+            progress("registering Prefect deployments")
+        deploy_all(settings)
+    if settings.prefect.start_worker:
+        statuses.append(start_service(worker_service(settings), settings, progress))
+    return statuses
+
+
+def stop_all(settings: Settings | None = None) -> list[str]:
+    """Stop worker, Prefect and MLflow; returns the names of what was running."""
+    settings = settings or get_settings()
+    stopped = []
+    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
+    # Processes started beside the core ones (the demo's inference API) stop first.
+    for service in [*_other_services(settings, core), *reversed(core)]:
+        if stop_service(service, settings):
+            stopped.append(service.name)
+    return stopped
+
+
+def _other_services(settings: Settings, core: list[Service]) -> list[Service]:
+    """Services with a pid file in the state folder that are not MLflow, Prefect or the worker
+    (``driftloop demo`` leaves ``serving`` running); enough of them to report and stop."""
+    run, _ = run_dirs(settings)
+    known = {s.name for s in core}
+    return [
+        Service(name=p.stem, port=None, health_url=None, command=[], env={})
+        for p in sorted(run.glob("*.pid"))
+        if p.stem not in known
+    ]
+
+
+def status_all(settings: Settings | None = None) -> list[ServiceStatus]:
+    settings = settings or get_settings()
+    core = [mlflow_service(settings), prefect_service(settings), worker_service(settings)]
+    return [status_of(s, settings) for s in [*core, *_other_services(settings, core)]]
