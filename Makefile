@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - create .venv if needed, start the embedded platform and run the closed loop"
 	@echo "make test   - create .venv if needed, lint, typecheck and run the test suite"
-	@echo "make install | lint | clean"
+	@echo "make install | lint | typecheck | unit | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "python3.11 not found: install Python 3.11 (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -33,13 +33,21 @@ demo: $(STAMP)
 
 LINT_PATHS := $(wildcard platform flows serving tests benchmarks scripts)
 
+# lint: style, formatting, the architecture contracts (pyproject [tool.importlinter]) and types.
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)  ## the fast tests (no servers): a couple of minutes
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 clean:
 	-$(BIN)/driftloop down 2>/dev/null

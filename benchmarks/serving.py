@@ -8,7 +8,8 @@ and get the same bounded load (a fixed duration; loopback only):
 2. driftloop at a fixed ``--rate`` (open loop, latency measured from the scheduled send time, so
    queueing counts) with single-row *flight* requests: features come from the online store
    (target: p99 <= 10 ms at 500 req/s);
-3. the online feature lookup alone (``OnlineFeatures.get`` of one row, in process).
+3. the online feature lookup alone (``OnlineFeatures.lookup`` of one row, in process: what
+   serving calls).
 
 Load generator: ``wrk`` (Debian package; a Lua script posts the body) for (1) when installed,
 else a Python asyncio generator with raw HTTP/1.1; (2) always uses the Python open-loop
@@ -46,10 +47,20 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
-from driftloop.embedded.services import QUIET_ENV, free_port, venv_bin  # noqa: E402
+from driftloop.data.ingest import ingest_months  # noqa: E402
+from driftloop.embedded.services import (  # noqa: E402
+    QUIET_ENV,
+    free_port,
+    mlflow_service,
+    start_service,
+    stop_service,
+    venv_bin,
+)
+from driftloop.registry.client import CHAMPION, get_alias  # noqa: E402
 from driftloop.schema import MODEL_INPUT_COLUMNS  # noqa: E402
-from driftloop.settings import Settings, get_settings  # noqa: E402
+from driftloop.settings import Settings, get_settings, use_settings  # noqa: E402
 from serving.examples import FLIGHT, ROW, features_request, flight_request  # noqa: E402
+from serving.process import ServerProcess  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -316,11 +327,9 @@ def mlflow_models_serve(settings: Settings, model_uri: str, log: Path):
 def bootstrap(state: Path) -> tuple[Settings, Any]:
     """Own MLflow server, two ingested months, features materialized, a trained champion
     (a state folder bootstrapped before is reused: only its MLflow server is started)."""
-    from driftloop.data import ingest_months
-    from driftloop.embedded.services import mlflow_service, start_service
-    from driftloop.features import apply, build_sources, materialize
-    from driftloop.settings import use_settings
-    from driftloop.training.pipeline import train_and_register
+    # not at the top: the light --generate child process imports this module too
+    from driftloop.features import apply, build_sources, materialize  # start-up cost ~1 s
+    from driftloop.training.pipeline import train_and_register  # torch + MLflow: ~4 s
 
     settings = Settings(state_dir=state, mlflow={"port": free_port()}, log_level="WARNING")
     use_settings(settings)
@@ -341,20 +350,18 @@ def bootstrap(state: Path) -> tuple[Settings, Any]:
 
 
 def feature_lookup_latency(settings: Settings, n: int = 2000) -> dict[str, float] | None:
-    import pandas as pd
-
     try:
-        from driftloop.features import OnlineFeatures
+        from driftloop.features import OnlineFeatures  # start-up cost, see bootstrap()
 
         online = OnlineFeatures(settings)
     except Exception as exc:
         logger.warning("no online store to time: %s", exc)
         return None
-    row = pd.DataFrame([{k: FLIGHT[k] for k in ("carrier", "origin", "tailnum")}])
+    rows = [{k: FLIGHT[k] for k in ("carrier", "origin", "tailnum")}]
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        online.get(row)
+        online.lookup(rows)
         times.append(time.perf_counter() - t0)
     lat = np.array(times) * 1e6
     return {"p50_us": float(np.percentile(lat, 50)), "p99_us": float(np.percentile(lat, 99))}
@@ -389,10 +396,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.update(QUIET_ENV)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-    from driftloop.embedded.services import stop_service
-    from driftloop.registry.client import CHAMPION, get_alias
-    from serving.process import ServerProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
     mlflow_svc = None

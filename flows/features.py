@@ -10,28 +10,25 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from driftloop.features.repo import apply
+from driftloop.features.store import build_sources, materialize, parse_until
+
 
 @task(name="build-feature-sources")
 def build_sources_task(months: list[str] | None) -> dict[str, str]:
     """Compute the feature tables from the partitions and write the parquet sources."""
-    from driftloop.features.store import build_sources
-
     return {table: str(path) for table, path in build_sources(months).items()}
 
 
 @task(name="feast-apply")
 def apply_task() -> list[str]:
     """Register the repo's objects (``feast apply``)."""
-    from driftloop.features.repo import apply
-
     return apply()
 
 
 @task(name="materialize-online-store")
 def materialize_task(until: str | None) -> dict[str, Any]:
     """Load the online store up to ``until`` (default: end of the latest ingested month)."""
-    from driftloop.features.store import materialize
-
     result = materialize(until)
     return {"until": result.until.isoformat(), "seconds": result.seconds, "views": result.views}
 
@@ -40,8 +37,6 @@ def materialize_task(until: str | None) -> dict[str, Any]:
 def features(until: str | None = None, months: list[str] | None = None) -> dict[str, Any]:
     """Build the feature sources from ``months`` (default: all ingested), apply the feature repo
     and materialize the online store up to ``until`` (ISO time, naive = UTC)."""
-    from driftloop.features.store import parse_until
-
     end = parse_until(until).isoformat()  # bad value or no data: fail before any work
     sources = build_sources_task(months)
     applied = apply_task()

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from driftloop.data.ingest import ingest_months
 from driftloop.errors import ServiceUnavailableError
 from driftloop.months import month_range
 
@@ -31,8 +32,6 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="ingest-months", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io)
 def ingest_task(months: list[str]) -> dict[str, Any]:
     """Validate, write, ``dvc add`` and push the months; returns the JSON-able report."""
-    from driftloop.data import ingest_months
-
     logger = get_run_logger()
     report = ingest_months(months, progress=lambda msg: logger.info(msg))
     return report.to_dict()

@@ -1,6 +1,6 @@
 """Prefect flow ``monitor``: captured traffic vs the champion's reference -> Evidently report ->
 verdict -> (guards) -> event ``driftloop.drift.detected`` that the automation turns into a
-``retrain`` run. The work is :func:`driftloop.monitoring.run_monitor` and
+``retrain`` run. The work is :func:`driftloop.monitoring.monitor.run_monitor` and
 :func:`driftloop.loop.trigger.trigger_retrain`; this wrapper adds the Prefect artifacts
 (summary table and a markdown link to the HTML report) shown on the flow run in the UI.
 """
@@ -13,20 +13,20 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from driftloop.errors import NotFoundError
+from driftloop.loop.trigger import trigger_retrain
+from driftloop.monitoring.monitor import run_monitor
+
 
 @task(name="judge-window", cache_policy=NONE)
 def judge_task(start: str | None, end: str | None, model_version: str | None) -> Any:
     """Run the drift report on the window and save it (disk + MLflow)."""
-    from driftloop.monitoring.monitor import run_monitor
-
     return run_monitor(start=start, end=end, model_version=model_version)
 
 
 @task(name="trigger-retrain", retries=2, retry_delay_seconds=3, cache_policy=NONE)
 def trigger_task(result: Any, emit: bool) -> Any:
     """Check the guards and emit the drift (or suppressed) event."""
-    from driftloop.loop.trigger import trigger_retrain
-
     return trigger_retrain(result, emit=emit)
 
 
@@ -98,8 +98,6 @@ def monitor(
     """Judge the captured predictions of [start, end] (ISO times, UTC; default: the last
     ``monitoring.window_minutes``) of the champion (or ``model_version``); with ``trigger``,
     emit the drift event that starts a retrain when thresholds are crossed."""
-    from driftloop.errors import NotFoundError
-
     logger = get_run_logger()
     try:
         result: Any = judge_task(start, end, model_version)
@@ -120,7 +118,7 @@ def monitor(
         key="drift-report", markdown=_markdown(result, decision), description="drift verdict"
     )
     logger.info("monitor: %s (%s)", result.verdict.status, result.verdict.reason)
-    out = result.to_dict()
+    out: dict[str, Any] = result.to_dict()
     out["trigger"] = (
         {
             "retrain_requested": decision.retrain_requested,

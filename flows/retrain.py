@@ -18,13 +18,20 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from driftloop.loop.ledger import claim_retrain, finish_retrain
+from driftloop.loop.trigger import default_retrain_window
+from driftloop.months import month_range, next_month, parse_month
+from driftloop.registry.client import CHAMPION, get_alias
+from flows.features import features as features_flow
+from flows.ingest import ingest as ingest_flow
+from flows.rollout import rollout as rollout_flow
+from flows.train import train as train_flow
+
 
 @task(name="claim-window", cache_policy=NONE)
 def claim_task(
     start_month: str, end_month: str, reason: str, source: str, force: bool
 ) -> tuple[Any, Any]:
-    from driftloop.loop.ledger import claim_retrain
-
     return claim_retrain(start_month, end_month, reason=reason, source=source, force=force)
 
 
@@ -59,15 +66,6 @@ def retrain(
     """Retrain on ``start_month..end_month`` (YYYY-MM; evaluated on the month after). Without a
     window, the newest months are used. ``force`` skips the cooldown/budget/de-dup guards;
     ``rollout=False`` stops after the gate (the challenger keeps weight 0)."""
-    from driftloop.loop.ledger import finish_retrain
-    from driftloop.loop.trigger import default_retrain_window
-    from driftloop.months import month_range, next_month, parse_month
-    from driftloop.registry.client import CHAMPION, get_alias
-    from flows.features import features as features_flow
-    from flows.ingest import ingest as ingest_flow
-    from flows.rollout import rollout as rollout_flow
-    from flows.train import train as train_flow
-
     logger = get_run_logger()
     if not start_month or not end_month:
         window = default_retrain_window()

@@ -13,12 +13,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from driftloop.loop.rollout import CanaryVerdict, act, start, wait_for_evidence
+from driftloop.monitoring.canary import VariantStats
+
 
 @task(name="start-canary", retries=2, retry_delay_seconds=5)
 def start_task(weight: int | None) -> dict[str, Any]:
     """Set the challenger's weight in the registry (409 without a challenger)."""
-    from driftloop.loop.rollout import start
-
     return start(weight, actor="flow:rollout")
 
 
@@ -27,17 +28,12 @@ def wait_task(
     min_requests: int | None, max_minutes: float | None, poll_s: float | None
 ) -> dict[str, Any]:
     """Poll the inference log until there is enough challenger traffic (or time is up)."""
-    from driftloop.loop.rollout import wait_for_evidence
-
     return wait_for_evidence(None, min_requests, max_minutes, poll_s).to_dict()
 
 
 @task(name="promote-or-rollback", retries=2, retry_delay_seconds=5)
 def act_task(verdict: dict[str, Any]) -> dict[str, Any]:
     """Apply the verdict to the registry and append it to the audit log."""
-    from driftloop.loop.rollout import CanaryVerdict, act
-    from driftloop.monitoring.canary import VariantStats
-
     v = CanaryVerdict(
         decision=verdict["decision"],
         reasons=verdict["reasons"],

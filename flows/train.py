@@ -15,6 +15,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from driftloop.training.pipeline import evaluate as evaluate_step
+from driftloop.training.pipeline import fit_and_log, job_from_run, prepare, register
+
 
 @task(name="fit-model", cache_policy=NONE)
 def fit_task(
@@ -25,8 +28,6 @@ def fit_task(
     resume: bool,
 ) -> str:
     """Load the window (Feast), train and log; returns the MLflow run id."""
-    from driftloop.training.pipeline import fit_and_log, prepare
-
     logger = get_run_logger()
     job = prepare(start_month, end_month, params=params, use_best_params=use_best_params or None)
     fitted = fit_and_log(
@@ -41,9 +42,6 @@ def fit_task(
 
 @task(name="evaluate-and-register", cache_policy=NONE)
 def evaluate_task(run_id: str) -> dict[str, Any]:
-    from driftloop.training.pipeline import evaluate as evaluate_step
-    from driftloop.training.pipeline import job_from_run, register
-
     job, fitted = job_from_run(run_id)
     result = register(job, fitted, evaluate_step(job, fitted))
     return {

@@ -8,13 +8,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from driftloop.training.tuning import tune as run_tune
+
 
 @task(name="optuna-trials", cache_policy=NONE)
 def tune_task(
     start_month: str, end_month: str, trials: int, epochs: int | None, study_name: str | None
 ) -> dict[str, Any]:
-    from driftloop.training.tuning import tune as run_tune
-
     logger = get_run_logger()
     result = run_tune(
         start_month,

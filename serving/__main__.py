@@ -7,15 +7,14 @@ import logging
 import os
 import sys
 
+import uvicorn
+
 from driftloop.settings import Settings, get_settings
+from serving.app import create_app
 
 
 def run(settings: Settings) -> None:
     """Serve ``settings`` in the foreground until interrupted (``driftloop serve`` uses it)."""
-    import uvicorn
-
-    from serving.app import create_app
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uvicorn.run(
         create_app(settings),

@@ -2,8 +2,10 @@
 promote, rollback, rollout state; an admin token may also predict).
 
 Tokens come from settings (``serving.auth.admin_tokens`` / ``predict_tokens``, plain or
-``sha256:HEX``) and are held only as SHA-256 digests. No/unknown token: 401; a known token
-without the scope: 403. Auth is on by default outside development (``settings.auth_enabled``).
+``sha256:HEX``, held there as secrets: :class:`driftloop.settings.BearerToken`) and are kept
+here only as SHA-256 digests; a presented token is hashed and compared in constant time.
+No/unknown token: 401; a known token without the scope: 403. Auth is on by default outside
+development (``settings.auth_enabled``).
 """
 
 from __future__ import annotations

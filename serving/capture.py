@@ -1,4 +1,5 @@
-"""Batched writer of the inference log (layout and reader in :mod:`driftloop.data.capture`).
+"""Batched writer of the inference log (layout, schema and reader in
+:mod:`driftloop.data.capture`).
 
 Requests only put a small tuple on a queue (no I/O, no pandas work); a background thread turns
 items into columns and writes one parquet file per day and flush, when ``capture_flush_rows``
@@ -28,43 +29,22 @@ import pyarrow.parquet as pq
 from driftloop.data.capture import (
     FEEDBACK,
     FEEDBACK_COLUMNS,
-    PREDICTION_COLUMNS,
+    FEEDBACK_SCHEMA,
     PREDICTION_META_COLUMNS,
+    PREDICTION_SCHEMA,
     PREDICTIONS,
     partition_dir,
 )
-from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
+from driftloop.schema import EVENT_TIMESTAMP, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_TS = pa.timestamp("us", tz="UTC")
-_TYPES: dict[str, pa.DataType] = {
-    "prediction_id": pa.string(),
-    "request_id": pa.string(),
-    "row": pa.int32(),
-    "ts": _TS,
-    "routing_key": pa.string(),
-    "variant": pa.string(),
-    "served": pa.bool_(),
-    "model_name": pa.string(),
-    "model_version": pa.string(),
-    "latency_ms": pa.float64(),
-    "model_ms": pa.float64(),
-    "late_probability": pa.float64(),
-    "predicted_label": pa.int8(),
-    "error": pa.string(),
-    EVENT_TIMESTAMP: _TS,
-    LABEL: pa.int8(),
-}
-PREDICTION_SCHEMA = pa.schema(
-    [
-        (c, _TYPES.get(c) or (pa.string() if c in CATEGORICAL_COLUMNS else pa.float64()))
-        for c in PREDICTION_COLUMNS
-    ]
-)
-FEEDBACK_SCHEMA = pa.schema([(c, _TYPES[c]) for c in FEEDBACK_COLUMNS])
 MAX_QUEUE = 200_000
+#: A queued request's predictions: (meta, n, probabilities, inputs, event timestamps).
+PredictionItem = tuple[dict[str, Any], int, np.ndarray | None, Mapping[str, Any], list[Any] | None]
+#: Queued feedback rows as columns.
+FeedbackItem = dict[str, list[Any]]
 #: Prediction columns that every row of a request copies from its ``meta``; the others are
 #: per row (id, row number, outputs, departure time, inputs).
 PER_ROW = {"prediction_id", "row", "late_probability", "predicted_label", EVENT_TIMESTAMP}
@@ -82,7 +62,7 @@ class CaptureWriter:
         self.schema = PREDICTION_SCHEMA if kind == PREDICTIONS else FEEDBACK_SCHEMA
         self.flush_rows = max(1, settings.serving.capture_flush_rows)
         self.flush_s = settings.serving.capture_flush_s
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
+        self._queue: queue.Queue[PredictionItem | FeedbackItem | None] = queue.Queue(MAX_QUEUE)
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
@@ -110,7 +90,7 @@ class CaptureWriter:
         """Queue feedback rows given as columns (prediction_id, request_id, row, is_late, ts)."""
         self._put(rows)
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: PredictionItem | FeedbackItem) -> None:
         try:
             self._queue.put_nowait(item)
             self._idle.clear()
@@ -149,10 +129,10 @@ class CaptureWriter:
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                item = False
-            if item is None:
-                stopping = True
-            elif item is not False:
+                item = None
+            else:
+                stopping = item is None
+            if item is not None:
                 if rows == 0:
                     first_at = time.monotonic()
                 try:
@@ -167,8 +147,8 @@ class CaptureWriter:
                 self._idle.set()
         self._idle.set()
 
-    def _expand(self, item: Any, columns: dict[str, list[Any]]) -> int:
-        if self.kind == FEEDBACK:
+    def _expand(self, item: PredictionItem | FeedbackItem, columns: dict[str, list[Any]]) -> int:
+        if isinstance(item, dict):  # feedback
             n = len(item["prediction_id"])
             for col in FEEDBACK_COLUMNS:
                 columns[col].extend(item[col])

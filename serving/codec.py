@@ -1,5 +1,9 @@
 """OIP v2 tensors <-> model rows (the encoding is documented in :mod:`serving.schemas`).
 
+:func:`decode` validates a request body, :func:`encode` writes a response body and
+:func:`request_body` is the one client-side encoder of a request (demo traffic, benchmark,
+tests, examples), built on the same :data:`TEXT_COLUMNS`.
+
 Validation names the problem in every 400: malformed JSON, unknown or duplicated inputs, wrong
 shape, wrong datatype, non-numeric or NaN/inf values, nulls where a value is required, rows
 above ``max_rows_per_request`` (413). ``null`` is allowed only where a value may be unknown:
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -56,7 +62,8 @@ class Decoded:
     outputs: tuple[str, ...]
 
 
-def _first_error(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError) -> str:
+    """One line naming the first problem of a pydantic validation error (a 400 message)."""
     first = err.errors(include_url=False)[0]
     if first.get("type") == "json_invalid":
         return f"malformed JSON: {first.get('msg', '')}".rstrip(": ")
@@ -122,7 +129,7 @@ def decode(body: bytes, max_rows: int) -> Decoded:
     try:
         req = InferenceRequest.model_validate_json(body)
     except ValidationError as err:
-        raise InvalidInputError(_first_error(err)) from None
+        raise InvalidInputError(describe_validation_error(err)) from None
     params = req.parameters or {}
     if not req.inputs:
         raise InvalidInputError("request has no inputs")
@@ -229,3 +236,41 @@ def encode(
             "outputs": tensors,
         }
     )
+
+
+def _text_value(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, date):  # datetime and pd.Timestamp too
+        return value.isoformat()
+    return str(value)
+
+
+def input_tensor(name: str, values: pd.Series) -> dict[str, Any]:
+    """One column as an OIP v2 input tensor: ``BYTES`` for :data:`TEXT_COLUMNS` (dates as
+    ISO-8601), ``FP64`` otherwise; ``None`` for missing values (None, NaN, NaT)."""
+    data: list[Any]
+    if name in TEXT_COLUMNS:
+        datatype = "BYTES"
+        data = [_text_value(v) for v in values.astype(object).tolist()]
+    else:
+        datatype = "FP64"
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
+        data = [None if math.isnan(v) else v for v in numbers]
+    return {"name": name, "shape": [len(data)], "datatype": datatype, "data": data}
+
+
+def request_body(
+    frame: pd.DataFrame,
+    request_id: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The OIP v2 inference request (as a JSON-ready dict) of ``frame``'s rows: one input tensor
+    per column, in the frame's column order (see :func:`input_tensor`)."""
+    body: dict[str, Any] = {}
+    if request_id is not None:
+        body["id"] = request_id
+    if parameters:
+        body["parameters"] = dict(parameters)
+    body["inputs"] = [input_tensor(str(c), frame[c]) for c in frame.columns]
+    return body

@@ -1,10 +1,11 @@
 """The transport-free inference core: decode -> features -> route -> predict -> capture -> encode.
 
-Plain async Python; :mod:`serving.app` only wires HTTP to it. The champion predicts on the event
-loop (µs-scale models; a thread hop costs more than the model). The challenger predicts in its own
-worker thread, so a slow challenger cannot stall the champion's requests; if it raises, the
-champion answers instead and the challenger's error is captured (callers never see it). In shadow
-mode the challenger scores a copy after the answer is computed, off the request path.
+Plain async Python; the routes of :mod:`serving.routes` only wire HTTP to it. The champion
+predicts on the event loop (µs-scale models; a thread hop costs more than the model). The
+challenger predicts in its own worker thread, so a slow challenger cannot stall the champion's
+requests; if it raises, the champion answers instead and the challenger's error is captured
+(callers never see it). In shadow mode the challenger scores a copy after the answer is
+computed, off the request path.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ class DataPlane:
         try:
             req = FeedbackRequest.model_validate_json(body)
         except ValidationError as err:
-            raise InvalidInputError(codec._first_error(err)) from None
+            raise InvalidInputError(codec.describe_validation_error(err)) from None
         if any(label not in (0, 1) for label in req.labels):
             raise InvalidInputError("labels must be 0 (on time) or 1 (late, > 15 min)")
         if (req.request_id is None) == (req.prediction_ids is None):

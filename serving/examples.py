@@ -1,11 +1,16 @@
 """Example OIP v2 request bodies (docs, tests, benchmark): one flight of 2013-01-01, as request
-fields (``flight_request``) or as a complete feature row (``features_request``)."""
+fields (``flight_request``) or as a complete feature row (``features_request``), encoded by
+:func:`serving.codec.request_body`."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS
+import pandas as pd
+
+from driftloop.schema import MODEL_INPUT_COLUMNS
+from serving import codec
 
 ROW: dict[str, Any] = {
     "carrier": "UA",
@@ -39,28 +44,21 @@ FLIGHT: dict[str, Any] = {
 }
 
 
-def tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for name in rows[0]:
-        text = name in CATEGORICAL_COLUMNS or name in ("tailnum", "scheduled_departure")
-        out.append(
-            {
-                "name": name,
-                "shape": [len(rows)],
-                "datatype": "BYTES" if text else "FP64",
-                "data": [r[name] for r in rows],
-            }
-        )
-    return out
+@functools.cache
+def _inputs(kind: str, n: int) -> tuple[dict[str, Any], ...]:
+    if kind == "features":
+        rows = [{c: ROW[c] for c in MODEL_INPUT_COLUMNS} for _ in range(n)]
+        for i, row in enumerate(rows):
+            row["distance"] = 200.0 + 300.0 * (i % 10)
+    else:
+        rows = [dict(FLIGHT) for _ in range(n)]
+    return tuple(codec.request_body(pd.DataFrame(rows))["inputs"])
 
 
-def features_request(
-    n: int = 1, request_id: str | None = None, **parameters: Any
-) -> dict[str, Any]:
-    rows = [{c: ROW[c] for c in MODEL_INPUT_COLUMNS} for _ in range(n)]
-    for i, row in enumerate(rows):
-        row["distance"] = 200.0 + 300.0 * (i % 10)
-    body: dict[str, Any] = {"inputs": tensors(rows)}
+def _body(kind: str, n: int, request_id: str | None, parameters: dict[str, Any]) -> dict[str, Any]:
+    # fresh tensors per call (callers edit them); the encoding itself is cached per (kind, n)
+    inputs = [{**t, "shape": list(t["shape"]), "data": list(t["data"])} for t in _inputs(kind, n)]
+    body: dict[str, Any] = {"inputs": inputs}
     if request_id is not None:
         body["id"] = request_id
     if parameters:
@@ -68,8 +66,13 @@ def features_request(
     return body
 
 
+def features_request(
+    n: int = 1, request_id: str | None = None, **parameters: Any
+) -> dict[str, Any]:
+    """``n`` complete feature rows (distance 200, 500, 800 ... so outputs differ by row)."""
+    return _body("features", n, request_id, parameters)
+
+
 def flight_request(n: int = 1, **parameters: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"inputs": tensors([dict(FLIGHT) for _ in range(n)])}
-    if parameters:
-        body["parameters"] = parameters
-    return body
+    """``n`` copies of :data:`FLIGHT` as request fields (features from the online store)."""
+    return _body("flight", n, None, parameters)

@@ -20,17 +20,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from driftloop.registry.client import RegistrySnapshot, registry_snapshot
 from driftloop.registry.tracking import load_pyfunc
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
-
-if TYPE_CHECKING:
-    from driftloop.registry.client import RegistrySnapshot
+from serving.examples import ROW
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,8 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
         out = model.predict(df[MODEL_INPUT_COLUMNS])
         if isinstance(out, pd.DataFrame):
             col = OUTPUT_PROBABILITY if OUTPUT_PROBABILITY in out.columns else out.columns[0]
-            return out[col].to_numpy(dtype=np.float64)
+            probabilities: np.ndarray = out[col].to_numpy(dtype=np.float64)
+            return probabilities
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     return warm_up(ModelHandle(name, version, predict_slow, fast_path=False))
@@ -104,8 +104,6 @@ def warm_up(handle: ModelHandle) -> ModelHandle:
     requests do not pay torch's and pandas' first-call costs (they would show as a p95 spike of
     a fresh challenger in its canary). A failure is logged, not raised: whether the version is
     fit to serve is the rollout's judgement, on live traffic."""
-    from serving.examples import ROW
-
     example = pd.DataFrame([{c: ROW[c] for c in MODEL_INPUT_COLUMNS}])
     started = time.perf_counter()
     try:
@@ -125,12 +123,10 @@ def warm_up(handle: ModelHandle) -> ModelHandle:
 
 Loader = Callable[[str, str, Settings], ModelHandle]
 #: ``snapshot(settings, name)`` -> registry state (default: the MLflow registry).
-SnapshotReader = Callable[[Settings, str], "RegistrySnapshot"]
+SnapshotReader = Callable[[Settings, str], RegistrySnapshot]
 
 
 def read_registry(settings: Settings, name: str) -> RegistrySnapshot:
-    from driftloop.registry.client import registry_snapshot
-
     return registry_snapshot(settings, name)
 
 

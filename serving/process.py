@@ -21,7 +21,9 @@ from driftloop.settings import QUIET_ENV, Settings, project_root
 
 def serving_env(settings: Settings) -> dict[str, str]:
     """Environment that makes ``get_settings()`` in a child equal ``settings`` for what serving
-    reads (state, MLflow, serving, rollout, features)."""
+    reads (state, MLflow, serving, rollout, features). Serving tokens are passed as their
+    ``sha256:HEX`` digests, never in plain text (plain ones inherited from this process's
+    environment are overwritten)."""
     env = {**os.environ, **QUIET_ENV}
     env["DRIFTLOOP_ENVIRONMENT"] = settings.environment
     env["DRIFTLOOP_STATE_DIR"] = str(settings.state)
@@ -38,8 +40,10 @@ def serving_env(settings: Settings) -> dict[str, str]:
     auth = settings.serving.auth
     if auth.enabled is not None:
         env["DRIFTLOOP_SERVING__AUTH__ENABLED"] = str(auth.enabled).lower()
-    env["DRIFTLOOP_SERVING__AUTH__ADMIN_TOKENS"] = json.dumps(auth.admin_tokens)
-    env["DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS"] = json.dumps(auth.predict_tokens)
+    # only digests cross the process boundary: the child accepts tokens as sha256:HEX
+    for scope, tokens in (("ADMIN", auth.admin_tokens), ("PREDICT", auth.predict_tokens)):
+        digests = sorted(f"sha256:{d}" for d in auth.hashed(tokens))
+        env[f"DRIFTLOOP_SERVING__AUTH__{scope}_TOKENS"] = json.dumps(digests)
     path = [str(project_root() / "platform"), str(project_root())]
     if env.get("PYTHONPATH"):
         path.append(env["PYTHONPATH"])

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from driftloop.features.request import add_request_features
+from driftloop.features.request import add_request_features, scheduled_departure_utc
 from driftloop.schema import EVENT_TIMESTAMP, FEATURE_COLUMNS, LOCAL_TZ, MODEL_INPUT_COLUMNS
 from serving import codec
 from serving.features import FeatureLookup
@@ -50,8 +50,6 @@ def departures(values: list[Any]) -> tuple[list[datetime], np.ndarray, np.ndarra
         days = np.fromiter((t.weekday() for t in local), dtype=np.float64, count=len(local))
         return fast, hours, days
     derived = add_request_features(pd.DataFrame({"scheduled_departure": values}))
-    from driftloop.features.request import scheduled_departure_utc
-
     utc = scheduled_departure_utc(pd.Series(values)).tolist()
     return (
         utc,

@@ -131,7 +131,7 @@ class ModelMetadata(BaseModel):
      "inputs": [{"name": "carrier", "datatype": "BYTES", "shape": [-1]}, ...],
      "outputs": [{"name": "late_probability", "datatype": "FP64", "shape": [-1]}, ...],
      "parameters": {"champion": "3", "challenger": "4", "canary_weight": 10, "mode": "canary",
-                    "input_modes": {"flight": [...], "features": [...]}}}
+                    "content_types": {"flight": [...], "features": [...]}}}
     """
 
     name: str

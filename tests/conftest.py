@@ -1,5 +1,5 @@
 """Shared fixtures: real MLflow and Prefect servers on 127.0.0.1 (session scoped, started lazily
-by the tests that ask for them), isolated settings per test, telemetry off.
+by the tests that ask for them), an isolated environment and settings per test, telemetry off.
 
 Heavy libraries are imported inside fixtures so collecting the suite stays fast.
 """
@@ -13,10 +13,77 @@ from typing import Any
 
 import pytest
 
-from driftloop.settings import QUIET_ENV
+from driftloop.settings import QUIET_ENV, use_settings
 
+#: Variables that configure driftloop, MLflow or Prefect: no test sees the shell's values.
+ISOLATED_PREFIXES = ("DRIFTLOOP_", "MLFLOW_", "PREFECT_")
+
+#: Variables a session fixture exported for the tests that use it, by fixture name (filled by
+#: :func:`export_for_session`, re-applied per test by :func:`isolated_environment`).
+SESSION_ENV: dict[str, dict[str, str]] = {}
+
+
+def _isolated(key: str) -> bool:
+    return key.startswith(ISOLATED_PREFIXES) and key not in QUIET_ENV
+
+
+# Once, before any test module imports MLflow or Prefect (they read their variables at import):
+# the shell's configuration of driftloop, MLflow and Prefect is dropped, telemetry is off.
+for _key in [k for k in os.environ if _isolated(k)]:
+    del os.environ[_key]
 os.environ.update(QUIET_ENV)
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def export_for_session(fixture: str, **values: str) -> dict[str, str | None]:
+    """Set ``values`` in ``os.environ`` for the rest of the session on behalf of the session
+    fixture named ``fixture`` (so subprocesses and module fixtures see them) and register them,
+    so :func:`isolated_environment` gives them back to every test that uses that fixture.
+    Returns the previous values for :func:`unexport_for_session`."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    SESSION_ENV[fixture] = dict(values)
+    return old
+
+
+def unexport_for_session(fixture: str, old: dict[str, str | None]) -> None:
+    """Undo :func:`export_for_session` when the session fixture ends."""
+    SESSION_ENV.pop(fixture, None)
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every test starts from a known environment and re-reads its settings.
+
+    - Every ``DRIFTLOOP_*``, ``MLFLOW_*`` and ``PREFECT_*`` variable is removed (a developer's
+      shell, or an earlier test that set one without monkeypatch, cannot leak into the test),
+      except the telemetry switches of :data:`driftloop.settings.QUIET_ENV`, which are set.
+    - Session fixtures that must export variables (``prefect_server``: ``PREFECT_API_URL``) do
+      so through :func:`export_for_session`; their variables are put back for exactly the
+      tests that use that fixture, directly or through another fixture. Session fixtures are
+      set up before this function-scoped fixture, so the registry is filled in time; a test
+      that does not use the fixture runs without the variable.
+    - The process settings cache is reset before and after (``use_settings(None)``).
+
+    Everything is undone by ``monkeypatch`` after the test.
+    """
+    for key in [k for k in os.environ if _isolated(k)]:
+        monkeypatch.delenv(key)
+    for key, value in QUIET_ENV.items():
+        monkeypatch.setenv(key, value)
+    for fixture in request.fixturenames:
+        for key, value in SESSION_ENV.get(fixture, {}).items():
+            monkeypatch.setenv(key, value)
+    use_settings(None)
+    yield
+    use_settings(None)
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +114,15 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(state_dir=state, prefect=PrefectSettings(port=free_port()))
     service = prefect_service(settings)
     start_service(service, settings)
-    old = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = settings.prefect.url
+    # Subprocesses (CLI, workers) find the server through the variable; this process through
+    # Prefect's settings context, which the session keeps for every test.
+    old = export_for_session("prefect_server", PREFECT_API_URL=settings.prefect.url)
     try:
         with temporary_settings(updates={PREFECT_API_URL: settings.prefect.url}):
             yield settings.prefect.url
     finally:
         stop_service(service, settings)
-        if old is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = old
+        unexport_for_session("prefect_server", old)
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ On Kubernetes the Helm chart sets the same variables; no code knows where it run
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me"
@@ -127,24 +128,44 @@ class TrainingSettings(BaseModel):
     )
 
 
+class BearerToken(SecretStr):
+    """A serving token: plain or ``sha256:HEX``, masked in ``repr``, logs and dumps. Equal to
+    another token or a plain string holding the same token (compared by digest, in constant
+    time), so ``tokens == ["abc"]`` and the placeholder check work without exposing it."""
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the token (the value itself when given as ``sha256:HEX``): the one
+        place that reads the secret."""
+        value = self.get_secret_value()
+        if value.startswith("sha256:"):
+            return value.removeprefix("sha256:")
+        return hashlib.sha256(value.encode()).hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            other = BearerToken(other)
+        if not isinstance(other, BearerToken):
+            return NotImplemented
+        return hmac.compare_digest(self.sha256(), other.sha256())
+
+    def __hash__(self) -> int:
+        return hash(self.sha256())
+
+
 class AuthSettings(BaseModel):
     enabled: bool | None = Field(
         None, description="Token auth on the inference API; default on outside development."
     )
-    admin_tokens: list[str] = Field(
+    admin_tokens: list[BearerToken] = Field(
         default_factory=list, description="Tokens with the admin scope (plain or sha256:HEX)."
     )
-    predict_tokens: list[str] = Field(
+    predict_tokens: list[BearerToken] = Field(
         default_factory=list, description="Tokens with the predict scope (plain or sha256:HEX)."
     )
 
-    def hashed(self, tokens: list[str]) -> set[str]:
-        return {
-            t.removeprefix("sha256:")
-            if t.startswith("sha256:")
-            else hashlib.sha256(t.encode()).hexdigest()
-            for t in tokens
-        }
+    def hashed(self, tokens: list[BearerToken]) -> set[str]:
+        """Hex SHA-256 digests of ``tokens``."""
+        return {t.sha256() for t in tokens}
 
 
 class ServingSettings(BaseModel):

@@ -46,9 +46,9 @@ def settings_env(settings: Any) -> dict[str, str]:
 @pytest.fixture
 def loop_state(mlflow_server: str, prefect_server: str, make_settings: Any) -> Any:
     """Settings with three ingested months, features built, and a first champion (v1)."""
-    from driftloop.data import ingest_months
+    from driftloop.data.ingest import ingest_months
     from driftloop.features import apply, build_sources, materialize
-    from driftloop.training import train_and_register
+    from driftloop.training.pipeline import train_and_register
 
     key = uuid.uuid4().hex[:6]
     settings = make_settings(
@@ -65,9 +65,10 @@ def loop_state(mlflow_server: str, prefect_server: str, make_settings: Any) -> A
     materialize(None, settings)
     first = train_and_register("2013-01", "2013-01", settings)
     if first.gate != "champion":  # a tiny first model may miss the baseline margin: crown it
-        from driftloop.registry.client import CHAMPION, set_alias
+        from driftloop.registry.client import CHAMPION
+        from driftloop.registry.promotion import assign_alias_after_gate
 
-        set_alias(CHAMPION, first.version, settings)
+        assign_alias_after_gate(first.version, CHAMPION, "crowned by the test", settings=settings)
     return settings
 
 

@@ -205,13 +205,16 @@ def _module_file(name: str) -> Path | None:
 
 
 def _module_level_nodes(tree: ast.Module) -> set[int]:
-    """ids of import nodes outside functions (module body, also under if/try)."""
+    """ids of import nodes outside functions (module body, also under if/try), except those
+    under ``if TYPE_CHECKING:``, which never run."""
     out: set[int] = set()
     todo: list[ast.AST] = list(tree.body)
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
             out.add(id(node))
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
         elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             todo.extend(ast.iter_child_nodes(node))
     return out
@@ -254,8 +257,6 @@ def _third_party_imports_reached_from(start: str) -> dict[str, str]:
 
 
 def test_serving_image_installs_every_module_the_serving_code_reaches() -> None:
-    if not (ROOT / "serving" / "__main__.py").exists():
-        pytest.skip("serving package not written yet")
     reached = _third_party_imports_reached_from("serving.__main__")
     for mod in ("serving.app", "serving.handles", "serving.features", "serving.capture"):
         reached.update(_third_party_imports_reached_from(mod))

@@ -3,13 +3,12 @@ errors become one readable line on stderr and exit code 1."""
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 import typer
 
 from driftloop.errors import DriftloopError
+from driftloop.logs import configure_logging
+from driftloop.settings import get_settings
 
 app = typer.Typer(
     name="driftloop",
@@ -21,27 +20,15 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    # Imported here so `driftloop --help` stays cheap: area modules import heavy libraries lazily.
+    # Sub-modules of this package: imported when the CLI runs, not while its __init__ is half done.
     from driftloop.cli import data, features, monitoring, services, serving, training
 
     for module in (services, data, features, training, serving, monitoring):
         module.register(app)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("alembic", "urllib3", "httpx", "git", "filelock", "numexpr"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``driftloop`` script."""
-    from driftloop.settings import get_settings
-
     _register_all()
     try:
         configure_logging(get_settings().log_level)

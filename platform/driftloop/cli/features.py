@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from driftloop.cli.common import progress
+from driftloop.errors import DataQualityError
+from driftloop.settings import get_settings
 
 features_app = typer.Typer(
     name="features",
@@ -27,11 +29,9 @@ SAMPLE_HELP = (
 @features_app.command("apply")
 def apply_command() -> None:
     """Register the feature repo's entities, sources, views and service (`feast apply`)."""
-    from driftloop.settings import get_settings
-
     settings = get_settings()
     with progress("feast apply", total=1) as bar:
-        from driftloop.features.repo import apply
+        from driftloop.features.repo import apply  # lazy: start-up cost
 
         names = apply(settings)
         bar.update(bar.task_ids[0], advance=1)
@@ -44,16 +44,15 @@ def materialize_command(
     rebuild: Annotated[bool, typer.Option("--rebuild/--no-rebuild", help=REBUILD_HELP)] = True,
 ) -> None:
     """Build the offline sources from ingested data, apply, and load the online store."""
-    from driftloop.features.store import parse_until
-    from driftloop.settings import get_settings
+    from driftloop.features.store import parse_until  # lazy: start-up cost
 
     settings = get_settings()
     end = parse_until(until, settings)  # bad --until or no ingested data: fail before work
     with progress("features", total=3) as bar:
         task_id = bar.task_ids[0]
-        from driftloop.features.config import feature_store
-        from driftloop.features.repo import apply
-        from driftloop.features.store import build_sources, materialize
+        from driftloop.features.config import feature_store  # lazy: start-up cost
+        from driftloop.features.repo import apply  # lazy: start-up cost
+        from driftloop.features.store import build_sources, materialize  # lazy: start-up cost
 
         if rebuild:
             bar.update(task_id, description="building sources from partitions")
@@ -75,19 +74,15 @@ def parity_command(
     sample: Annotated[int | None, typer.Option("--sample", help=SAMPLE_HELP)] = None,
 ) -> None:
     """Compare online values with offline (historical) values; exit 1 on any mismatch."""
-    from driftloop.settings import get_settings
-
     settings = get_settings()
     with progress("parity", total=1) as bar:
-        from driftloop.features.parity_check import parity
+        from driftloop.features.parity_check import parity  # lazy: start-up cost
 
         report = parity(settings, sample)
         bar.update(bar.task_ids[0], advance=1)
     typer.echo(report.summary())
     if not report.ok:
         # A DriftloopError: main() prints it as one line and exits 1.
-        from driftloop.errors import DataQualityError
-
         raise DataQualityError(
             f"feature parity failed: {len(report.mismatches)} online values differ from offline"
         )

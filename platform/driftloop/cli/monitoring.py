@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from driftloop.cli.common import progress
+from driftloop.loop.ledger import list_retrains
+
 drift_app = typer.Typer(
     help="Drift reports (Evidently): list, show, open in a browser, run the monitor now.",
     no_args_is_help=True,
@@ -19,7 +22,7 @@ def list_cmd(
     limit: Annotated[int, typer.Option(help="Show at most this many reports.")] = 20,
 ) -> None:
     """Saved drift reports, newest first."""
-    from driftloop.monitoring.reports import list_reports
+    from driftloop.monitoring.reports import list_reports  # lazy: start-up cost
 
     reports = list_reports(limit=limit)
     if not reports:
@@ -43,7 +46,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """One report's verdict, drifted features and quality."""
-    from driftloop.monitoring.reports import get_report
+    from driftloop.monitoring.reports import get_report  # lazy: start-up cost
 
     r = get_report(report_id)
     if as_json:
@@ -84,7 +87,7 @@ def open_cmd(
     ),
 ) -> None:
     """Print the report's HTML path and open it in a browser when one is available."""
-    from driftloop.monitoring.reports import open_report
+    from driftloop.monitoring.reports import open_report  # lazy: start-up cost
 
     path, opened = open_report(report_id)
     typer.echo(str(path))
@@ -109,8 +112,7 @@ def run_cmd(
 ) -> None:
     """Run the monitor now, in this process (the Prefect deployment 'monitor' does the same on
     its schedule)."""
-    from driftloop.cli.common import progress
-    from driftloop.monitoring.monitor import run_monitor
+    from driftloop.monitoring.monitor import run_monitor  # lazy: start-up cost
 
     with progress("judging captured traffic"):
         result = run_monitor(start=start, end=end, model_version=version)
@@ -118,7 +120,7 @@ def run_cmd(
     if result.report:
         typer.echo(f"report {result.report.id}: {result.report.html}")
     if trigger and result.verdict.retrain:
-        from driftloop.loop.trigger import trigger_retrain
+        from driftloop.loop.trigger import trigger_retrain  # lazy: start-up cost
 
         decision = trigger_retrain(result)
         typer.echo(f"event {decision.event}: {decision.reason}")
@@ -127,8 +129,6 @@ def run_cmd(
 @drift_app.command("retrains")
 def retrains_cmd() -> None:
     """The retrain ledger: every automatic or manual retrain and its outcome."""
-    from driftloop.loop.ledger import list_retrains
-
     records = list_retrains()
     if not records:
         typer.echo("no retrains yet")
@@ -161,7 +161,7 @@ def demo_cmd(
     import os
     import warnings
 
-    from driftloop.embedded.demo import DemoOptions, run_demo
+    from driftloop.embedded.demo import DemoOptions, run_demo  # lazy: start-up cost
 
     # The demo prints its own progress and timeline: library INFO logs would bury it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

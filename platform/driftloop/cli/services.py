@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from driftloop.embedded.platform import start_all, status_all, stop_all
 from driftloop.errors import ServiceUnavailableError
+from driftloop.settings import get_settings
 
 
 def up(
@@ -15,9 +17,6 @@ def up(
     ] = True,
 ) -> None:
     """Start MLflow and Prefect (with UI) on 127.0.0.1, register deployments, start a worker."""
-    from driftloop.embedded.platform import start_all
-    from driftloop.settings import get_settings
-
     settings = get_settings()
     statuses = start_all(settings, deploy=deploy, progress=lambda msg: typer.echo(msg, err=True))
     for st in statuses:
@@ -28,17 +27,12 @@ def up(
 
 def down() -> None:
     """Stop everything `up` started; leaves no process behind."""
-    from driftloop.embedded.platform import stop_all
-
     stopped = stop_all()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 def status() -> None:
     """Show each service: running, healthy, pid, URL and log file. Exit 1 when one is down."""
-    from driftloop.embedded.platform import status_all
-    from driftloop.settings import get_settings
-
     statuses = status_all(get_settings())
     for st in statuses:
         typer.echo(st.line())
@@ -49,7 +43,7 @@ def status() -> None:
 
 def deploy() -> None:
     """Register the deployments of prefect.yaml and the automations on the Prefect server."""
-    from driftloop.embedded.deploy import deploy_all
+    from driftloop.embedded.deploy import deploy_all  # lazy: start-up cost
 
     deploy_all()
     typer.echo("deployments registered")

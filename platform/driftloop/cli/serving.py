@@ -9,6 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from driftloop.cli.common import progress
+from driftloop.registry.promotion import promote, rollback
+from driftloop.settings import get_settings, use_settings
+
 rollout_app = typer.Typer(
     help="Canary the challenger, judge it on live traffic, promote or roll back.",
     no_args_is_help=True,
@@ -31,8 +35,7 @@ def serve(
 ) -> None:
     """Run the inference API (OIP v2, canary routing, capture, /metrics, /docs) in the
     foreground: uvicorn, one worker, models reconciled from the MLflow registry."""
-    from driftloop.settings import get_settings, use_settings
-    from serving.__main__ import run
+    from serving.__main__ import run  # lazy: start-up cost
 
     settings = get_settings()
     update = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -53,8 +56,6 @@ def promote_cmd(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual promotion",
 ) -> None:
     """champion <- challenger's version; drop the challenger; weight 0."""
-    from driftloop.registry.promotion import promote
-
     _echo(promote(_actor(), reason))
 
 
@@ -62,8 +63,6 @@ def rollback_cmd(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual rollback",
 ) -> None:
     """Drop the challenger; weight 0 (all traffic to the champion)."""
-    from driftloop.registry.promotion import rollback
-
     _echo(rollback(_actor(), reason))
 
 
@@ -84,9 +83,7 @@ def rollout_start(
     ] = None,
 ) -> None:
     """Put the challenger on a canary weight and (by default) judge it on live traffic."""
-    from driftloop.cli.common import progress
-    from driftloop.loop.rollout import run_rollout, start
-    from driftloop.settings import get_settings
+    from driftloop.loop.rollout import run_rollout, start  # lazy: start-up cost
 
     if not wait:
         _echo(start(weight, _actor()))
@@ -109,7 +106,7 @@ def rollout_start(
 @rollout_app.command("status")
 def rollout_status_cmd() -> None:
     """Champion, challenger, weight and the running rollout's live numbers."""
-    from driftloop.monitoring.canary import rollout_status
+    from driftloop.monitoring.canary import rollout_status  # lazy: start-up cost
 
     _echo(rollout_status())
 
@@ -117,8 +114,7 @@ def rollout_status_cmd() -> None:
 @rollout_app.command("promote")
 def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
     """Judge the running rollout now and promote the challenger, recording its numbers."""
-    from driftloop.loop.rollout import judge_canary
-    from driftloop.registry.promotion import promote
+    from driftloop.loop.rollout import judge_canary  # lazy: start-up cost
 
     verdict = judge_canary()
     _echo(promote(_actor(), reason or "; ".join(verdict.reasons), verdict.metrics))
@@ -127,8 +123,7 @@ def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "")
 @rollout_app.command("rollback")
 def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
     """Roll the running rollout back now, recording the live numbers."""
-    from driftloop.loop.rollout import judge_canary
-    from driftloop.registry.promotion import rollback
+    from driftloop.loop.rollout import judge_canary  # lazy: start-up cost
 
     verdict = judge_canary()
     _echo(rollback(_actor(), reason or "manual rollback", verdict.metrics))

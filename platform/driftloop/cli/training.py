@@ -8,14 +8,16 @@ options (``--epochs``, ``--learning-rate`` ...) override both.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from driftloop.cli.common import month_range, progress
+from driftloop.errors import NotFoundError
+from driftloop.settings import get_settings
 
 if TYPE_CHECKING:
-    from driftloop.training.trainer import EpochStats
+    from driftloop.training.trainer import EpochStats  # lazy: start-up cost
 
 FROM_HELP = "First month of the training window, YYYY-MM (the holdout is the month after --to)."
 TO_HELP = "Last month of the training window, inclusive, YYYY-MM."
@@ -62,7 +64,7 @@ def train(
     if on == "kubernetes":
         _train_on_kubernetes(months, overrides, use_best_params, nodes, gpus_per_node)
         return
-    from driftloop.settings import get_settings
+    # lazy: start-up cost
     from driftloop.training.pipeline import evaluate, fit_and_log, prepare, register
 
     settings = get_settings()
@@ -94,15 +96,14 @@ def train(
 
 def _train_on_kubernetes(
     months: list[str],
-    overrides: dict,
+    overrides: dict[str, Any],
     use_best_params: bool,
     nodes: int,
     gpus_per_node: int,
 ) -> None:
     import time
 
-    from driftloop.k8s import run_training_job
-    from driftloop.settings import get_settings
+    from driftloop.k8s import run_training_job  # lazy: start-up cost
 
     args = ["--from", months[0], "--to", months[-1]]
     for key, value in overrides.items():
@@ -137,7 +138,7 @@ def tune(
     """Optuna search (TPE + median pruning) on the window's validation split, one nested MLflow
     run per trial; saves the best parameters for `driftloop train --use-best-params`."""
     months = month_range(start, end)
-    from driftloop.training.tuning import tune as run_tune
+    from driftloop.training.tuning import tune as run_tune  # lazy: start-up cost
 
     with progress(f"tune {months[0]}..{months[-1]}", total=trials) as bar:
         task_id = bar.task_ids[0]
@@ -166,14 +167,12 @@ def lineage(
     """Print a version's lineage (run, data revision + partition hashes, feature service, git
     commit, holdout metrics, champion compared with) and check each reference; exit 1 if one
     does not resolve."""
-    from driftloop.training.lineage import lineage as build
+    from driftloop.training.lineage import lineage as build  # lazy: start-up cost
 
     record = build(ref, check=not no_check)
     for line in record.lines():
         typer.echo(line)
     if not record.ok:
-        from driftloop.errors import NotFoundError
-
         failed = [c.reference for c in record.checks if c.status == "failed"]
         raise NotFoundError(
             f"lineage of {record.model}:{record.version} does not resolve: {', '.join(failed)}"
@@ -185,7 +184,7 @@ def reproduce(
 ) -> None:
     """Retrain a version from its recorded data revision and parameters and report how the
     holdout metrics differ (the reproduction is an MLflow run; nothing is registered)."""
-    from driftloop.training.reproduce import reproduce as run_reproduce
+    from driftloop.training.reproduce import reproduce as run_reproduce  # lazy: start-up cost
 
     with progress(f"reproduce {ref}") as bar:
         task_id = bar.task_ids[0]

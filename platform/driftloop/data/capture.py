@@ -5,14 +5,15 @@ The serving process appends parquet files (written by ``serving.capture.CaptureW
     {state}/capture/predictions/date=YYYY-MM-DD/part-*.parquet   one row per predicted row
     {state}/capture/feedback/date=YYYY-MM-DD/part-*.parquet      ground truth posted later
 
-Prediction rows: prediction_id (``f"{request_id}:{row}"``), request_id, row, ts (UTC), routing_key,
-variant (champion|challenger), served (False for a shadow copy or a challenger answer that failed
-and was replaced by the champion's), model_name, model_version, latency_ms (whole request),
-model_ms (the model call alone; null on error and in files written before it existed),
-late_probability
-(null on error), predicted_label (Int8), error (null when fine), event_timestamp (scheduled
-departure, UTC, when known) and every column of :data:`driftloop.schema.MODEL_INPUT_COLUMNS`.
-Feedback rows: prediction_id, request_id, row, is_late (Int8), ts.
+Their columns and types are :data:`PREDICTION_SCHEMA` and :data:`FEEDBACK_SCHEMA` (the writer
+takes them from here). Prediction rows: prediction_id (``f"{request_id}:{row}"``), request_id,
+row, ts (UTC), routing_key, variant (champion|challenger), served (False for a shadow copy or a
+challenger answer that failed and was replaced by the champion's), model_name, model_version,
+latency_ms (whole request), model_ms (the model call alone; null on error and in files written
+before it existed), late_probability (null on error), predicted_label, error (null when fine),
+event_timestamp (scheduled departure, UTC, when known) and every column of
+:data:`driftloop.schema.MODEL_INPUT_COLUMNS`. Feedback rows: prediction_id, request_id, row,
+is_late, ts.
 
 Files are written under a temporary name and renamed, so a reader never sees half a file; many
 replicas may write to the same folder (file names carry host, pid and a sequence number).
@@ -21,10 +22,11 @@ replicas may write to the same folder (file names carry host, pid and a sequence
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings, get_settings
@@ -34,26 +36,48 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 
-#: Columns of a prediction row before the model inputs, in file order.
-PREDICTION_META_COLUMNS = [
-    "prediction_id",
-    "request_id",
-    "row",
-    "ts",
-    "routing_key",
-    "variant",
-    "served",
-    "model_name",
-    "model_version",
-    "latency_ms",
-    "model_ms",
-    "late_probability",
-    "predicted_label",
-    "error",
-    EVENT_TIMESTAMP,
+_TS = pa.timestamp("us", tz="UTC")
+#: Columns of a prediction row before the model inputs, in file order, with their types.
+PREDICTION_META_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("prediction_id", pa.string()),
+    ("request_id", pa.string()),
+    ("row", pa.int32()),
+    ("ts", _TS),
+    ("routing_key", pa.string()),
+    ("variant", pa.string()),
+    ("served", pa.bool_()),
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("latency_ms", pa.float64()),
+    ("model_ms", pa.float64()),
+    ("late_probability", pa.float64()),
+    ("predicted_label", pa.int8()),
+    ("error", pa.string()),
+    (EVENT_TIMESTAMP, _TS),
 ]
-PREDICTION_COLUMNS = PREDICTION_META_COLUMNS + MODEL_INPUT_COLUMNS
-FEEDBACK_COLUMNS = ["prediction_id", "request_id", "row", LABEL, "ts"]
+#: A prediction row: the meta columns, then the model inputs (text categoricals, float64 else).
+PREDICTION_SCHEMA = pa.schema(
+    [
+        *PREDICTION_META_FIELDS,
+        *(
+            (c, pa.string() if c in CATEGORICAL_COLUMNS else pa.float64())
+            for c in MODEL_INPUT_COLUMNS
+        ),
+    ]
+)
+#: A feedback row: the label of one earlier prediction.
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("prediction_id", pa.string()),
+        ("request_id", pa.string()),
+        ("row", pa.int32()),
+        (LABEL, pa.int8()),
+        ("ts", _TS),
+    ]
+)
+PREDICTION_META_COLUMNS = [name for name, _ in PREDICTION_META_FIELDS]
+PREDICTION_COLUMNS: list[str] = PREDICTION_SCHEMA.names
+FEEDBACK_COLUMNS: list[str] = FEEDBACK_SCHEMA.names
 
 
 def capture_dir(settings: Settings | None = None) -> Path:
@@ -77,7 +101,9 @@ def _utc(value: datetime | str | pd.Timestamp | None) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _files(kind: str, settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None):
+def _files(
+    kind: str, settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> list[Path]:
     root = kind_dir(kind, settings)
     if not root.is_dir():
         return []
@@ -166,7 +192,3 @@ def read_predictions(
             else pd.Series(dtype="Int8")
         )
     return df
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -72,9 +72,3 @@ def read_table(name: str, settings: Settings | None = None) -> pd.DataFrame:
             for old in [k for k in _cache if k[0] == key[0] and k != key]:
                 del _cache[old]
         return _cache[key]
-
-
-def clear_cache() -> None:
-    """Forget every table read so far."""
-    with _lock:
-        _cache.clear()

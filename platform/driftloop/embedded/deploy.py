@@ -8,6 +8,7 @@ import subprocess
 
 from driftloop.embedded.services import service_env, venv_bin
 from driftloop.errors import ServiceUnavailableError
+from driftloop.loop.automations import ensure_automations
 from driftloop.settings import Settings, get_settings, project_root
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,5 @@ def deploy_all(settings: Settings | None = None) -> None:
     ensure_work_pool(settings)
     _prefect(["deploy", "--all"], settings)
     logger.info("deployments registered on %s", settings.prefect.url)
-    from driftloop.loop.automations import ensure_automations
-
     for done in ensure_automations(settings):
         logger.info("automations: %s", done)

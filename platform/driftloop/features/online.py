@@ -31,6 +31,10 @@ import numpy as np
 import pandas as pd
 
 from driftloop.errors import InvalidInputError
+from driftloop.features.config import feature_store, repo_config_dict, require_store
+from driftloop.features.keys import online_entity_keys
+from driftloop.features.repo import registered_service, registered_view
+from driftloop.features.request import normalize_features
 from driftloop.schema import (
     CARRIER_ORIGIN_FEATURES,
     FEATURE_COLUMNS,
@@ -114,9 +118,6 @@ def read_view(
 
 def read_snapshot(store: FeatureStore) -> Snapshot:
     """Every entity's latest values in the online store (one bulk SDK call per view)."""
-    from driftloop.features.keys import online_entity_keys
-    from driftloop.features.repo import registered_view
-
     values, stamps = {}, {}
     for view in VIEW_LAYOUT:
         fv = registered_view(store, view)
@@ -156,8 +157,6 @@ class OnlineFeatures:
         refresh_interval_s: float = 0.0,
         store: FeatureStore | None = None,
     ) -> None:
-        from driftloop.features.config import feature_store, require_store
-
         self.settings = settings or get_settings()
         if store is None:
             require_store(self.settings)
@@ -304,10 +303,6 @@ def online_features_sdk(
     Same columns and dtypes as :meth:`OnlineFeatures.get` (missing values NaN/None). Slow per
     call (milliseconds); kept for parity checks and comparison.
     """
-    from driftloop.features.config import feature_store, repo_config_dict
-    from driftloop.features.repo import registered_service
-    from driftloop.features.training import normalize_features
-
     settings = settings or get_settings()
     if store is None:
         cache_key = repr(repo_config_dict(settings))

@@ -86,7 +86,7 @@ def _equal(a: Any, b: Any, tolerance: float) -> bool:
     if a_missing or b_missing:
         return a_missing and b_missing
     if isinstance(a, str) or isinstance(b, str):
-        return a == b
+        return bool(a == b)
     return abs(float(a) - float(b)) <= tolerance
 
 

@@ -40,8 +40,8 @@ class RepoObjects:
 
     entities: list[Any] = field(default_factory=list)
     sources: list[Any] = field(default_factory=list)
-    views: list[Any] = field(default_factory=list)
-    services: list[Any] = field(default_factory=list)
+    views: list[FeatureView] = field(default_factory=list)
+    services: list[FeatureService] = field(default_factory=list)
 
     def all(self) -> list[Any]:
         return [*self.entities, *self.sources, *self.views, *self.services]
@@ -79,15 +79,17 @@ def load_definitions(settings: Settings | None = None) -> RepoObjects:
         for obj in vars(module).values():
             if id(obj) in seen:
                 continue
-            for kind, bucket in (
-                (Entity, objects.entities),
-                (DataSource, objects.sources),
-                (FeatureView, objects.views),
-                (FeatureService, objects.services),
-            ):
-                if isinstance(obj, kind):
-                    bucket.append(obj)
-                    seen.add(id(obj))
+            if isinstance(obj, Entity):
+                objects.entities.append(obj)
+            elif isinstance(obj, DataSource):
+                objects.sources.append(obj)
+            elif isinstance(obj, FeatureView):
+                objects.views.append(obj)
+            elif isinstance(obj, FeatureService):
+                objects.services.append(obj)
+            else:
+                continue
+            seen.add(id(obj))
     _resolve_source_paths(objects, settings)
     for name in VIEWS.values():
         objects.view(name)

@@ -1,11 +1,12 @@
-"""Features derived from the request fields of a flight (training and serving share this)."""
+"""Features derived from the request fields of a flight, and the one dtype of every feature
+column (training, the online store and serving share this)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from driftloop.errors import InvalidInputError
-from driftloop.schema import LOCAL_TZ
+from driftloop.schema import FEATURE_COLUMNS, LOCAL_TZ
 
 
 def scheduled_departure_utc(values: pd.Series) -> pd.Series:
@@ -36,3 +37,15 @@ def add_request_features(df: pd.DataFrame) -> pd.DataFrame:
     out["dep_hour"] = local.dt.hour.astype("int64").values
     out["day_of_week"] = local.dt.dayofweek.astype("int64").values
     return out
+
+
+def normalize_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Feature columns in place with one dtype everywhere (training, online, parity): numeric
+    features float64 (missing = NaN), ``plane_type`` object (missing = None)."""
+    for col in FEATURE_COLUMNS:
+        if col == "plane_type":
+            values = df[col].astype(object)
+            df[col] = values.where(values.notna(), None)
+        else:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    return df

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from driftloop.data.store import available_months, load_partitions
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.features import pipeline
 from driftloop.features.config import feature_store, quiet_offline_store
@@ -37,15 +38,11 @@ Loader = Callable[[str, "list[str] | None", Settings], pd.DataFrame]
 
 
 def _data_loader(kind: str, months: list[str] | None, settings: Settings) -> pd.DataFrame:
-    from driftloop.data import load_partitions
-
     return load_partitions(kind, months, settings=settings)  # type: ignore[arg-type]
 
 
 def ingested_months(settings: Settings) -> list[str]:
     """Months ingested by driftloop.data; NotFoundError when there are none."""
-    from driftloop.data import available_months
-
     months = available_months(settings=settings)
     if not months:
         raise NotFoundError("no ingested data: run `driftloop ingest` first")
@@ -55,7 +52,8 @@ def ingested_months(settings: Settings) -> list[str]:
 def month_end(month: str) -> datetime:
     """End of ``month``: the local (New York) midnight that starts the next month, in UTC."""
     start = pd.Timestamp(f"{next_month(month)}-01").tz_localize(LOCAL_TZ).tz_convert("UTC")
-    return start.to_pydatetime()
+    end: datetime = start.to_pydatetime()
+    return end
 
 
 def parse_until(value: str | datetime | None, settings: Settings | None = None) -> datetime:
@@ -75,7 +73,8 @@ def parse_until(value: str | datetime | None, settings: Settings | None = None) 
                 f"cannot parse --until {value!r}: expected an ISO time such as 2013-03-31T23:00"
             )
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
+    out: datetime = ts.to_pydatetime()
+    return out
 
 
 def plane_stamp(settings: Settings) -> pd.Timestamp:

@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from driftloop.data.store import load_partitions
 from driftloop.errors import NotFoundError
 from driftloop.features.config import feature_store, quiet_offline_store
 from driftloop.features.repo import registered_service
-from driftloop.features.request import add_request_features, scheduled_departure_utc
+from driftloop.features.request import (
+    add_request_features,
+    normalize_features,
+    scheduled_departure_utc,
+)
+from driftloop.features.store import require_sources
 from driftloop.schema import (
     EVENT_TIMESTAMP,
     FEATURE_COLUMNS,
@@ -36,18 +42,6 @@ logger = logging.getLogger(__name__)
 TRAINING_COLUMNS = [FLIGHT_KEY, EVENT_TIMESTAMP, *MODEL_INPUT_COLUMNS, LABEL, "tailnum"]
 #: Entity join keys that identify a flight's features (absent tailnum -> "" -> no plane row).
 _ENTITY_COLUMNS = ["carrier", "origin", "tailnum"]
-
-
-def normalize_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Feature columns in place with one dtype everywhere (training, online, parity): numeric
-    features float64 (missing = NaN), ``plane_type`` object (missing = None)."""
-    for col in FEATURE_COLUMNS:
-        if col == "plane_type":
-            values = df[col].astype(object)
-            df[col] = values.where(values.notna(), None)
-        else:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
 
 
 def training_frame_from_flights(
@@ -110,9 +104,6 @@ def build_training_frame(months: list[str], settings: Settings | None = None) ->
     :data:`driftloop.schema.MODEL_INPUT_COLUMNS`, is_late (cancelled flights dropped), tailnum.
     The feature sources must have been built (``features`` flow) and the repo applied.
     """
-    from driftloop.data import load_partitions
-    from driftloop.features.store import require_sources
-
     settings = settings or get_settings()
     require_sources(settings)
     flights = load_partitions("flights", months, settings=settings)

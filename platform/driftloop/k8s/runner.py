@@ -55,10 +55,12 @@ def connect(settings: Settings) -> KubeApis:
     from kubernetes import client, config
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]  # untyped client
     except config.ConfigException:
         try:
-            config.load_kube_config(context=settings.kubernetes.context)
+            config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped client
+                context=settings.kubernetes.context
+            )
         except (config.ConfigException, OSError) as exc:
             raise ServiceUnavailableError(
                 f"no Kubernetes cluster configured (in-cluster or kubeconfig): {exc}"
@@ -133,7 +135,9 @@ def _condition(job: Any, kind: str) -> Any | None:
     return None
 
 
-def _failure_tail(apis: KubeApis, namespace: str, pods: list[Any], followers: dict) -> str:
+def _failure_tail(
+    apis: KubeApis, namespace: str, pods: list[Any], followers: dict[str, Any]
+) -> str:
     parts = []
     for pod in pods:
         if not pod.status or pod.status.phase != "Failed":

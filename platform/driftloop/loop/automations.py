@@ -78,7 +78,7 @@ def build_automation(settings: Settings, deployment_id: str) -> Any:
         name=automation_name(settings),
         description=(
             "Drift over threshold -> retrain (driftloop closed loop; declared in "
-            f"driftloop/automations.py). spec sha256:{digest}"
+            f"platform/driftloop/loop/automations.py). spec sha256:{digest}"
         ),
         enabled=True,
         trigger=EventTrigger(

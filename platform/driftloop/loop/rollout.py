@@ -164,7 +164,9 @@ def wait_for_evidence(
         time.sleep(every)
 
 
-def act(verdict: CanaryVerdict, actor: str = "rollout", settings: Settings | None = None) -> dict:
+def act(
+    verdict: CanaryVerdict, actor: str = "rollout", settings: Settings | None = None
+) -> dict[str, Any]:
     """Promote or roll back by the verdict; the audit record carries the reasons and numbers."""
 
     settings = settings or get_settings()

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from driftloop.data import available_months
 from driftloop.data.capture import read_predictions
+from driftloop.data.store import available_months
 from driftloop.errors import NotFoundError, ServiceUnavailableError
 from driftloop.loop.ledger import check_guards
 from driftloop.monitoring.monitor import retrain_window, window_months

@@ -18,10 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from driftloop.data.capture import read_predictions
 from driftloop.errors import NotFoundError
+from driftloop.monitoring.adapter import compute_drift
 from driftloop.monitoring.judge import DriftVerdict, judge_drift
-from driftloop.monitoring.reports import ReportInfo
+from driftloop.monitoring.reports import ReportInfo, save_report
 from driftloop.months import parse_month
+from driftloop.registry.client import CHAMPION, get_alias, get_client, get_version, set_version_tags
 from driftloop.schema import EVENT_TIMESTAMP, LOCAL_TZ, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
 
@@ -109,8 +112,6 @@ def window_months(frame: pd.DataFrame) -> list[str]:
 
 def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFrame:
     """The reference frame logged by training run ``run_id`` (downloaded once, then cached)."""
-    from driftloop.registry.client import get_client
-
     settings = settings or get_settings()
     cache = settings.state / "monitoring" / "references" / f"{run_id}.parquet"
     if not cache.exists():
@@ -129,8 +130,6 @@ def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFram
 
 def current_frame(settings: Settings, start: datetime, end: datetime, version: str) -> pd.DataFrame:
     """Served, successful predictions of ``version`` captured in [start, end], with labels."""
-    from driftloop.data.capture import read_predictions
-
     df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
     if df.empty:
         return df
@@ -141,8 +140,6 @@ def current_frame(settings: Settings, start: datetime, end: datetime, version: s
 
 
 def _judged_version(settings: Settings, model_version: str | None) -> Any:
-    from driftloop.registry.client import CHAMPION, get_alias, get_version
-
     if model_version is not None:
         return get_version(str(model_version), settings)
     info = get_alias(CHAMPION, settings)
@@ -157,8 +154,6 @@ def _judged_version(settings: Settings, model_version: str | None) -> Any:
 def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings) -> bool:
     """Report files into the version's run under monitoring/<id>/, metrics on the run, and the
     latest drift summary as version tags. Best effort: False (and a warning) on failure."""
-    from driftloop.registry.client import get_client, set_version_tags
-
     report = result.report
     if report is None:
         return False
@@ -208,9 +203,6 @@ def run_monitor(
 ) -> MonitorResult:
     """Judge the captured traffic of [start, end] (default: the last
     ``settings.monitoring.window_minutes``) against the judged version's reference."""
-    from driftloop.monitoring.adapter import compute_drift
-    from driftloop.monitoring.reports import save_report
-
     settings = settings or get_settings()
     hi = pd.Timestamp(end or datetime.now(UTC))
     hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi.tz_convert("UTC")

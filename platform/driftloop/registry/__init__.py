@@ -1,35 +1,32 @@
-"""Model registry (MLflow, aliases only): versions, aliases, canary weight, promotion audit."""
+"""Model registry (MLflow, aliases only): versions, aliases, canary weight, promotion audit.
+
+Reads are in :mod:`driftloop.registry.client`; every alias, weight, mode or rollout change goes
+through :mod:`driftloop.registry.promotion`, which audits it."""
 
 from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
+    RegistrySnapshot,
     VersionInfo,
-    delete_alias,
     get_alias,
-    get_canary_weight,
     get_client,
     get_version,
-    list_versions,
     ping,
     register_version,
-    set_alias,
-    set_canary_weight,
+    registry_snapshot,
     set_version_tags,
 )
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "RegistrySnapshot",
     "VersionInfo",
-    "delete_alias",
     "get_alias",
-    "get_canary_weight",
     "get_client",
     "get_version",
-    "list_versions",
     "ping",
     "register_version",
-    "set_alias",
-    "set_canary_weight",
+    "registry_snapshot",
     "set_version_tags",
 ]

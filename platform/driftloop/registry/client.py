@@ -4,14 +4,22 @@ Aliases only, never stages: ``champion`` is what serves, ``challenger`` is the c
 registered-model tag ``driftloop.canary_weight`` holds the challenger's share (integer percent).
 Every call fails fast with :class:`ServiceUnavailableError` when MLflow cannot be reached
 (MLflow's own client would otherwise retry for minutes).
+
+The alias and registered-model tag writers (``_set_alias``, ``_delete_alias``,
+``_set_model_tag``, ``_delete_model_tag``) are private to the registry package: only
+:mod:`driftloop.registry.promotion` calls them, and it audits every change.
+
+``mlflow`` is imported inside the functions: importing it costs ~3 s, which the CLI, the serving
+start-up and test collection should not pay when they never reach the registry.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -20,6 +28,7 @@ from driftloop.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +38,9 @@ WEIGHT_TAG = "driftloop.canary_weight"
 MODE_TAG = "driftloop.canary_mode"
 #: ``"{ISO start}|{challenger version}"`` of the running rollout
 ROLLOUT_TAG = "driftloop.rollout_started"
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,19 @@ class VersionInfo:
         return f"models:/{self.name}/{self.version}"
 
 
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """What serving needs of the registry, read in one call: alias targets, weight, mode."""
+
+    name: str
+    champion: str | None
+    challenger: str | None
+    weight: int
+    mode: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+# ---- connection -------------------------------------------------------------------------------
 def configure_client_env(settings: Settings) -> None:
     # Short, bounded retries: an unreachable registry must surface as an error, not a hang.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -84,30 +109,55 @@ def get_client(settings: Settings | None = None, check: bool = True) -> MlflowCl
     return MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
 
 
-def _info(mv: Any) -> VersionInfo:
+def _model(settings: Settings | None, name: str | None) -> tuple[Settings, str]:
+    settings = settings or get_settings()
+    return settings, name or settings.mlflow.registered_model
+
+
+# ---- MLflow's "does not exist", mapped in one place --------------------------------------------
+def _is_not_found(exc: Exception) -> bool:
+    """MLflow's ways of saying "no such model, version, alias or run" (an unset alias comes back
+    as INVALID_PARAMETER_VALUE "... alias champion not found", a malformed run id likewise)."""
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE") or (
+        "not found" in str(exc).lower()
+    )
+
+
+def _fetch(call: Callable[[], _T], missing: str) -> _T:
+    """``call()``; MLflow's not-found becomes ``NotFoundError(missing)``, anything else raises."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return call()
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            raise NotFoundError(missing) from None
+        raise
+
+
+def _fetch_or(call: Callable[[], _T], default: _D) -> _T | _D:
+    """``call()``, or ``default`` when MLflow says the thing does not exist."""
+    try:
+        return _fetch(call, "")
+    except NotFoundError:
+        return default
+
+
+# ---- versions ---------------------------------------------------------------------------------
+def _info(mv: ModelVersion) -> VersionInfo:
     return VersionInfo(
         name=mv.name,
         version=str(mv.version),
         run_id=mv.run_id,
-        source=mv.source,
+        source=mv.source or "",
         tags=dict(mv.tags or {}),
-        aliases=tuple(getattr(mv, "aliases", ()) or ()),
+        aliases=tuple(mv.aliases or ()),
     )
 
 
-def _is_not_found(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
-
-
-def ensure_registered_model(client: MlflowClient, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException as exc:
-        if not _is_not_found(exc):
-            raise
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    if _fetch_or(lambda: client.get_registered_model(name), None) is None:
         client.create_registered_model(
             name, description="P(arrival delay > 15 min) for NYC flights; served by driftloop."
         )
@@ -120,12 +170,20 @@ def register_version(
     settings: Settings | None = None,
     name: str | None = None,
 ) -> VersionInfo:
-    """Register ``model_uri`` as a new version; on any failure, no half version stays behind."""
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
+    """Register ``model_uri`` as a new version (no alias); on any failure no half version stays.
+
+    Plain sources (``runs:/...``, a path) and MLflow 3 logged models (``models:/m-...`` from
+    ``log_model``, which MLflow accepts only together with their ``model_id``) alike.
+    """
+    from mlflow.store.artifact.utils.models import _parse_model_id_if_present
+
+    settings, name = _model(settings, name)
     client = get_client(settings)
-    ensure_registered_model(client, name)
-    mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    _ensure_registered_model(client, name)
+    model_id = _parse_model_id_if_present(model_uri) if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
+    )
     if str(mv.status) != "READY":
         delete_version(mv.version, settings, name)
         raise ServiceUnavailableError(f"model version {mv.version} ended {mv.status}: removed")
@@ -134,8 +192,7 @@ def register_version(
 
 
 def delete_version(version: str, settings: Settings | None = None, name: str | None = None) -> None:
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
+    settings, name = _model(settings, name)
     try:
         get_client(settings, check=False).delete_model_version(name, str(version))
     except Exception:  # best effort cleanup
@@ -145,128 +202,37 @@ def delete_version(version: str, settings: Settings | None = None, name: str | N
 def get_version(
     version: str, settings: Settings | None = None, name: str | None = None
 ) -> VersionInfo:
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        return _info(get_client(settings).get_model_version(name, str(version)))
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            raise NotFoundError(f"model {name} has no version {version}") from None
-        raise
+    settings, name = _model(settings, name)
+    client = get_client(settings)
+    mv = _fetch(
+        lambda: client.get_model_version(name, str(version)),
+        f"model {name} has no version {version}",
+    )
+    return _info(mv)
 
 
 def get_alias(
     alias: str, settings: Settings | None = None, name: str | None = None
 ) -> VersionInfo | None:
     """The version an alias points at, or None when the alias (or the model) is unset."""
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        return _info(get_client(settings).get_model_version_by_alias(name, alias))
-    except MlflowException as exc:
-        if _is_not_found(exc) or "alias" in str(exc).lower():
-            return None
-        raise
-
-
-def set_alias(
-    alias: str, version: str, settings: Settings | None = None, name: str | None = None
-) -> None:
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    get_client(settings).set_registered_model_alias(name, alias, str(version))
-
-
-def delete_alias(alias: str, settings: Settings | None = None, name: str | None = None) -> None:
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        get_client(settings).delete_registered_model_alias(name, alias)
-    except MlflowException as exc:
-        if not (_is_not_found(exc) or "alias" in str(exc).lower()):
-            raise
+    settings, name = _model(settings, name)
+    client = get_client(settings)
+    mv = _fetch_or(lambda: client.get_model_version_by_alias(name, alias), None)
+    return None if mv is None else _info(mv)
 
 
 def set_version_tags(
     version: str, tags: dict[str, str], settings: Settings | None = None, name: str | None = None
 ) -> None:
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
+    settings, name = _model(settings, name)
     client = get_client(settings)
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
-def list_versions(settings: Settings | None = None, name: str | None = None) -> list[VersionInfo]:
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    found = get_client(settings).search_model_versions(f"name = '{name}'")
-    return sorted((_info(mv) for mv in found), key=lambda v: int(v.version))
-
-
-def model_tags(settings: Settings | None = None, name: str | None = None) -> dict[str, str]:
-    """Registered-model tags ({} when the model does not exist yet)."""
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        return dict(get_client(settings).get_registered_model(name).tags or {})
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return {}
-        raise
-
-
-def set_model_tag(
-    key: str, value: str, settings: Settings | None = None, name: str | None = None
-) -> None:
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    client = get_client(settings)
-    ensure_registered_model(client, name)
-    client.set_registered_model_tag(name, key, str(value))
-
-
-def get_canary_weight(settings: Settings | None = None, name: str | None = None) -> int:
-    """The challenger's traffic share in percent (0 when unset)."""
-    raw = model_tags(settings, name).get(WEIGHT_TAG, "0")
-    try:
-        return max(0, min(100, int(raw)))
-    except ValueError:
-        logger.warning("ignoring malformed canary weight tag %r", raw)
-        return 0
-
-
-def set_canary_weight(
-    weight: int, settings: Settings | None = None, name: str | None = None
-) -> None:
-    from driftloop.errors import InvalidInputError
-
-    if not 0 <= int(weight) <= 100:
-        raise InvalidInputError(f"canary weight must be an integer 0..100, got {weight}")
-    set_model_tag(WEIGHT_TAG, str(int(weight)), settings, name)
-
-
-@dataclass(frozen=True)
-class RegistrySnapshot:
-    """What serving needs of the registry, read in one call: alias targets, weight, mode."""
-
-    name: str
-    champion: str | None
-    challenger: str | None
-    weight: int
-    mode: str | None
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def _weight(raw: str | None) -> int:
+# ---- the registered model: aliases, weight, mode ----------------------------------------------
+def _parse_weight(raw: str | None) -> int:
+    """The canary weight tag as read: clamped to 0..100, 0 when unset or malformed."""
     try:
         return max(0, min(100, int(raw or "0")))
     except ValueError:
@@ -279,104 +245,64 @@ def registry_snapshot(
 ) -> RegistrySnapshot:
     """Champion and challenger versions, canary weight and mode of the registered model (one
     registry call after the health ping); an absent model reads as empty."""
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        rm = get_client(settings).get_registered_model(name)
-    except MlflowException as exc:
-        if _is_not_found(exc):
-            return RegistrySnapshot(name, None, None, 0, None)
-        raise
+    settings, name = _model(settings, name)
+    client = get_client(settings)
+    rm = _fetch_or(lambda: client.get_registered_model(name), None)
+    if rm is None:
+        return RegistrySnapshot(name, None, None, 0, None)
     aliases = {k: str(v) for k, v in dict(rm.aliases or {}).items()}
     tags = dict(rm.tags or {})
     return RegistrySnapshot(
         name=name,
         champion=aliases.get(CHAMPION),
         challenger=aliases.get(CHALLENGER),
-        weight=_weight(tags.get(WEIGHT_TAG)),
+        weight=_parse_weight(tags.get(WEIGHT_TAG)),
         mode=tags.get(MODE_TAG) or None,
         tags=tags,
     )
 
 
-def set_canary_mode(mode: str, settings: Settings | None = None, name: str | None = None) -> None:
-    """Registry override of settings.serving.mode: ``canary`` or ``shadow`` (``""`` clears it)."""
-    from driftloop.errors import InvalidInputError
-
-    if mode not in ("canary", "shadow", ""):
-        raise InvalidInputError(f"canary mode must be canary or shadow, got {mode!r}")
-    if mode:
-        set_model_tag(MODE_TAG, mode, settings, name)
-    else:
-        delete_model_tag(MODE_TAG, settings, name)
+def _set_alias(alias: str, version: str, settings: Settings, name: str | None = None) -> None:
+    """Raw write; only :mod:`driftloop.registry.promotion` calls it (and audits)."""
+    settings, name = _model(settings, name)
+    get_client(settings).set_registered_model_alias(name, alias, str(version))
 
 
-def delete_model_tag(key: str, settings: Settings | None = None, name: str | None = None) -> None:
-    from mlflow.exceptions import MlflowException
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
-    try:
-        get_client(settings).delete_registered_model_tag(name, key)
-    except MlflowException as exc:
-        if not _is_not_found(exc):
-            raise
-
-
-def register_logged_model(
-    model_uri: str,
-    run_id: str | None,
-    tags: dict[str, str],
-    settings: Settings | None = None,
-    name: str | None = None,
-) -> VersionInfo:
-    """Register an MLflow 3 logged model (``models:/m-...`` from ``log_model``) as a new version.
-
-    MLflow 3 only accepts such a source together with its ``model_id``; this passes it. On any
-    failure no half version stays behind.
-    """
-    from mlflow.store.artifact.utils.models import _parse_model_id_if_present
-
-    settings = settings or get_settings()
-    name = name or settings.mlflow.registered_model
+def _delete_alias(alias: str, settings: Settings, name: str | None = None) -> None:
+    """Raw write (an unset alias is no error); only promotion.py calls it."""
+    settings, name = _model(settings, name)
     client = get_client(settings)
-    ensure_registered_model(client, name)
-    model_id = _parse_model_id_if_present(model_uri)
-    mv = client.create_model_version(
-        name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
-    )
-    if str(mv.status) != "READY":
-        delete_version(mv.version, settings, name)
-        raise ServiceUnavailableError(f"model version {mv.version} ended {mv.status}: removed")
-    logger.info("registered %s version %s", name, mv.version)
-    return _info(mv)
+    _fetch_or(lambda: client.delete_registered_model_alias(name, alias), None)
 
 
+def _set_model_tag(key: str, value: str, settings: Settings, name: str | None = None) -> None:
+    """Raw write of a registered-model tag (the model is created when absent); only promotion.py
+    calls it."""
+    settings, name = _model(settings, name)
+    client = get_client(settings)
+    _ensure_registered_model(client, name)
+    client.set_registered_model_tag(name, key, str(value))
+
+
+def _delete_model_tag(key: str, settings: Settings, name: str | None = None) -> None:
+    """Raw write (an unset tag is no error); only promotion.py calls it."""
+    settings, name = _model(settings, name)
+    client = get_client(settings)
+    _fetch_or(lambda: client.delete_registered_model_tag(name, key), None)
+
+
+# ---- runs -------------------------------------------------------------------------------------
 def run_exists(run_id: str, settings: Settings | None = None) -> bool:
     """Whether the tracking server knows run ``run_id`` (not deleted)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = get_client(settings or get_settings()).get_run(run_id)
-    except MlflowException as exc:
-        if _is_not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
-            return False
-        raise
-    return run.info.lifecycle_stage != "deleted"
+    client = get_client(settings or get_settings())
+    run = _fetch_or(lambda: client.get_run(run_id), None)
+    return run is not None and run.info.lifecycle_stage != "deleted"
 
 
 def get_run_data(
     run_id: str, settings: Settings | None = None
 ) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
     """(params, tags, latest metrics) of run ``run_id``; NotFoundError when it does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = get_client(settings or get_settings()).get_run(run_id)
-    except MlflowException as exc:
-        if _is_not_found(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
-            raise NotFoundError(f"MLflow run {run_id} does not exist") from None
-        raise
+    client = get_client(settings or get_settings())
+    run = _fetch(lambda: client.get_run(run_id), f"MLflow run {run_id} does not exist")
     return dict(run.data.params), dict(run.data.tags), dict(run.data.metrics)

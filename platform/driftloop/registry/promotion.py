@@ -1,10 +1,19 @@
-"""Promotion, rollback and canary weight: registry changes with an audit trail.
+"""The registry's one writer: every change of an alias (``champion``, ``challenger``) or of the
+canary weight, mode and rollout tags happens here, and each is appended to the audit log.
 
 MLflow keeps no alias history, so every change is appended as one JSON line to
-``{state}/audit/promotions.jsonl``: ts (UTC ISO), action, actor, model, from_version, to_version,
-weight_before, weight_after, reason, metrics. Order of registry writes keeps serving safe: a
-promote moves ``champion`` first (replicas then serve the new version to everybody), then sets
-the weight to 0 and drops ``challenger``; at every step each replica has a loaded model to answer.
+``{state}/audit/promotions.jsonl``: ts (UTC ISO), then the fields of :class:`RegistryChange`
+(action, actor, model, from_version, to_version, weight_before, weight_after, reason, metrics).
+
+Writers and their audit actions: ``assign_alias_after_gate`` (``register_champion`` or
+``register_challenger``, the training gate), ``promote`` (``promote``), ``rollback``
+(``rollback``), ``set_weight`` (``set_weight`` or the caller's action), ``start_rollout``
+(``rollout_start``), ``set_mode`` (``set_mode``), ``reset_champion`` (``demo_reset``).
+
+Order of registry writes keeps serving safe: a promote moves ``champion`` first (replicas then
+serve the new version to everybody), then sets the weight to 0 and drops ``challenger``; a new
+challenger gets weight 0 before its alias; at every step each replica has a loaded model to
+answer.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +30,39 @@ from driftloop.errors import ConflictError, InvalidInputError
 from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
+    MODE_TAG,
     ROLLOUT_TAG,
+    WEIGHT_TAG,
     RegistrySnapshot,
-    delete_alias,
+    _delete_alias,
+    _delete_model_tag,
+    _set_alias,
+    _set_model_tag,
     registry_snapshot,
-    set_alias,
-    set_canary_weight,
-    set_model_tag,
 )
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+MODES = ("canary", "shadow")
+
+
+@dataclass(frozen=True)
+class RegistryChange:
+    """One audited registry change, as written to the audit log (after its ``ts``)."""
+
+    action: str
+    actor: str
+    model: str
+    from_version: str | None
+    to_version: str | None
+    weight_before: int
+    weight_after: int
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def audit_path(settings: Settings | None = None) -> Path:
@@ -38,11 +70,11 @@ def audit_path(settings: Settings | None = None) -> Path:
     return settings.state / "audit" / "promotions.jsonl"
 
 
-def append_audit(record: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Append one record (``ts`` added when absent) as a JSON line; returns the record."""
+def _audit(change: RegistryChange, settings: Settings) -> dict[str, Any]:
+    """Append ``change`` (with ``ts``) as one JSON line; returns the record as written."""
     path = audit_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"ts": datetime.now(UTC).isoformat(), **record}
+    record = {"ts": datetime.now(UTC).isoformat(), **change.record()}
     line = json.dumps(record, default=str, sort_keys=False) + "\n"
     # One write() on an O_APPEND descriptor: lines of concurrent writers do not interleave.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -70,30 +102,66 @@ def read_audit(settings: Settings | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def _record(
+def _change(
     action: str,
     snap: RegistrySnapshot,
     versions: tuple[str | None, str | None],
     weight_after: int,
     actor: str,
     reason: str,
-    metrics: dict[str, Any] | None,
-    settings: Settings,
-) -> dict[str, Any]:
-    return append_audit(
-        {
-            "action": action,
-            "actor": actor,
-            "model": snap.name,
-            "from_version": versions[0],
-            "to_version": versions[1],
-            "weight_before": snap.weight,
-            "weight_after": weight_after,
-            "reason": reason,
-            "metrics": metrics or {},
-        },
-        settings,
+    metrics: dict[str, Any] | None = None,
+) -> RegistryChange:
+    return RegistryChange(
+        action=action,
+        actor=actor,
+        model=snap.name,
+        from_version=versions[0],
+        to_version=versions[1],
+        weight_before=snap.weight,
+        weight_after=weight_after,
+        reason=reason,
+        metrics=metrics or {},
     )
+
+
+def _checked_weight(weight: int) -> int:
+    """The one validation of a canary weight (readers only parse it: ``registry_snapshot``)."""
+    if not 0 <= int(weight) <= 100:
+        raise InvalidInputError(f"canary weight must be an integer 0..100, got {weight}")
+    return int(weight)
+
+
+def _write_weight(weight: int, settings: Settings) -> None:
+    _set_model_tag(WEIGHT_TAG, str(weight), settings)
+
+
+def assign_alias_after_gate(
+    version: str,
+    alias: str,
+    reason: str = "",
+    metrics: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    actor: str = "train",
+) -> dict[str, Any]:
+    """Point ``alias`` at a newly registered ``version`` (the training gate's decision).
+
+    ``champion``: only the alias moves. ``challenger``: weight 0 first, then the alias, so a new
+    challenger never inherits an earlier one's traffic. Audit action ``register_<alias>``.
+    """
+    if alias not in (CHAMPION, CHALLENGER):
+        raise InvalidInputError(f"alias must be {CHAMPION} or {CHALLENGER}, got {alias!r}")
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    version = str(version)
+    if alias == CHALLENGER:
+        _write_weight(0, settings)
+        _set_alias(CHALLENGER, version, settings)
+        versions, weight_after = (snap.challenger, version), 0
+    else:
+        _set_alias(CHAMPION, version, settings)
+        versions, weight_after = (snap.champion, version), snap.weight
+    change = _change(f"register_{alias}", snap, versions, weight_after, actor, reason, metrics)
+    return _audit(change, settings)
 
 
 def promote(
@@ -107,11 +175,11 @@ def promote(
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to promote")
-    set_alias(CHAMPION, snap.challenger, settings)
-    set_canary_weight(0, settings)
-    delete_alias(CHALLENGER, settings)
+    _set_alias(CHAMPION, snap.challenger, settings)
+    _write_weight(0, settings)
+    _delete_alias(CHALLENGER, settings)
     versions = (snap.champion, snap.challenger)
-    return _record("promote", snap, versions, 0, actor, reason, metrics, settings)
+    return _audit(_change("promote", snap, versions, 0, actor, reason, metrics), settings)
 
 
 def rollback(
@@ -125,10 +193,10 @@ def rollback(
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to roll back")
-    set_canary_weight(0, settings)
-    delete_alias(CHALLENGER, settings)
+    _write_weight(0, settings)
+    _delete_alias(CHALLENGER, settings)
     versions = (snap.challenger, snap.champion)
-    return _record("rollback", snap, versions, 0, actor, reason, metrics, settings)
+    return _audit(_change("rollback", snap, versions, 0, actor, reason, metrics), settings)
 
 
 def set_weight(
@@ -139,15 +207,32 @@ def set_weight(
     action: str = "set_weight",
 ) -> dict[str, Any]:
     """Set the challenger's traffic share (percent). A positive weight needs a challenger."""
-    if not 0 <= int(weight) <= 100:
-        raise InvalidInputError(f"canary weight must be an integer 0..100, got {weight}")
+    weight = _checked_weight(weight)
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     if weight > 0 and snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to send {weight}% of traffic to")
-    set_canary_weight(weight, settings)
+    _write_weight(weight, settings)
     versions = (snap.champion, snap.challenger)
-    return _record(action, snap, versions, int(weight), actor, reason, None, settings)
+    return _audit(_change(action, snap, versions, weight, actor, reason), settings)
+
+
+def set_mode(
+    mode: str, actor: str = "cli", reason: str = "", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Registry override of settings.serving.mode: ``canary`` or ``shadow`` (``""`` clears it).
+    The audit record's metrics hold ``mode_before`` and ``mode_after``."""
+    if mode not in (*MODES, ""):
+        raise InvalidInputError(f"canary mode must be canary or shadow, got {mode!r}")
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    if mode:
+        _set_model_tag(MODE_TAG, mode, settings)
+    else:
+        _delete_model_tag(MODE_TAG, settings)
+    versions = (snap.champion, snap.challenger)
+    modes = {"mode_before": snap.mode, "mode_after": mode or None}
+    return _audit(_change("set_mode", snap, versions, snap.weight, actor, reason, modes), settings)
 
 
 def reset_champion(
@@ -161,23 +246,24 @@ def reset_champion(
     snap = registry_snapshot(settings)
     if snap.champion == str(version) and snap.challenger is None:
         return None
-    set_alias(CHAMPION, str(version), settings)
-    set_canary_weight(0, settings)
-    delete_alias(CHALLENGER, settings)
+    _set_alias(CHAMPION, str(version), settings)
+    _write_weight(0, settings)
+    _delete_alias(CHALLENGER, settings)
     versions = (snap.champion, str(version))
-    return _record("demo_reset", snap, versions, 0, actor, reason, None, settings)
+    return _audit(_change("demo_reset", snap, versions, 0, actor, reason), settings)
 
 
 def start_rollout(
     weight: int, actor: str = "rollout", settings: Settings | None = None
 ) -> dict[str, Any]:
     """Stamp the start of the challenger's rollout in the registry and put it on ``weight``
-    percent. 409 without a challenger."""
+    percent (audit action ``rollout_start``). 409 without a challenger."""
+    weight = _checked_weight(weight)
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to roll out")
     stamp = datetime.now(UTC).isoformat()
-    set_model_tag(ROLLOUT_TAG, f"{stamp}|{snap.challenger}", settings)
+    _set_model_tag(ROLLOUT_TAG, f"{stamp}|{snap.challenger}", settings)
     reason = f"rollout of version {snap.challenger} started"
     return set_weight(weight, actor, reason, settings, "rollout_start")

@@ -1,38 +1,16 @@
 """Training: torch tabular model, trainer, evaluation gate, MLflow pyfunc, tuning.
 
-Public API (resolved lazily so ``import driftloop.training`` stays light)::
+Modules (nothing is re-exported here: import from the module that owns a name)::
 
-    train_and_register(start_month, end_month, settings=None, params=None, use_best_params=None,
-                       resume=False, on_epoch=None, data=None, **param_overrides) -> TrainResult
-    tune(start_month, end_month, trials, settings=None, study_name=None, ...) -> TuneResult
-    reproduce(version, settings=None) -> ReproduceResult
+    inputs        training window + holdout month from the versioned data (point in time)
+    model         the torch module; bundle: model + preprocessing saved together
+    trainer       fit: device pick, AMP, checkpoints/resume, DDP
+    job           the records passed between the steps of a run
+    pipeline      prepare -> fit_and_log -> evaluate -> register; train_and_register
+    evaluate_run  every scorer on the holdout, the gate, artifacts
+    evaluation    metrics, baselines, calibration, slices, the gate's rules
+    explain       permutation importance and plots
+    pyfunc        the MLflow pyfunc flavour (the only training module that imports mlflow)
+    lineage       a version's references and their checks; reproduce: retrain a version
+    tuning        Optuna study with nested MLflow runs; ddp: the torchrun entry point
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "train_and_register": "driftloop.training.pipeline",
-    "TrainResult": "driftloop.training.pipeline",
-    "resolve_params": "driftloop.training.pipeline",
-    "TrainParams": "driftloop.training.trainer",
-    "fit": "driftloop.training.trainer",
-    "ModelBundle": "driftloop.training.bundle",
-    "DelayModel": "driftloop.training.pyfunc",
-    "load_training_data": "driftloop.training.inputs",
-    "TrainingData": "driftloop.training.inputs",
-    "tune": "driftloop.training.tuning",
-    "TuneResult": "driftloop.training.tuning",
-    "reproduce": "driftloop.training.reproduce",
-    "ReproduceResult": "driftloop.training.reproduce",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'driftloop.training' has no attribute {name!r}")

@@ -17,12 +17,18 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 import torch.distributed as torch_dist
 
+from driftloop.logs import configure_logging
+from driftloop.schema import EVENT_TIMESTAMP
 from driftloop.settings import get_settings
+from driftloop.training.bundle import ModelBundle
+from driftloop.training.pipeline import evaluate as evaluate_step
+from driftloop.training.pipeline import fit_and_log, prepare, register
 from driftloop.training.trainer import DistContext, TrainParams, fit
 
 logger = logging.getLogger("driftloop.training.ddp")
@@ -57,7 +63,7 @@ def init_process_group() -> DistContext:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s rank%(process)d %(message)s")
+    configure_logging("INFO", "%(asctime)s rank%(process)d %(message)s")
     if (args.frame is None) == (args.start is None):
         raise SystemExit("give either --frame or --from/--to")
     ctx = init_process_group()
@@ -87,9 +93,6 @@ def _save_rank(out: Path | None, ctx: DistContext, model: torch.nn.Module) -> No
 
 
 def _train_frame(args: argparse.Namespace, ctx: DistContext, params: TrainParams) -> None:
-    from driftloop.schema import EVENT_TIMESTAMP
-    from driftloop.training.bundle import ModelBundle
-
     frame = pd.read_parquet(args.frame)
     if EVENT_TIMESTAMP in frame.columns:
         frame = frame.sort_values(EVENT_TIMESTAMP, kind="mergesort")
@@ -103,14 +106,7 @@ def _train_frame(args: argparse.Namespace, ctx: DistContext, params: TrainParams
         )
 
 
-def _train_window(args: argparse.Namespace, ctx: DistContext, overrides: dict) -> None:
-    from driftloop.training.pipeline import evaluate as evaluate_step
-    from driftloop.training.pipeline import (
-        fit_and_log,
-        prepare,
-        register,
-    )
-
+def _train_window(args: argparse.Namespace, ctx: DistContext, overrides: dict[str, Any]) -> None:
     settings = get_settings()
     job = prepare(args.start, args.end, settings, overrides, args.use_best_params or None)
     if ctx.rank == 0:

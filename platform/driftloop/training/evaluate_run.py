@@ -24,6 +24,7 @@ from driftloop.training.evaluation import (
 )
 from driftloop.training.explain import permutation_importance, plot_importance, plot_reliability
 from driftloop.training.job import Evaluation, FittedRun, TrainJob
+from driftloop.training.pyfunc import load_python_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def _score_champion(
     champion = registry.get_alias(registry.CHAMPION, settings)
     if champion is None:
         return None, None, ""
-    from driftloop.training.pyfunc import load_python_model
-
     try:
         model = load_python_model(champion.uri)
         return champion.version, np.asarray(model.predict_proba(holdout), dtype=np.float64), ""

@@ -183,7 +183,8 @@ class LogisticBaseline:
         return cls(preprocessor=pre, model=model)
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(self._design(self.preprocessor, df))[:, 1]
+        proba: np.ndarray = self.model.predict_proba(self._design(self.preprocessor, df))
+        return proba[:, 1]
 
 
 # ---- gate -----------------------------------------------------------------------------------

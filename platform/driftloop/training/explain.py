@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,11 +59,7 @@ def plot_importance(table: pd.DataFrame, path: Path) -> Path:
     ax.barh(shown["feature"], shown["importance_mean"], xerr=shown["importance_std"])
     ax.set_xlabel("ROC AUC drop when shuffled")
     ax.set_title("Permutation importance (holdout sample)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_reliability(table: pd.DataFrame, path: Path) -> Path:
@@ -79,6 +76,12 @@ def plot_reliability(table: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("mean predicted P(late)")
     ax.set_ylabel("observed late rate")
     ax.set_title("Reliability (holdout)")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

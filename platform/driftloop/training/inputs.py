@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from driftloop.data import available_months, data_revision, load_partitions, partition_hashes
+from driftloop.data.store import available_months, data_revision, load_partitions, partition_hashes
 from driftloop.errors import NotFoundError, TrainingError
 from driftloop.features.repo import feature_service_info
 from driftloop.features.training import build_training_frame, training_frame_from_flights

@@ -56,7 +56,8 @@ class TabularNet(nn.Module):
     def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         parts = [emb(codes[:, j]) for j, emb in enumerate(self.embeddings)]
         parts.append(numeric)
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        logits: torch.Tensor = self.mlp(torch.cat(parts, dim=1))
+        return logits.squeeze(1)
 
     def _forward_eval(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """The eval-mode forward without module-call overhead (dropout is the identity)."""

@@ -22,12 +22,14 @@ import pandas as pd
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
+from driftloop.registry.promotion import assign_alias_after_gate
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
 from driftloop.training.bundle import ModelBundle
 from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.inputs import TrainingData, load_training_data
 from driftloop.training.job import Evaluation, FittedRun, TrainJob, TrainResult
+from driftloop.training.pyfunc import load_python_model, log_model
 from driftloop.training.trainer import DistContext, EpochCallback, EpochStats, TrainParams, fit
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def resolve_params(
     return TrainParams.from_settings(settings.training, **values)
 
 
-def _checkpoint_dir(settings: Settings, data: TrainingData, params: TrainParams) -> Path:
+def checkpoint_dir(settings: Settings, data: TrainingData, params: TrainParams) -> Path:
     key = json.dumps([data.window, data.data_rev, params.to_dict()], sort_keys=True)
     return settings.state / "checkpoints" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
@@ -86,8 +88,6 @@ def params_from_run(run_params: dict[str, str], settings: Settings) -> TrainPara
 def job_from_run(run_id: str, settings: Settings | None = None) -> tuple[TrainJob, FittedRun]:
     """Rebuild the job and fitted model of a finished fit step from its MLflow run (the
     ``evaluate`` subflow starts from a run id): data at the recorded revision, the logged model."""
-    from driftloop.training.pyfunc import load_python_model
-
     settings = settings or get_settings()
     run_params, tags, metrics = registry.get_run_data(run_id, settings)
     if TAG_MODEL_URI not in tags:
@@ -99,7 +99,7 @@ def job_from_run(run_id: str, settings: Settings | None = None) -> tuple[TrainJo
     job = TrainJob(
         data=data,
         params=params,
-        checkpoint_dir=_checkpoint_dir(settings, data, params),
+        checkpoint_dir=checkpoint_dir(settings, data, params),
         run_name=f"train {data.window}",
     )
     fitted = FittedRun(
@@ -131,7 +131,7 @@ def prepare(
     return TrainJob(
         data=data,
         params=resolved,
-        checkpoint_dir=_checkpoint_dir(settings, data, resolved),
+        checkpoint_dir=checkpoint_dir(settings, data, resolved),
         run_name=f"train {data.window}",
     )
 
@@ -145,8 +145,6 @@ def fit_and_log(
 ) -> FittedRun:
     """Train in an MLflow run: params, lineage tags, dataset inputs, per-epoch and system
     metrics, the pyfunc model and the reference sample. Resumes the checkpoint when asked."""
-    from driftloop.training.pyfunc import log_model
-
     settings = settings or get_settings()
     tr.setup_mlflow(settings)
     data, params = job.data, job.params
@@ -260,7 +258,8 @@ def evaluate(job: TrainJob, fitted: FittedRun, settings: Settings | None = None)
 def register(
     job: TrainJob, fitted: FittedRun, evaluation: Evaluation, settings: Settings | None = None
 ) -> TrainResult:
-    """Register the version with every lineage tag, then set its alias (or none)."""
+    """Register the version with every lineage tag, then set its alias (or none) through the
+    registry's audited writer."""
     settings = settings or get_settings()
     data = job.data
     model_m = evaluation.metrics["model"]
@@ -278,14 +277,16 @@ def register(
         tr.TAG_GATE: evaluation.decision_gate,
         tr.TAG_GATE_REASON: evaluation.decision_reason[:4000],
     }
-    version = registry.register_logged_model(fitted.model_uri, fitted.run_id, tags, settings)
+    version = registry.register_version(fitted.model_uri, fitted.run_id, tags, settings)
     try:
-        alias = evaluation.alias
-        if alias == registry.CHALLENGER:
-            registry.set_canary_weight(0, settings)
-            registry.set_alias(registry.CHALLENGER, version.version, settings)
-        elif alias == registry.CHAMPION:
-            registry.set_alias(registry.CHAMPION, version.version, settings)
+        if evaluation.alias is not None:
+            assign_alias_after_gate(
+                version.version,
+                evaluation.alias,
+                evaluation.decision_reason,
+                evaluation.metrics,
+                settings,
+            )
     except Exception as exc:
         registry.delete_version(version.version, settings)
         if isinstance(exc, DriftloopError):

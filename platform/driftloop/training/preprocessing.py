@@ -105,7 +105,8 @@ class Preprocessor:
             )
         if values.dtype != object:
             values = values.astype(str).astype(object)
-        return self._index[col].get_indexer(values) + 1  # -1 (unknown, missing) -> 0
+        codes: np.ndarray = self._index[col].get_indexer(values) + 1  # -1 (unknown, missing) -> 0
+        return codes
 
     # ---- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +145,8 @@ def n_rows(df: pd.DataFrame | Mapping[str, Any]) -> int:
 
 def _values(column: Any) -> np.ndarray:
     if isinstance(column, pd.Series):
-        return column.to_numpy()
+        values: np.ndarray = column.to_numpy()
+        return values
     if isinstance(column, np.ndarray):
         return column
     return np.asarray(column, dtype=object)  # a list: keep None as None
@@ -171,7 +173,8 @@ def _as_float(column: Any, name: str) -> np.ndarray:
         raise InvalidInputError(
             f"model input {name!r} must hold numbers or null, got e.g. {series.dropna().iloc[0]!r}"
         ) from None
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    out: np.ndarray = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
 
 
 def _numeric_matrix(df: pd.DataFrame | Mapping[str, Any], columns: list[str], n: int) -> np.ndarray:

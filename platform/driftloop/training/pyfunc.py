@@ -13,12 +13,12 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
 from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS
 from driftloop.schema import OUTPUT_PROBABILITY as PROBA
@@ -56,7 +56,9 @@ class DelayModel(PythonModel):
         """Fast path: probabilities as a float64 array (vectorised, torch.inference_mode)."""
         return self.bundle.predict_proba(df)
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(  # type: ignore[no-untyped-def]  # MLflow derives a signature from hints
+        self, context: Any, model_input, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         # No type hint on model_input: MLflow would try to derive a signature from it.
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return pd.DataFrame({PROBA: self.predict_proba(df)}, index=df.index)
@@ -117,4 +119,4 @@ def load_python_model(model_uri: str) -> DelayModel:
     python_model = model.unwrap_python_model()
     if not hasattr(python_model, "predict_proba"):
         raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")
-    return python_model
+    return cast("DelayModel", python_model)

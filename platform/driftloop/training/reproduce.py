@@ -13,6 +13,10 @@ from driftloop.errors import TrainingError
 from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
 from driftloop.settings import Settings, get_settings
+from driftloop.training.inputs import load_training_data
+from driftloop.training.job import TrainJob
+from driftloop.training.lineage import resolve_version
+from driftloop.training.pipeline import checkpoint_dir, evaluate, fit_and_log, params_from_run
 from driftloop.training.trainer import EpochCallback
 
 logger = logging.getLogger(__name__)
@@ -39,16 +43,6 @@ def reproduce(
     ref: str, settings: Settings | None = None, on_epoch: EpochCallback | None = None
 ) -> ReproduceResult:
     """Retrain version ``ref`` (``3``, ``name:3``, ``name@champion``) from its lineage."""
-    from driftloop.training.inputs import load_training_data
-    from driftloop.training.lineage import resolve_version
-    from driftloop.training.pipeline import (
-        TrainJob,
-        _checkpoint_dir,
-        evaluate,
-        fit_and_log,
-        params_from_run,
-    )
-
     settings = settings or get_settings()
     info = resolve_version(ref, settings)
     tags = info.tags
@@ -74,7 +68,7 @@ def reproduce(
     job = TrainJob(
         data=data,
         params=params,
-        checkpoint_dir=_checkpoint_dir(settings, data, params) / "reproduce",
+        checkpoint_dir=checkpoint_dir(settings, data, params) / "reproduce",
         run_name=f"reproduce v{info.version}",
     )
     fitted = fit_and_log(job, settings, on_epoch=on_epoch)

@@ -137,7 +137,8 @@ def labels_of(df: pd.DataFrame) -> np.ndarray:
     y = pd.to_numeric(df[LABEL], errors="coerce")
     if y.isna().any():
         raise TrainingError(f"{int(y.isna().sum())} rows have no label {LABEL!r}")
-    return y.to_numpy(dtype=np.float32)
+    labels: np.ndarray = y.to_numpy(dtype=np.float32)
+    return labels
 
 
 def _rng_state() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from driftloop.errors import TrainingError
 from driftloop.registry import tracking as tr
+from driftloop.registry.client import ping
 from driftloop.settings import Settings, get_settings
 from driftloop.training.inputs import TrainingData, load_training_data
 from driftloop.training.trainer import EpochStats, TrainParams, fit
@@ -75,8 +76,6 @@ def tune(
 ) -> TuneResult:
     """Run ``trials`` more trials of the study and save its best parameters."""
     import optuna
-
-    from driftloop.registry.client import ping
 
     if trials < 1:
         raise TrainingError("--trials must be at least 1")

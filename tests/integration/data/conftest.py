@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from driftloop.settings import Settings
+from datasets import dataset_dir, raw_january_flights
 
 MakeDataset = Callable[[pd.DataFrame], Path]
 
@@ -18,21 +17,16 @@ MakeDataset = Callable[[pd.DataFrame], Path]
 @pytest.fixture(scope="session")
 def real_jan_flights() -> pd.DataFrame:
     """The first 2,000 real flights of January 2013 (raw columns; do not mutate)."""
-    from driftloop.data import source
-
-    flights = source.read_table("flights", Settings())
-    return flights[flights["month"] == 1].head(2000).reset_index(drop=True)
+    return raw_january_flights(2000)
 
 
 @pytest.fixture
 def make_dataset(tmp_path: Path) -> MakeDataset:
     """``make_dataset(flights)`` writes a data set folder whose flights.csv is ``flights``;
     calling it again rewrites that flights file (same folder)."""
-    from driftloop.data import source
-
     folder = tmp_path / "dataset"
     folder.mkdir()
-    real = source.dataset_dir(Settings())
+    real = dataset_dir()
     for name in ("weather.csv", "planes.csv", "airlines.csv", "airports.csv"):
         shutil.copy(real / name, folder / name)
 

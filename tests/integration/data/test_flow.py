@@ -21,7 +21,7 @@ def test_ingest_flow_returns_a_json_summary(
 ) -> None:
     import json
 
-    from driftloop.data import data_revision
+    from driftloop.data.store import data_revision
     from flows.ingest import ingest
 
     settings = make_settings(

@@ -9,15 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftloop.data import (
+from driftloop.data.ingest import ingest_months
+from driftloop.data.repo import DataRepo
+from driftloop.data.store import (
     available_months,
     data_revision,
-    ingest_months,
     load_partitions,
     load_quarantine,
     partition_hashes,
 )
-from driftloop.data.repo import DataRepo
 from driftloop.errors import DataQualityError, InvalidInputError, NotFoundError
 from driftloop.settings import Settings
 

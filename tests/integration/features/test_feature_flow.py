@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_features_flow_materializes_ingested_month(
     make_settings: Callable[..., Any], prefect_server: str
 ) -> None:
-    from driftloop.data import ingest_months
+    from driftloop.data.ingest import ingest_months
     from driftloop.features import OnlineFeatures, build_training_frame, parity
     from flows.features import features
 

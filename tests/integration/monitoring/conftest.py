@@ -11,6 +11,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,30 @@ def worker(prefect_server: str, work_pool: str, tmp_path_factory: pytest.TempPat
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sentinel_automation(prefect_server: str) -> Iterator[str]:
+    """Id of an automation that fires on every sentinel event and does nothing: its firings
+    are the positive signal of ``prefect_helpers.wait_until_evaluated``. Deleted afterwards."""
+    from prefect.automations import Automation, DoNothing, EventTrigger, Posture
+    from prefect_helpers import SENTINEL_EVENT
+
+    automation = Automation(
+        name=f"test sentinel {uuid.uuid4().hex[:6]}",
+        trigger=EventTrigger(
+            expect={SENTINEL_EVENT},
+            match={"prefect.resource.id": f"{SENTINEL_EVENT}.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),  # fires on each event
+        ),
+        actions=[DoNothing()],
+    ).create()
+    try:
+        yield str(automation.id)
+    finally:
+        automation.delete()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from polling import wait_for
-from prefect_helpers import flow_runs_of
+from prefect_helpers import firings, flow_runs_of, wait_until_evaluated
 
 from driftloop.errors import NotFoundError
 from driftloop.loop.automations import automation_name, ensure_automations, read_automation
@@ -56,7 +56,11 @@ def test_ensure_automations_creates_once_then_updates_on_change(
 
 
 def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallows_second(
-    loop_settings: Any, probe_deployment: tuple[str, Path], worker: Path
+    loop_settings: Any,
+    probe_deployment: tuple[str, Path],
+    worker: Path,
+    sentinel_automation: str,
+    prefect_server: str,
 ) -> None:
     deployment_id, runs_dir = probe_deployment
     ensure_automations(loop_settings)
@@ -85,14 +89,23 @@ def test_drift_event_runs_retrain_once_with_templated_window_and_cooldown_swallo
     assert run.parameters["reason"] == "data drift: share 0.45"
     assert run.parameters["source"] == f"automation:{event_id}"
 
+    # The server records the firing (what the checks below find none of for later events).
+    automation = str(read_automation(loop_settings).id)
+    wait_for(
+        lambda: firings([event_id]) == {event_id: [automation]},
+        timeout=30,
+        what=f"the automation's firing on event {event_id} to be stored",
+        every=0.5,
+    )
+
     # Inside the automation's cooldown (10 min): a second event starts nothing.
-    emit_event(DRIFT_EVENT, model, {**payload, "start_month": "2013-04"}, loop_settings)
+    second = emit_event(DRIFT_EVENT, model, {**payload, "start_month": "2013-04"}, loop_settings)
     # A different model's event is a different bucket: it is not swallowed by this cooldown,
     # but the automation only matches its own model, so it starts nothing either.
-    emit_event(DRIFT_EVENT, "another-model", payload, loop_settings)
-    import time
-
-    time.sleep(8)
+    other = emit_event(DRIFT_EVENT, "another-model", payload, loop_settings)
+    # Positive signal: the server has evaluated both events (sentinels that follow them fired).
+    wait_until_evaluated(prefect_server, [second, other], sentinel_automation)
+    assert firings([second, other]) == {second: [], other: []}
     assert len(flow_runs_of(deployment_id)) == before + 1
 
     # The worker ran the flow with the templated parameters.

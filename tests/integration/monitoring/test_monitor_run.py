@@ -4,7 +4,6 @@ and as version tags; the verdict's retrain window goes out as a real Prefect eve
 
 from __future__ import annotations
 
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +11,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from datasets import model_input_frame
 
 from driftloop.schema import EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
-
-sys.path.insert(0, str(Path(__file__).parents[2] / "unit" / "monitoring"))
-from flight_frames import flight_frame
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +68,8 @@ def write_capture(settings: Any, frame: pd.DataFrame, version: str, when: dateti
 @pytest.fixture
 def champion(mlflow_server: str, prefect_server: str, make_settings: Any) -> Any:
     """A registered champion whose run holds a January reference (no model needed here)."""
-    from driftloop.registry.client import CHAMPION, get_client, register_version, set_alias
+    from driftloop.registry.client import CHAMPION, get_client, register_version
+    from driftloop.registry.promotion import assign_alias_after_gate
 
     key = uuid.uuid4().hex[:6]
     settings = make_settings(
@@ -85,11 +83,11 @@ def champion(mlflow_server: str, prefect_server: str, make_settings: Any) -> Any
     run = client.create_run(exp)
     ref = settings.state / "ref" / "reference.parquet"
     ref.parent.mkdir(parents=True)
-    flight_frame(["2013-01"], n=3000, seed=1).drop(columns=[EVENT_TIMESTAMP]).to_parquet(ref)
+    model_input_frame(["2013-01"], n=3000, seed=1).drop(columns=[EVENT_TIMESTAMP]).to_parquet(ref)
     client.log_artifact(run.info.run_id, str(ref), "reference")
     client.set_terminated(run.info.run_id)
     info = register_version(f"runs:/{run.info.run_id}/reference", run.info.run_id, {}, settings)
-    set_alias(CHAMPION, info.version, settings)
+    assign_alias_after_gate(info.version, CHAMPION, "test champion", settings=settings)
     return settings, info
 
 
@@ -100,7 +98,7 @@ def test_summer_traffic_is_judged_logged_and_announced(champion: Any) -> None:
 
     settings, info = champion
     now = datetime.now(UTC)
-    write_capture(settings, flight_frame(["2013-07"], n=1500, seed=3), info.version, now)
+    write_capture(settings, model_input_frame(["2013-07"], n=1500, seed=3), info.version, now)
     result = run_monitor(settings, start=now - timedelta(minutes=1), end=now + timedelta(minutes=1))
     assert result.rows == 1500
     assert result.months == ["2013-07"]

@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
+from driftloop.embedded.services import free_port
+from driftloop.registry.client import register_version
+from driftloop.registry.promotion import assign_alias_after_gate, set_mode, set_weight
 from driftloop.settings import Settings
+from serving.process import ServerProcess
 
 MODEL_CODE = Path(__file__).with_name("fake_model.py")
 #: kind -> model_config of tests/integration/serving/fake_model.py
@@ -59,7 +63,6 @@ def serving_settings(
 ) -> Callable[..., Settings]:
     """Settings for one test: a fresh registered model name, a free serving port, fast
     reconciliation and capture flushes; keyword overrides per section."""
-    from driftloop.embedded.services import free_port
 
     def build(**overrides: Any) -> Settings:
         serving = {
@@ -83,12 +86,11 @@ def serving_settings(
 @pytest.fixture
 def register(logged_models: dict[str, str]) -> Callable[..., str]:
     """``register(kind, settings, alias=None)`` -> new version of settings' registered model."""
-    from driftloop.registry.client import register_logged_model, set_alias
 
     def reg(kind: str, settings: Settings, alias: str | None = None) -> str:
-        info = register_logged_model(logged_models[kind], None, {"kind": kind}, settings)
+        info = register_version(logged_models[kind], None, {"kind": kind}, settings)
         if alias:
-            set_alias(alias, info.version, settings)
+            assign_alias_after_gate(info.version, alias, "test fixture", settings=settings)
         return info.version
 
     return reg
@@ -97,8 +99,6 @@ def register(logged_models: dict[str, str]) -> Callable[..., str]:
 @pytest.fixture
 def server() -> Iterator[Callable[[Settings], Any]]:
     """``server(settings)`` starts ``python -m serving`` (waits until ready); stopped after."""
-    from serving.process import ServerProcess
-
     started: list[ServerProcess] = []
 
     def start(settings: Settings) -> ServerProcess:
@@ -134,8 +134,6 @@ def canary(
     import httpx
     from polling import wait_for
 
-    from driftloop.registry.client import set_canary_mode, set_canary_weight
-
     def start(
         kind: str,
         weight: int | None = None,
@@ -146,9 +144,9 @@ def canary(
         v1 = register("good", settings, alias="champion")
         v2 = register(kind, settings, alias="challenger")
         if weight is not None:
-            set_canary_weight(weight, settings)
+            set_weight(weight, "test", "test fixture", settings)
         if mode is not None:
-            set_canary_mode(mode, settings)
+            set_mode(mode, "test", "test fixture", settings)
         proc = server(settings)
         wait_for(lambda: httpx.get(f"{proc.url}/v2/health/ready").json()["challenger"] == v2)
         infer = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"

@@ -14,8 +14,7 @@ import orjson
 import pytest
 from polling import wait_for
 
-from driftloop.registry.client import set_alias, set_canary_weight
-from driftloop.registry.promotion import promote, rollback
+from driftloop.registry.promotion import assign_alias_after_gate, promote, rollback, set_weight
 from serving.examples import features_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,14 +61,14 @@ def test_promote_and_rollback_under_load_fail_no_request(
         promote("test", "promote under load", {}, settings)  # v2 becomes champion
         wait_for(lambda: httpx.get(ready).json()["champion"] == v2)
         v3 = register("good", settings, alias="challenger")
-        set_canary_weight(50, settings)
+        set_weight(50, "test", "under load", settings)
         wait_for(lambda: httpx.get(ready).json()["challenger"] == v3)
         time.sleep(3)
         rollback("test", "rollback under load", {}, settings)
         wait_for(lambda: httpx.get(ready).json()["challenger"] is None)
         v4 = register("better", settings)
-        set_alias("challenger", v4, settings)
-        set_canary_weight(30, settings)
+        assign_alias_after_gate(v4, "challenger", "under load", settings=settings)
+        set_weight(30, "test", "under load", settings)
         wait_for(lambda: httpx.get(ready).json()["challenger"] == v4)
         time.sleep(max(0.0, 20 - (time.monotonic() - started)))
     finally:

@@ -12,7 +12,8 @@ import pytest
 from polling import wait_for
 
 from driftloop.embedded.services import free_port, mlflow_service, start_service, stop_service
-from driftloop.registry.client import set_alias, set_canary_weight
+from driftloop.registry.client import register_version
+from driftloop.registry.promotion import assign_alias_after_gate, set_weight
 from driftloop.settings import MlflowSettings, Settings
 from serving.examples import features_request
 
@@ -61,12 +62,10 @@ def test_serving_survives_an_mlflow_outage_and_resumes(
     serving_settings: Callable[..., Settings],
     server: Callable[[Settings], Any],
 ) -> None:
-    from driftloop.registry.client import register_logged_model
-
     settings = serving_settings(mlflow_uri=own_mlflow.mlflow.uri)
-    v1 = register_logged_model(_log(own_mlflow.mlflow.uri, -1.0), None, {}, settings).version
-    v2 = register_logged_model(_log(own_mlflow.mlflow.uri, -0.5), None, {}, settings).version
-    set_alias("champion", v1, settings)
+    v1 = register_version(_log(own_mlflow.mlflow.uri, -1.0), None, {}, settings).version
+    v2 = register_version(_log(own_mlflow.mlflow.uri, -0.5), None, {}, settings).version
+    assign_alias_after_gate(v1, "champion", "test", settings=settings)
     proc = server(settings)
     url = f"{proc.url}/v2/models/{settings.mlflow.registered_model}/infer"
     ready = f"{proc.url}/v2/health/ready"
@@ -85,8 +84,8 @@ def test_serving_survives_an_mlflow_outage_and_resumes(
 
     start_service(mlflow_service(own_mlflow), own_mlflow)  # same port, same store
     wait_for(lambda: httpx.get(ready).json()["status"] == "ready", timeout=60)
-    set_alias("challenger", v2, settings)
-    set_canary_weight(100, settings)
+    assign_alias_after_gate(v2, "challenger", "test", settings=settings)
+    set_weight(100, "test", "test", settings)
     # alias and weight are two registry writes: a reconcile may see the first alone
     wait_for(
         lambda: (

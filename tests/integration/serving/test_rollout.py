@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from driftloop.loop.rollout import run_rollout
 from driftloop.registry.client import get_alias
 from driftloop.registry.promotion import read_audit
 from serving.examples import features_request
@@ -52,7 +53,7 @@ def traffic(url: str) -> Iterator[list[int]]:
 def test_rollout_flow_rolls_back_a_broken_challenger(
     kind: str, why: str, prefect_server: str, canary: Callable[..., Any]
 ) -> None:
-    from flows.rollout import rollout
+    from flows.rollout import rollout  # imports prefect (seconds): only this test needs it
 
     c = canary(kind, prefect_url=prefect_server)
     settings, url, v1, v2 = c.settings, c.infer, c.v1, c.v2
@@ -73,8 +74,6 @@ def test_rollout_flow_rolls_back_a_broken_challenger(
 
 
 def test_rollout_promotes_a_healthy_challenger(canary: Callable[..., Any]) -> None:
-    from driftloop.loop.rollout import run_rollout
-
     c = canary("better")
     settings, url, v2 = c.settings, c.infer, c.v2
     with traffic(url) as statuses:

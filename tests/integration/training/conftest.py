@@ -15,7 +15,7 @@ MONTHS = ["2013-01", "2013-02", "2013-03", "2013-04"]
 
 @pytest.fixture(scope="session")
 def data_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from driftloop.data import ingest_months
+    from driftloop.data.ingest import ingest_months
     from driftloop.features import apply, build_sources
     from driftloop.settings import Settings
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from driftloop.registry import client as registry
+from driftloop.registry.promotion import assign_alias_after_gate, set_weight
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -102,8 +103,10 @@ def test_flow_registers_champion_then_gates_weak_and_challenger_models(
     assert info.aliases == ()
     assert registry.get_alias(registry.CHAMPION, s).version == champion.version
 
-    # A model allowed through the champion comparison becomes challenger at canary weight 0.
-    registry.set_canary_weight(50, s)
+    # A model allowed through the champion comparison becomes challenger at canary weight 0
+    # (an earlier challenger's weight does not carry over).
+    assign_alias_after_gate(weak.version, registry.CHALLENGER, "stand-in", settings=s)
+    set_weight(50, "test", "stand-in challenger", s)
     lenient = s.model_copy(
         update={
             "training": s.training.model_copy(
@@ -115,8 +118,9 @@ def test_flow_registers_champion_then_gates_weak_and_challenger_models(
     assert second.gate == "challenger"
     assert second.compared_with == champion.version
     assert registry.get_alias(registry.CHALLENGER, s).version == second.version
-    assert registry.get_canary_weight(s) == 0
-    assert [v.version for v in registry.list_versions(s)] == [
+    assert registry.registry_snapshot(s).weight == 0
+    found = registry.get_client(s).search_model_versions(f"name = '{s.mlflow.registered_model}'")
+    assert sorted((v.version for v in found), key=int) == [
         champion.version,
         weak.version,
         second.version,

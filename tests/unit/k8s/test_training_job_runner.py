@@ -1,7 +1,7 @@
 """run_training_job against fake Kubernetes APIs.
 
 Mocked because no cluster can run in the test suite here (no kind/node image, and building the
-1.20 cluster of /work/shared/K8S-LOCAL.md takes ~10 minutes). The fakes return the real
+1.20 cluster of scripts/k8s-local/README.md takes ~10 minutes). The fakes return the real
 ``kubernetes`` client model objects a cluster would send and record every call, so the tests
 check what the runner sends, how it follows the Job, streams logs, cleans up and reports errors.
 """

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from flight_frames import flight_frame
+from datasets import model_input_frame
 
 
 @pytest.fixture(scope="session")
 def january_reference() -> pd.DataFrame:
     """A holdout-sized reference sample of January (5,000 rows)."""
-    return flight_frame(["2013-01"], n=5000, seed=1)
+    return model_input_frame(["2013-01"], n=5000, seed=1)
 
 
 @pytest.fixture(scope="session")
 def january_current() -> pd.DataFrame:
     """Another sample of January: the same distribution as the reference."""
-    return flight_frame(["2013-01"], n=3000, seed=2)
+    return model_input_frame(["2013-01"], n=3000, seed=2)
 
 
 @pytest.fixture(scope="session")
 def july_current() -> pd.DataFrame:
     """Summer traffic: weather and delays differ from January's."""
-    return flight_frame(["2013-07"], n=3000, seed=2)
+    return model_input_frame(["2013-07"], n=3000, seed=2)
 
 
 @pytest.fixture(scope="session")

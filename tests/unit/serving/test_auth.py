@@ -1,16 +1,20 @@
-"""Token auth: hashed tokens, 401 for missing/unknown, 403 for a missing scope."""
+"""Token auth: hashed tokens, 401 for missing/unknown, 403 for a missing scope; tokens are
+secrets that reach a child process only as digests."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from driftloop.errors import AuthenticationError, PermissionDeniedError
 from driftloop.settings import Settings
 from serving.auth import ADMIN, PREDICT, Authenticator
+from serving.process import serving_env
 
 
 def _auth(tmp_path: Path, **auth: Any) -> Authenticator:
@@ -39,3 +43,36 @@ def test_auth_is_off_in_development_by_default_and_on_in_production(tmp_path: Pa
     )
     with pytest.raises(AuthenticationError):
         prod.require(None, PREDICT)
+
+
+def test_tokens_are_secrets_masked_in_repr_and_dumps(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, serving={"auth": {"admin_tokens": ["adm-secret"]}})
+    token = settings.serving.auth.admin_tokens[0]
+    assert isinstance(token, SecretStr)
+    assert "adm-secret" not in repr(settings)
+    assert "adm-secret" not in settings.model_dump_json()
+    assert token == "adm-secret"  # compared by digest
+    assert token != "other"
+
+
+def test_child_environment_carries_token_digests_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS", '["pred-secret"]')
+    settings = Settings(
+        state_dir=tmp_path,
+        serving={"auth": {"enabled": True, "admin_tokens": ["adm-secret"]}},
+    )
+    env = serving_env(settings)
+    assert not [k for k, v in env.items() if "adm-secret" in v or "pred-secret" in v]
+    for key in ("DRIFTLOOP_SERVING__AUTH__ADMIN_TOKENS", "DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS"):
+        assert all(t.startswith("sha256:") for t in json.loads(env[key]))
+    for key, value in env.items():  # the child reads its settings from this environment
+        monkeypatch.setenv(key, value)
+    child = Authenticator(Settings())
+    assert child.require("Bearer adm-secret", ADMIN).startswith("token:")
+    assert child.require("Bearer pred-secret", PREDICT).startswith("token:")
+    with pytest.raises(AuthenticationError):
+        child.require(
+            "Bearer " + json.loads(env["DRIFTLOOP_SERVING__AUTH__ADMIN_TOKENS"])[0], ADMIN
+        )

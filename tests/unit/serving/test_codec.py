@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from driftloop.errors import InvalidInputError, PayloadTooLargeError
+from driftloop.schema import EVENT_TIMESTAMP, MODEL_INPUT_COLUMNS
 from serving import codec
-from serving.examples import features_request, flight_request
+from serving.examples import ROW, features_request, flight_request
 
 
 def _decode(body: Any, max_rows: int = 100) -> codec.Decoded:
@@ -135,3 +137,36 @@ def test_encode_writes_probability_and_label_tensors() -> None:
     }
     assert labels["data"] == [0, 1]
     assert labels["datatype"] == "INT64"
+
+
+def test_request_body_encodes_a_frame_that_decode_accepts() -> None:
+    """The demo's shape: complete feature rows with missing values and tz-aware departures."""
+    frame = pd.DataFrame([{c: ROW[c] for c in MODEL_INPUT_COLUMNS}] * 3)
+    frame.loc[1, "temp"] = np.nan
+    frame.loc[2, "plane_type"] = None
+    frame["seats"] = pd.array([149, None, 20], dtype="Int64")
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(
+        ["2013-01-01 10:15", "2013-01-01 11:00", None], utc=True
+    )
+    body = codec.request_body(frame, "r9", {"routing_key": "k"})
+    assert (body["id"], body["parameters"]) == ("r9", {"routing_key": "k"})
+    tensors = {t["name"]: t for t in body["inputs"]}
+    assert [t["name"] for t in body["inputs"]] == [*MODEL_INPUT_COLUMNS, EVENT_TIMESTAMP]
+    assert tensors["carrier"]["datatype"] == "BYTES"
+    assert tensors["temp"] == {
+        "name": "temp",
+        "shape": [3],
+        "datatype": "FP64",
+        "data": [39.0, None, 39.0],
+    }
+    assert tensors["seats"]["data"] == [149.0, None, 20.0]
+    assert tensors["plane_type"]["data"][2] is None
+    assert tensors[EVENT_TIMESTAMP]["data"] == [
+        "2013-01-01T10:15:00+00:00",
+        "2013-01-01T11:00:00+00:00",
+        None,
+    ]
+    decoded = _decode(body)
+    assert decoded.mode == codec.FEATURES
+    assert decoded.n == 3
+    assert np.isnan(decoded.columns["temp"][1])

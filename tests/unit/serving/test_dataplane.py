@@ -2,8 +2,9 @@
 with the missing-entity policy, feedback joined to predictions by the capture reader.
 
 Models and registry are scripted here (unit level); the online store is a small in-memory
-feature source with the shape of driftloop.features.OnlineFeatures.get (a test double of the
-store; the real store is exercised by the features tests and the serving integration tests)."""
+:class:`serving.features.FeatureSource` (the ``lookup`` that production calls on
+driftloop.features.OnlineFeatures; the real store is exercised by the features tests and the
+serving integration tests)."""
 
 from __future__ import annotations
 
@@ -15,33 +16,18 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from serving_doubles import InMemoryFeatures
 
 from driftloop.data.capture import read_predictions
 from driftloop.errors import NotFoundError
 from driftloop.registry.client import RegistrySnapshot
-from driftloop.schema import FEATURE_COLUMNS
 from driftloop.settings import Settings
 from serving.capture import CaptureWriter
 from serving.dataplane import DataPlane
-from serving.examples import ROW, features_request, flight_request
-from serving.features import FeatureLookup
+from serving.examples import features_request, flight_request
+from serving.features import FeatureLookup, FeatureSource
 from serving.handles import ModelHandle, Reconciler
 from serving.metrics import ServingMetrics
-
-
-class InMemoryFeatures:
-    """Feature source double: knows tailnum N14228 only."""
-
-    def get(self, rows: pd.DataFrame) -> pd.DataFrame:
-        out = pd.DataFrame({c: [ROW[c]] * len(rows) for c in FEATURE_COLUMNS}, index=rows.index)
-        unknown = rows["tailnum"] != "N14228"
-        for c in ("plane_year", "seats", "engines"):
-            out.loc[unknown, c] = np.nan
-        out.loc[unknown, "plane_type"] = None
-        out.attrs["missing_entities"] = [
-            [f"tailnum={t}"] if t != "N14228" else [] for t in rows["tailnum"]
-        ]
-        return out
 
 
 def _model(version: str, kind: str = "ok") -> ModelHandle:
@@ -71,7 +57,8 @@ def _plane(tmp_path: Path, weight: int, mode: str = "canary", kind: str = "ok", 
     capture, feedback = CaptureWriter(settings), CaptureWriter(settings, "feedback")
     capture.start()
     feedback.start()
-    lookup = FeatureLookup(settings, InMemoryFeatures())
+    source: FeatureSource = InMemoryFeatures()  # checked against the Protocol by mypy
+    lookup = FeatureLookup(settings, source)
     plane = DataPlane(settings, rec, lookup, capture, feedback, ServingMetrics())
     return settings, plane
 

@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from typing import Any
 
 import httpx
 
-from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
+from driftloop.schema import EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings
+from serving import codec
 
 logger = logging.getLogger(__name__)
 
 
-def _tensor(name: str, values: list[Any]) -> dict[str, Any]:
-    text = name in CATEGORICAL_COLUMNS or name == EVENT_TIMESTAMP
-    data = [
-        None
-        if v is None or (isinstance(v, float) and math.isnan(v))
-        else (str(v) if text else float(v))
-        for v in values
-    ]
-    return {
-        "name": name,
-        "shape": [len(data)],
-        "datatype": "BYTES" if text else "FP64",
-        "data": data,
-    }
-
-
 def request_body(chunk: Any, request_id: str) -> dict[str, Any]:
     """An OIP v2 body with complete feature rows (and the scheduled departure) of ``chunk``."""
-    stamps = [ts.isoformat() for ts in chunk[EVENT_TIMESTAMP]]
-    inputs = [_tensor(c, chunk[c].astype(object).tolist()) for c in MODEL_INPUT_COLUMNS]
-    inputs.append(_tensor(EVENT_TIMESTAMP, stamps))
-    return {"id": request_id, "inputs": inputs}
+    return codec.request_body(chunk[[*MODEL_INPUT_COLUMNS, EVENT_TIMESTAMP]], request_id)
 
 
 class Traffic:

@@ -1,0 +1,63 @@
+"""Rollout control (admin scope): what serves, the audit log, the canary weight, promote and
+roll back. Changes go to the registry (the single source of truth) and are reconciled at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from driftloop.monitoring.canary import rollout_status
+from driftloop.registry.promotion import promote, read_audit, rollback, set_weight
+from serving.routes.deps import AdminActor, PlaneDep, ReconcilerDep, SettingsDep, json_body
+from serving.routes.openapi import ERRORS, request_body
+from serving.schemas import ActionRequest, WeightRequest
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+WeightBody = Annotated[WeightRequest, Depends(json_body(WeightRequest))]
+ActionBody = Annotated[ActionRequest, Depends(json_body(ActionRequest))]
+
+
+@router.get("/state")
+async def admin_state(_actor: AdminActor, settings: SettingsDep, plane: PlaneDep) -> dict[str, Any]:
+    """What serves here, and the rollout's live numbers from the inference log."""
+    status = await asyncio.to_thread(rollout_status, settings)
+    return {"replica": plane.health(), "rollout": status}
+
+
+@router.get("/audit")
+async def admin_audit(_actor: AdminActor, settings: SettingsDep) -> list[dict[str, Any]]:
+    """Every promote, rollback and weight change, oldest first."""
+    return await asyncio.to_thread(read_audit, settings)
+
+
+@router.post("/weight", openapi_extra=request_body(WeightRequest))
+async def admin_weight(
+    actor: AdminActor, req: WeightBody, settings: SettingsDep, reconciler: ReconcilerDep
+) -> dict[str, Any]:
+    """Set the challenger's traffic share (percent) in the registry."""
+    record = await asyncio.to_thread(set_weight, req.weight, actor, req.reason, settings)
+    await reconciler.reconcile_now()
+    return record
+
+
+@router.post("/promote", openapi_extra=request_body(ActionRequest))
+async def admin_promote(
+    actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
+) -> dict[str, Any]:
+    """champion <- challenger; drop challenger; weight 0 (409 without a challenger)."""
+    record = await asyncio.to_thread(promote, actor, req.reason, req.metrics, settings)
+    await reconciler.reconcile_now()
+    return record
+
+
+@router.post("/rollback", openapi_extra=request_body(ActionRequest))
+async def admin_rollback(
+    actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
+) -> dict[str, Any]:
+    """Drop the challenger; weight 0 (409 without a challenger)."""
+    record = await asyncio.to_thread(rollback, actor, req.reason, req.metrics, settings)
+    await reconciler.reconcile_now()
+    return record

@@ -1,0 +1,85 @@
+"""Open Inference Protocol v2: server and model metadata, health, readiness and inference.
+
+``GET /v2/health/ready`` answers 200 ``ready``, 200 ``degraded`` (models serve but the registry
+is unreachable) or 503 ``not_ready`` (no champion yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from serving.routes.deps import BodyDep, PlaneDep, PredictActor
+from serving.routes.openapi import ERRORS, JSON, request_body
+from serving.schemas import (
+    ErrorResponse,
+    Health,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ServerMetadata,
+)
+
+router = APIRouter(tags=["oip-v2"])
+
+_INFER_DOC: dict[str, Any] = {
+    "response_model": InferenceResponse,
+    "responses": {**ERRORS, 500: {"model": ErrorResponse}},
+    "openapi_extra": request_body(InferenceRequest),
+}
+
+
+@router.get("/v2", response_model=ServerMetadata)
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "driftloop", "version": "0.1.0", "extensions": ["canary", "feedback"]}
+
+
+@router.get("/v2/health/live")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", response_model=Health, responses={503: {"model": Health}})
+async def ready(plane: PlaneDep) -> JSONResponse:
+    health = plane.health()
+    return JSONResponse(health, status_code=503 if health["status"] == "not_ready" else 200)
+
+
+@router.get("/v2/models/{name}", response_model=ModelMetadata, responses=ERRORS)
+async def model_metadata(name: str, plane: PlaneDep) -> dict[str, Any]:
+    return plane.metadata(name)
+
+
+@router.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata, responses=ERRORS)
+async def version_metadata(name: str, version: str, plane: PlaneDep) -> dict[str, Any]:
+    return plane.metadata(name, version)
+
+
+@router.get("/v2/models/{name}/ready", responses=ERRORS)
+async def model_ready(name: str, plane: PlaneDep) -> JSONResponse:
+    ok = plane.model_ready(name)
+    return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/v2/models/{name}/versions/{version}/ready", responses=ERRORS)
+async def version_ready(name: str, version: str, plane: PlaneDep) -> JSONResponse:
+    ok = plane.model_ready(name, version)
+    return JSONResponse(
+        {"name": name, "version": version, "ready": ok}, status_code=200 if ok else 503
+    )
+
+
+@router.post("/v2/models/{name}/infer", **_INFER_DOC)
+async def infer(name: str, _actor: PredictActor, body: BodyDep, plane: PlaneDep) -> Response:
+    """Predict P(arrival delay > 15 min) for every row (encoding: see InferenceRequest)."""
+    return Response(await plane.infer(name, body), media_type=JSON)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", **_INFER_DOC)
+async def infer_version(
+    name: str, version: str, _actor: PredictActor, body: BodyDep, plane: PlaneDep
+) -> Response:
+    """Predict with one loaded version (champion or challenger), bypassing the router."""
+    return Response(await plane.infer(name, body, version), media_type=JSON)

@@ -1,0 +1,348 @@
+"""The HTTP contract of the inference API, in process: ``TestClient(create_app(...))`` with a
+scripted registry, an in-process model and an in-memory online store (no MLflow, no uvicorn).
+
+Status codes and ``{"error": ...}`` bodies of bad input, auth (401 vs 403), size limits, health
+and readiness, and the OpenAPI document with its example bodies. What needs a real MLflow or a
+real server process (model loading, admin actions, the online store failing to open) stays in
+tests/integration/serving."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from serving_doubles import InMemoryFeatures
+
+from driftloop.registry.client import RegistrySnapshot
+from driftloop.settings import Settings
+from serving.app import create_app
+from serving.examples import features_request, flight_request
+from serving.handles import ModelHandle
+from serving.schemas import (
+    ActionRequest,
+    FeedbackRequest,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    WeightRequest,
+)
+
+MODEL = "delay"
+PREDICT = {"Authorization": "Bearer predict-secret"}
+ADMIN = {"Authorization": "Bearer admin-secret"}
+MAX_ROWS, MAX_BODY = 50, 200_000
+
+
+def _settings(state: Path) -> Settings:
+    return Settings(
+        state_dir=state,
+        mlflow={"registered_model": MODEL},
+        serving={
+            "reconcile_interval_s": 60.0,
+            "capture_flush_s": 0.05,
+            "max_rows_per_request": MAX_ROWS,
+            "max_body_bytes": MAX_BODY,
+            "auth": {
+                "enabled": True,
+                "admin_tokens": ["admin-secret"],
+                "predict_tokens": ["predict-secret"],
+            },
+        },
+    )
+
+
+def _load(name: str, version: str, settings: Settings) -> ModelHandle:
+    """A model whose probability rises with distance (like the integration tests' fake)."""
+
+    def predict(df: pd.DataFrame) -> np.ndarray:
+        distance = df["distance"].to_numpy(dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-0.002 * (distance - 1000.0)))
+
+    return ModelHandle(name, version, predict)
+
+
+def _app(state: Path, champion: str | None = "1") -> FastAPI:
+    def snapshot(settings: Settings, name: str) -> RegistrySnapshot:
+        return RegistrySnapshot(name, champion, None, 0, None)
+
+    return create_app(
+        _settings(state), loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot
+    )
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with TestClient(_app(tmp_path_factory.mktemp("api-contract"))) as test_client:
+        yield test_client
+
+
+def _post(client: TestClient, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.post(path, content=raw, headers=PREDICT if headers is None else headers)
+
+
+def _error(response: Any, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert isinstance(body["error"], str)
+    return str(body["error"])
+
+
+def _bad(column: str, **change: Any) -> dict[str, Any]:
+    body = copy.deepcopy(features_request(2))
+    next(t for t in body["inputs"] if t["name"] == column).update(change)
+    return body
+
+
+# -- health and metadata ---------------------------------------------------------------------
+def test_health_live_ready_and_server_metadata(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["champion"] == "1"
+    assert ready.json()["online_features"] is True
+    assert client.get("/v2").json()["name"] == "driftloop"
+
+
+def test_model_metadata_lists_loaded_versions_and_input_modes(client: TestClient) -> None:
+    meta = ModelMetadata.model_validate(client.get(f"/v2/models/{MODEL}").json())
+    assert meta.versions == ["1"]
+    assert meta.parameters is not None
+    assert meta.parameters["champion"] == "1"
+    assert {"flight", "features"} == set(meta.parameters["content_types"])
+    assert client.get(f"/v2/models/{MODEL}/versions/1").json()["versions"] == ["1"]
+    assert client.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
+    assert client.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
+    assert client.get(f"/v2/models/{MODEL}/versions/7/ready").status_code == 503
+
+
+def test_without_a_champion_ready_is_503_and_infer_is_503(tmp_path: Path) -> None:
+    with TestClient(_app(tmp_path, champion=None)) as client:
+        ready = client.get("/v2/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "not_ready"
+        assert client.get("/v2/health/live").status_code == 200
+        assert client.get(f"/v2/models/{MODEL}/ready").status_code == 503
+        r = _post(client, f"/v2/models/{MODEL}/infer", features_request(1))
+        assert "no champion" in _error(r, 503)
+
+
+# -- inference ---------------------------------------------------------------------------------
+def test_infer_returns_probabilities_with_lineage(client: TestClient) -> None:
+    r = _post(client, f"/v2/models/{MODEL}/infer", features_request(3, request_id="abc"))
+    assert r.status_code == 200, r.text
+    out = InferenceResponse.model_validate(r.json())
+    assert (out.model_name, out.model_version, out.id) == (MODEL, "1", "abc")
+    assert out.parameters == {"variant": "champion"}
+    probs = out.outputs[0].data
+    assert probs[0] < probs[1] < probs[2]  # rises with distance
+    pinned = _post(client, f"/v2/models/{MODEL}/versions/1/infer", features_request(1))
+    assert pinned.json()["model_version"] == "1"
+
+
+def test_flight_mode_takes_features_from_the_online_store(client: TestClient) -> None:
+    r = _post(client, f"/v2/models/{MODEL}/infer", flight_request(2))
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["shape"] == [2]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("infer", b'{"inputs": [', 400, "malformed JSON"),
+        ("infer", b"", 400, "malformed JSON"),
+        ("infer", _bad("distance", shape=[5]), 400, "has 5 rows"),
+        ("infer", _bad("distance", shape=[2, 3]), 400, "expected [n] or [n, 1]"),
+        ("infer", _bad("distance", datatype="BYTES"), 400, "expected a numeric one"),
+        ("infer", _bad("carrier", datatype="FP64"), 400, "expected BYTES"),
+        ("infer", _bad("distance", datatype="FP128"), 400, "datatype"),
+        ("infer", _bad("carrier", data=[1, 2]), 400, "non-string value"),
+        ("infer", _bad("distance", data=["far", "near"]), 400, "non-numeric value"),
+        ("infer", _bad("distance", data=[None, 1.0]), 400, "'distance' is null at row 0"),
+        ("infer", orjson.dumps(features_request(2)).replace(b"500.0", b"NaN"), 400, "NaN or inf"),
+        ("infer", _bad("distance", name="speed"), 400, "unknown input 'speed'"),
+        ("infer", {"inputs": []}, 400, "no inputs"),
+        ("infer", features_request(1, content_type="csv"), 400, "content_type must be one of"),
+        ("infer", features_request(1) | {"outputs": [{"name": "x"}]}, 400, "unknown output"),
+        ("infer", features_request(MAX_ROWS + 1), 413, f"exceed the limit of {MAX_ROWS}"),
+        ("infer", b'{"inputs": [], "pad": "' + b"x" * MAX_BODY + b'"}', 413, "exceeds 200000"),
+        ("versions/999/infer", features_request(1), 404, "version 999 is not loaded"),
+        ("feedback", {"request_id": "x", "labels": [2]}, 400, "labels must be 0"),
+        ("feedback", {"labels": [1]}, 400, "exactly one of"),
+        ("feedback", {"request_id": "x", "labels": []}, 400, "labels"),
+        ("feedback", b"[1", 400, "malformed JSON"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_problem(
+    client: TestClient, path: str, body: Any, status: int, message: str
+) -> None:
+    r = _post(client, f"/v2/models/{MODEL}/{path}", body)
+    assert message in _error(r, status)
+
+
+def test_unknown_model_route_and_method_are_json_errors(client: TestClient) -> None:
+    assert "unknown model 'nope'" in _error(
+        _post(client, "/v2/models/nope/infer", features_request(1)), 404
+    )
+    assert "unknown model 'nope'" in _error(client.get("/v2/models/nope"), 404)
+    assert "version 9 is not loaded" in _error(client.get(f"/v2/models/{MODEL}/versions/9"), 404)
+    assert _error(client.get("/v2/nowhere"), 404) == "Not Found"
+    assert _error(client.get(f"/v2/models/{MODEL}/infer"), 405) == "Method Not Allowed"
+
+
+def test_feedback_is_accepted_by_request_id(client: TestClient) -> None:
+    assert _post(
+        client, f"/v2/models/{MODEL}/infer", features_request(2, request_id="fb1")
+    ).is_success
+    r = _post(client, f"/v2/models/{MODEL}/feedback", {"request_id": "fb1", "labels": [1, 0]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 2}
+
+
+def test_metrics_count_requests_and_rejections(client: TestClient) -> None:
+    _post(client, f"/v2/models/{MODEL}/infer", features_request(1))
+    _post(client, f"/v2/models/{MODEL}/infer", b"{")
+    text = client.get("/metrics").text
+    assert 'driftloop_inference_requests_total{model_version="1",variant="champion"}' in text
+    assert 'driftloop_rejected_requests_total{status="400"}' in text
+    assert "driftloop_registry_up 1.0" in text
+
+
+# -- auth --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer guess"}, {"Authorization": "Basic cHJlZGljdA=="}],
+    ids=["missing", "unknown", "not-bearer"],
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/v2/models/{MODEL}/infer"),
+        ("POST", f"/v2/models/{MODEL}/versions/1/infer"),
+        ("POST", f"/v2/models/{MODEL}/feedback"),
+        ("GET", "/admin/state"),
+        ("GET", "/admin/audit"),
+        ("POST", "/admin/weight"),
+        ("POST", "/admin/promote"),
+        ("POST", "/admin/rollback"),
+    ],
+)
+def test_missing_or_unknown_token_is_401_before_the_body_is_read(
+    client: TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    r = client.request(method, path, content=b"{not json", headers=headers)
+    _error(r, 401)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/state"),
+        ("GET", "/admin/audit"),
+        ("POST", "/admin/weight"),
+        ("POST", "/admin/promote"),
+        ("POST", "/admin/rollback"),
+    ],
+)
+def test_predict_token_on_admin_routes_is_403(client: TestClient, method: str, path: str) -> None:
+    r = client.request(method, path, content=b"{}", headers=PREDICT)
+    assert "admin scope" in _error(r, 403)
+
+
+def test_admin_token_may_predict(client: TestClient) -> None:
+    r = _post(client, f"/v2/models/{MODEL}/infer", features_request(1), headers=ADMIN)
+    assert r.status_code == 200, r.text
+
+
+def test_admin_bodies_are_validated_after_auth(client: TestClient) -> None:
+    assert "weight" in _error(_post(client, "/admin/weight", {"weight": 101}, ADMIN), 400)
+    assert "extra" in _error(_post(client, "/admin/promote", {"why": "x"}, ADMIN), 400).lower()
+    huge = b'{"reason": "' + b"x" * MAX_BODY + b'"}'
+    assert "exceeds" in _error(_post(client, "/admin/rollback", huge, ADMIN), 413)
+
+
+def test_unexpected_error_is_a_logged_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = _app(tmp_path)
+
+    async def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        r = client.get("/boom")
+    assert _error(r, 500) == "internal server error (RuntimeError)"
+    assert "unexpected error on GET /boom" in caplog.text
+
+
+# -- OpenAPI -----------------------------------------------------------------------------------
+BODY_MODELS: dict[str, type[BaseModel]] = {
+    m.__name__: m for m in (InferenceRequest, FeedbackRequest, WeightRequest, ActionRequest)
+}
+
+
+def test_openapi_documents_every_route_error_and_body(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    expected = {
+        "/v2": {"get"},
+        "/v2/health/live": {"get"},
+        "/v2/health/ready": {"get"},
+        "/v2/models/{name}": {"get"},
+        "/v2/models/{name}/versions/{version}": {"get"},
+        "/v2/models/{name}/ready": {"get"},
+        "/v2/models/{name}/versions/{version}/ready": {"get"},
+        "/v2/models/{name}/infer": {"post"},
+        "/v2/models/{name}/versions/{version}/infer": {"post"},
+        "/v2/models/{name}/feedback": {"post"},
+        "/metrics": {"get"},
+        "/admin/state": {"get"},
+        "/admin/audit": {"get"},
+        "/admin/weight": {"post"},
+        "/admin/promote": {"post"},
+        "/admin/rollback": {"post"},
+    }
+    assert {p: set(ops) for p, ops in paths.items()} == expected
+    schemas = doc["components"]["schemas"]
+    assert {*BODY_MODELS, "ErrorResponse", "InferenceResponse"} <= set(schemas)
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    infer = paths["/v2/models/{name}/infer"]["post"]
+    body = infer["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/InferenceRequest"}
+    assert infer["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    assert {"bearer": []} in infer["security"]
+    assert "security" not in paths["/v2/health/ready"]["get"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_openapi_example_bodies_are_valid(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    checked = 0
+    for path, ops in paths.items():
+        for op in ops.values():
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is None:
+                continue
+            model = BODY_MODELS[content["schema"]["$ref"].rsplit("/", 1)[-1]]
+            assert content["examples"], f"{path} documents no example"
+            for example in content["examples"].values():
+                model.model_validate(example["value"])
+                checked += 1
+                if model in (InferenceRequest, FeedbackRequest):  # the core accepts them too
+                    url = path.replace("{name}", MODEL).replace("{version}", "1")
+                    r = _post(client, url, example["value"])
+                    assert r.status_code == 200, (path, r.text)
+    assert checked >= 6
