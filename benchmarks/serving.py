@@ -49,16 +49,16 @@ sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
 from driftloop.data.ingest import ingest_months  # noqa: E402
 from driftloop.embedded.services import (  # noqa: E402
-    QUIET_ENV,
     free_port,
     mlflow_service,
     start_service,
     stop_service,
     venv_bin,
 )
+from driftloop.logs import configure_logging  # noqa: E402
 from driftloop.registry.client import CHAMPION, get_alias  # noqa: E402
 from driftloop.schema import MODEL_INPUT_COLUMNS  # noqa: E402
-from driftloop.settings import Settings, get_settings, use_settings  # noqa: E402
+from driftloop.settings import QUIET_ENV, Settings, get_settings, use_settings  # noqa: E402
 from serving.examples import FLIGHT, ROW, features_request, flight_request  # noqa: E402
 from serving.process import ServerProcess  # noqa: E402
 
@@ -391,9 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--json", type=Path, help="Also write the results here.")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("httpx", "mlflow", "alembic", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging("INFO")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.update(QUIET_ENV)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

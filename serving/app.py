@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from driftloop import __version__
 from driftloop.data.capture import FEEDBACK, PREDICTIONS
 from driftloop.settings import Settings
 from serving.auth import Authenticator
@@ -117,7 +118,7 @@ def create_app(
     )
     app = InferenceAPI(
         title="driftloop inference",
-        version="0.1.0",
+        version=__version__,
         description="Open Inference Protocol v2 with canary routing, feedback and rollout control.",
         lifespan=lifespan,
     )

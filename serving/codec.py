@@ -203,11 +203,6 @@ def decode(body: bytes, max_rows: int) -> Decoded:
     )
 
 
-def feature_frame(decoded: Decoded) -> pd.DataFrame:
-    """Model rows of a features-mode request (categoricals object, numerics float64)."""
-    return pd.DataFrame({c: decoded.columns[c] for c in MODEL_INPUT_COLUMNS})
-
-
 def encode(
     model_name: str,
     version: str,

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,24 @@ class ModelFailedError(DriftloopError):
     """The model raised or returned something unusable (a server-side failure)."""
 
     status_code = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one model call did for one request, as the inference log records it. ``served``:
+    the caller got these probabilities (False for a shadow copy, or a challenger that failed and
+    was replaced by the champion)."""
+
+    handle: ModelHandle
+    variant: Variant
+    served: bool
+    probs: np.ndarray | None = None
+    model_ms: float | None = None
+    failure: ModelFailedError | None = None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
 
 
 class DataPlane:
@@ -143,34 +162,36 @@ class DataPlane:
             )
         return probs, (time.perf_counter() - t0) * 1e3
 
+    def _score(self, handle: ModelHandle, variant: Variant, served: bool, rows: Rows) -> Outcome:
+        """One model call as an :class:`Outcome` (a failure is recorded, not raised)."""
+        try:
+            probs, ms = self._predict(handle, rows)
+        except ModelFailedError as err:
+            return Outcome(handle, variant, served, failure=err)
+        return Outcome(handle, variant, served, probs=probs, model_ms=ms)
+
     def _record(
-        self,
-        decoded: codec.Decoded,
-        key: str,
-        handle: ModelHandle,
-        variant: Variant,
-        served: bool,
-        started: float,
-        rows: Rows,
-        probs: np.ndarray | None,
-        error: str | None,
-        model_ms: float | None = None,
+        self, decoded: codec.Decoded, key: str, rows: Rows, started: float, outcome: Outcome
     ) -> None:
         seconds = time.perf_counter() - started
-        self.metrics.observe(handle.version, variant.value, decoded.n, seconds, error is not None)
+        error = outcome.error
+        handle = outcome.handle
+        self.metrics.observe(
+            handle.version, outcome.variant.value, decoded.n, seconds, error is not None
+        )
         meta = {
             "request_id": decoded.request_id,
             "ts": datetime.now(UTC),
             "routing_key": key,
-            "variant": variant.value,
-            "served": served,
+            "variant": outcome.variant.value,
+            "served": outcome.served,
             "model_name": handle.name,
             "model_version": handle.version,
             "latency_ms": seconds * 1e3,
-            "model_ms": model_ms,
+            "model_ms": outcome.model_ms,
             "error": error,
         }
-        self.capture.put_predictions(meta, decoded.n, probs, rows.columns, rows.event_ts)
+        self.capture.put_predictions(meta, decoded.n, outcome.probs, rows.columns, rows.event_ts)
 
     async def infer(self, name: str, body: bytes, version: str | None = None) -> bytes:
         """Answer one OIP v2 inference request body with a response body."""
@@ -197,14 +218,15 @@ class DataPlane:
         handle, variant = chosen.primary, chosen.variant
         if variant is Variant.CHALLENGER and pinned is None and state.champion is not None:
             loop = asyncio.get_running_loop()
-            try:
-                probs, ms = await loop.run_in_executor(
-                    self._challenger_pool, self._predict, handle, rows
-                )
-                self._record(decoded, key, handle, variant, True, started, rows, probs, None, ms)
-            except ModelFailedError as err:
-                logger.warning("%s: answered by the champion instead", err)
-                self._record(decoded, key, handle, variant, False, started, rows, None, str(err))
+            outcome = await loop.run_in_executor(
+                self._challenger_pool, self._score, handle, variant, True, rows
+            )
+            if outcome.probs is not None:
+                self._record(decoded, key, rows, started, outcome)
+                probs = outcome.probs
+            else:
+                logger.warning("%s: answered by the champion instead", outcome.failure)
+                self._record(decoded, key, rows, started, replace(outcome, served=False))
                 handle, variant = state.champion, Variant.CHAMPION
                 probs = self._serve_inline(decoded, key, handle, variant, started, rows)
         else:
@@ -229,13 +251,11 @@ class DataPlane:
         started: float,
         rows: Rows,
     ) -> np.ndarray:
-        try:
-            probs, ms = self._predict(handle, rows)
-        except ModelFailedError as err:
-            self._record(decoded, key, handle, variant, True, started, rows, None, str(err))
-            raise
-        self._record(decoded, key, handle, variant, True, started, rows, probs, None, ms)
-        return probs
+        outcome = self._score(handle, variant, True, rows)
+        self._record(decoded, key, rows, started, outcome)
+        if outcome.probs is None:
+            raise outcome.failure or ModelFailedError(f"model {handle.name} returned nothing")
+        return outcome.probs
 
     def _spawn_shadow(
         self,
@@ -246,33 +266,8 @@ class DataPlane:
     ) -> None:
         def score() -> None:
             started = time.perf_counter()
-            try:
-                probs, ms = self._predict(handle, rows)
-            except ModelFailedError as err:
-                self._record(
-                    decoded,
-                    key,
-                    handle,
-                    Variant.CHALLENGER,
-                    False,
-                    started,
-                    rows,
-                    None,
-                    str(err),
-                )
-                return
-            self._record(
-                decoded,
-                key,
-                handle,
-                Variant.CHALLENGER,
-                False,
-                started,
-                rows,
-                probs,
-                None,
-                ms,
-            )
+            outcome = self._score(handle, Variant.CHALLENGER, False, rows)
+            self._record(decoded, key, rows, started, outcome)
 
         future = asyncio.get_running_loop().run_in_executor(self._challenger_pool, score)
         self._background.add(future)

@@ -1,8 +1,8 @@
 """Online features for flight-mode requests: a thin wrapper over
-:class:`driftloop.features.OnlineFeatures` (the only code that knows Feast). Serving calls one
-interface, :class:`FeatureSource`: ``source.lookup(rows) -> OnlineLookup`` with one array per
-:data:`driftloop.schema.FEATURE_COLUMNS` column in row order (null where the store has no
-value) and the absent entity keys of each row.
+:class:`driftloop.features.online.OnlineFeatures` (the only code that knows Feast). Serving
+calls one interface, :class:`FeatureSource`: ``source.lookup(rows) -> OnlineLookup`` with one
+array per :data:`driftloop.schema.FEATURE_COLUMNS` column in row order (null where the store has
+no value) and the absent entity keys of each row.
 
 An entity is *missing* when the online store holds no row for its key.
 ``settings.serving.missing_entity_policy`` decides: ``reject`` answers 404 naming the first
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from driftloop.errors import DriftloopError, NotFoundError, ServiceUnavailableError
-from driftloop.features.online import OnlineLookup
+from driftloop.features.online import OnlineFeatures, OnlineLookup
 from driftloop.schema import FEATURE_COLUMNS
 from driftloop.settings import Settings
 
@@ -46,8 +46,6 @@ class FeatureLookup:
         self._lock = threading.Lock()
 
     def _build(self) -> FeatureSource:
-        from driftloop.features import OnlineFeatures  # imports feast (~6 s): opened off the loop
-
         return OnlineFeatures(
             self.settings, refresh_interval_s=self.settings.features.online_refresh_s
         )

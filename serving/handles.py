@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.registry.client import RegistrySnapshot, registry_snapshot
-from driftloop.registry.tracking import load_pyfunc
+from driftloop.registry.client import RegistrySnapshot, load_pyfunc, registry_snapshot
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
 from serving.examples import ROW
@@ -232,7 +231,7 @@ class Reconciler:
             challenger = self._handle(snap.challenger, "challenger")
             if challenger and champion and challenger.version == champion.version:
                 challenger = None
-            mode = snap.mode if snap.mode in ("canary", "shadow") else self.settings.serving.mode
+            mode = snap.mode or self.settings.serving.mode
             new = ServingState(champion, challenger, snap.weight, mode)
             if new != self.state:
                 logger.info(

@@ -16,7 +16,7 @@ from types import TracebackType
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
-from driftloop.settings import QUIET_ENV, Settings, project_root
+from driftloop.settings import Settings, child_environ, project_root
 
 
 def serving_env(settings: Settings) -> dict[str, str]:
@@ -24,7 +24,7 @@ def serving_env(settings: Settings) -> dict[str, str]:
     reads (state, MLflow, serving, rollout, features). Serving tokens are passed as their
     ``sha256:HEX`` digests, never in plain text (plain ones inherited from this process's
     environment are overwritten)."""
-    env = {**os.environ, **QUIET_ENV}
+    env = child_environ(settings)
     env["DRIFTLOOP_ENVIRONMENT"] = settings.environment
     env["DRIFTLOOP_STATE_DIR"] = str(settings.state)
     env["DRIFTLOOP_LOG_LEVEL"] = settings.log_level
@@ -40,10 +40,6 @@ def serving_env(settings: Settings) -> dict[str, str]:
     auth = settings.serving.auth
     if auth.enabled is not None:
         env["DRIFTLOOP_SERVING__AUTH__ENABLED"] = str(auth.enabled).lower()
-    # only digests cross the process boundary: the child accepts tokens as sha256:HEX
-    for scope, tokens in (("ADMIN", auth.admin_tokens), ("PREDICT", auth.predict_tokens)):
-        digests = sorted(f"sha256:{d}" for d in auth.hashed(tokens))
-        env[f"DRIFTLOOP_SERVING__AUTH__{scope}_TOKENS"] = json.dumps(digests)
     path = [str(project_root() / "platform"), str(project_root())]
     if env.get("PYTHONPATH"):
         path.append(env["PYTHONPATH"])

@@ -30,7 +30,12 @@ def month_range(start: str, end: str) -> list[str]:
     return out
 
 
+def shift_month(month: str, delta: int) -> str:
+    """``month`` moved by ``delta`` months (negative: earlier)."""
+    y, m = int(month[:4]), int(month[5:]) - 1 + delta
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
 def next_month(month: str) -> str:
     """The month after ``month``."""
-    y, m = int(month[:4]), int(month[5:])
-    return f"{y + 1:04d}-01" if m == 12 else f"{y:04d}-{m + 1:02d}"
+    return shift_month(month, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -320,3 +321,15 @@ def project_root() -> Path:
     started by the platform inherits it as ``DRIFTLOOP_PROJECT_ROOT``."""
     root = os.environ.get("DRIFTLOOP_PROJECT_ROOT")
     return Path(root) if root else Path(__file__).resolve().parents[2]
+
+
+def child_environ(settings: Settings) -> dict[str, str]:
+    """This process's environment for a child process: telemetry off, and the serving tokens
+    only as their ``sha256:HEX`` digests (which serving accepts), never in plain text."""
+    env = {**os.environ, **QUIET_ENV}
+    auth = settings.serving.auth
+    for scope, tokens in (("ADMIN", auth.admin_tokens), ("PREDICT", auth.predict_tokens)):
+        key = f"DRIFTLOOP_SERVING__AUTH__{scope}_TOKENS"
+        if tokens or key in env:
+            env[key] = json.dumps(sorted(f"sha256:{d}" for d in auth.hashed(tokens)))
+    return env

@@ -2,7 +2,7 @@
 # Build Kubernetes 1.20.2 (kube-apiserver, kubectl, kube-controller-manager, kube-scheduler,
 # kubelet) from Debian bookworm's source package, offline, plus a static pause binary.
 # Cached: a second run with the binaries present returns at once. ~8+ min on 2 cores.
-# See /work/shared/K8S-LOCAL.md (docs/k8s-local.md) for why each step is here.
+# See scripts/k8s-local/README.md for why each step is here.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 BINARIES=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a one-node Kubernetes 1.20.2 on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and a kubelet on the private Docker engine (dockershim), with the workarounds of
-# K8S-LOCAL.md. Needs build.sh first. Idempotent: a running cluster is left as it is.
+# scripts/k8s-local/README.md. Needs build.sh first. Idempotent: a running cluster is left as it is.
 # Prints the KUBECONFIG path on stdout. Stop everything with cluster-down.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -1,8 +1,8 @@
 #!/bin/sh
 # OCI runtime wrapper registered with `dockerd --add-runtime wrapped=THIS --default-runtime=wrapped`.
-# Workaround 2 of docs (K8S-LOCAL): dockershim asks for oom_score_adj -998 and `docker run
-# --oom-score-adj` < 0 needs CAP_SYS_RESOURCE, which this machine lacks. Clamp the bundle's
-# process.oomScoreAdj to >= 0, then exec the real runc with the same arguments.
+# Workaround 2 in scripts/k8s-local/README.md: dockershim asks for oom_score_adj -998 and
+# `docker run --oom-score-adj` < 0 needs CAP_SYS_RESOURCE, which this machine lacks. Clamp the
+# bundle's process.oomScoreAdj to >= 0, then exec the real runc with the same arguments.
 bundle=""
 prev=""
 for arg in "$@"; do

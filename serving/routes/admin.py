@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from driftloop.monitoring.canary import rollout_status
 from driftloop.registry.promotion import promote, read_audit, rollback, set_weight
 from serving.routes.deps import AdminActor, PlaneDep, ReconcilerDep, SettingsDep, json_body
-from serving.routes.openapi import ERRORS, request_body
+from serving.routes.openapi import ERRORS, documented_body
 from serving.schemas import ActionRequest, WeightRequest
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
@@ -29,11 +29,12 @@ async def admin_state(_actor: AdminActor, settings: SettingsDep, plane: PlaneDep
 
 @router.get("/audit")
 async def admin_audit(_actor: AdminActor, settings: SettingsDep) -> list[dict[str, Any]]:
-    """Every promote, rollback and weight change, oldest first."""
+    """Every audited registry change (registration after the gate, rollout start, weight, mode,
+    promote, rollback, the demo's reset), oldest first."""
     return await asyncio.to_thread(read_audit, settings)
 
 
-@router.post("/weight", openapi_extra=request_body(WeightRequest))
+@router.post("/weight", openapi_extra=documented_body(WeightRequest))
 async def admin_weight(
     actor: AdminActor, req: WeightBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
@@ -43,7 +44,7 @@ async def admin_weight(
     return record
 
 
-@router.post("/promote", openapi_extra=request_body(ActionRequest))
+@router.post("/promote", openapi_extra=documented_body(ActionRequest))
 async def admin_promote(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
@@ -53,7 +54,7 @@ async def admin_promote(
     return record
 
 
-@router.post("/rollback", openapi_extra=request_body(ActionRequest))
+@router.post("/rollback", openapi_extra=documented_body(ActionRequest))
 async def admin_rollback(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+def app_settings(services: ServicesDep) -> Settings:
     """The settings the app was built with (not the process-wide ``get_settings()``)."""
     return services.settings
 
@@ -70,7 +70,7 @@ def get_metrics(services: ServicesDep) -> ServingMetrics:
     return services.metrics
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 PlaneDep = Annotated[DataPlane, Depends(get_plane)]
 ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving.routes.deps import BodyDep, PlaneDep, PredictActor
-from serving.routes.openapi import ERRORS, request_body
+from serving.routes.openapi import ERRORS, documented_body
 from serving.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(tags=["feedback"])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["feedback"])
     "/v2/models/{name}/feedback",
     response_model=FeedbackResponse,
     responses=ERRORS,
-    openapi_extra=request_body(FeedbackRequest),
+    openapi_extra=documented_body(FeedbackRequest),
 )
 async def post_feedback(
     name: str, _actor: PredictActor, body: BodyDep, plane: PlaneDep

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from driftloop import __version__
 from serving.routes.deps import BodyDep, PlaneDep, PredictActor
-from serving.routes.openapi import ERRORS, JSON, request_body
+from serving.routes.openapi import ERRORS, JSON, documented_body
 from serving.schemas import (
     ErrorResponse,
     Health,
@@ -27,13 +28,13 @@ router = APIRouter(tags=["oip-v2"])
 _INFER_DOC: dict[str, Any] = {
     "response_model": InferenceResponse,
     "responses": {**ERRORS, 500: {"model": ErrorResponse}},
-    "openapi_extra": request_body(InferenceRequest),
+    "openapi_extra": documented_body(InferenceRequest),
 }
 
 
 @router.get("/v2", response_model=ServerMetadata)
 async def server_metadata() -> dict[str, Any]:
-    return {"name": "driftloop", "version": "0.1.0", "extensions": ["canary", "feedback"]}
+    return {"name": "driftloop", "version": __version__, "extensions": ["canary", "feedback"]}
 
 
 @router.get("/v2/health/live")

@@ -2,7 +2,7 @@
 document itself.
 
 The inference, feedback and admin routes read their bodies raw (size limit first, then the
-transport-free core decodes them), so FastAPI cannot see the body models: :func:`request_body`
+transport-free core decodes them), so FastAPI cannot see the body models: :func:`documented_body`
 documents one by reference, and :func:`openapi_document` adds the referenced models.
 """
 
@@ -52,7 +52,7 @@ EXAMPLES: dict[type[BaseModel], dict[str, dict[str, Any]]] = {
 }
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
+def documented_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` of a route whose JSON body is ``model`` (with its examples)."""
     content: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
     if model in EXAMPLES:

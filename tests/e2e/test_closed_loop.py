@@ -107,8 +107,9 @@ def test_drift_event_retrains_once_through_the_automation_and_records_the_outcom
     loop_state: Any, retrain_deployment: tuple[str, str], tmp_path: Path
 ) -> None:
     from driftloop.loop.automations import ensure_automations
+    from driftloop.loop.events import DRIFT_EVENT
     from driftloop.loop.ledger import list_retrains
-    from driftloop.loop.trigger import DRIFT_EVENT, emit_event
+    from driftloop.loop.trigger import emit_event
     from driftloop.registry.client import CHALLENGER, CHAMPION, get_alias
     from driftloop.registry.promotion import read_audit
 

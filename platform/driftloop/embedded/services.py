@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
-from driftloop.settings import QUIET_ENV, Settings, project_root
+from driftloop.settings import Settings, child_environ, project_root
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def run_dirs(settings: Settings) -> tuple[Path, Path]:
 
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment for processes that act as clients of the embedded platform."""
-    env = {**os.environ, **QUIET_ENV}
+    env = child_environ(settings)
     env["DRIFTLOOP_STATE_DIR"] = str(settings.state)
     env["MLFLOW_TRACKING_URI"] = settings.mlflow.uri
     env["PREFECT_API_URL"] = settings.prefect.url
@@ -90,7 +90,7 @@ def mlflow_service(settings: Settings) -> Service:
     root = settings.state / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
     m = settings.mlflow
-    env = {**os.environ, **QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**child_environ(settings), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return Service(
         name="mlflow",
         port=m.port,
@@ -118,8 +118,7 @@ def prefect_server_env(settings: Settings) -> dict[str, str]:
     home = settings.state / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     return {
-        **os.environ,
-        **QUIET_ENV,
+        **child_environ(settings),
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": settings.prefect.url,
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",

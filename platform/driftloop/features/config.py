@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftloop.errors import NotFoundError
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import Settings, get_settings, project_root
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 #: Folder (inside the state folder) of the feature store's data.
 FEATURES_DIR = "features"
-_PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def features_dir(settings: Settings) -> Path:
@@ -35,7 +34,7 @@ def repo_path(settings: Settings) -> Path:
     """The feature repo with the definitions (relative paths: cwd first, then project root)."""
     path = settings.features.repo_path.expanduser()
     if not path.is_absolute() and not path.exists():
-        path = _PROJECT_ROOT / path
+        path = project_root() / path
     if not path.is_dir():
         raise NotFoundError(f"feature repo {settings.features.repo_path} not found")
     return path.resolve()

@@ -3,7 +3,8 @@
 Each function takes the frames of :mod:`driftloop.data` (flights, weather, planes) and returns
 one offline source table of the feature repo: entity join keys, ``event_timestamp`` (tz-aware
 UTC: the moment the value became known) and the feature columns of :mod:`driftloop.schema`.
-No Feast here: these are tested alone and written to parquet by :mod:`driftloop.features.sources`.
+No Feast here: these are tested alone and written to parquet by
+:func:`driftloop.features.store.build_sources`.
 
 Point-in-time rules (Feast's historical retrieval then takes, per flight, the latest row with
 ``event_timestamp <= scheduled_departure`` within the view's ttl):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
@@ -33,12 +33,13 @@ logger = logging.getLogger(__name__)
 #: Start of every materialization window (sources hold nothing older).
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-#: ``loader(kind, months, settings)`` -> partition frame (driftloop.data.load_partitions shape).
-Loader = Callable[[str, "list[str] | None", Settings], pd.DataFrame]
+PartitionKind = Literal["flights", "weather", "planes"]
+#: ``loader(kind, months, settings)`` -> partition frame (driftloop.data.store.load_partitions).
+Loader = Callable[[PartitionKind, "list[str] | None", Settings], pd.DataFrame]
 
 
-def _data_loader(kind: str, months: list[str] | None, settings: Settings) -> pd.DataFrame:
-    return load_partitions(kind, months, settings=settings)  # type: ignore[arg-type]
+def _data_loader(kind: PartitionKind, months: list[str] | None, settings: Settings) -> pd.DataFrame:
+    return load_partitions(kind, months, settings=settings)
 
 
 def ingested_months(settings: Settings) -> list[str]:

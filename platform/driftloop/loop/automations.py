@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from driftloop.errors import NotFoundError, ServiceUnavailableError
-from driftloop.loop.trigger import DRIFT_EVENT, model_resource_id
+from driftloop.loop.events import DRIFT_EVENT, model_resource_id
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

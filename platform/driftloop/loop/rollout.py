@@ -18,7 +18,7 @@ from typing import Any
 
 from driftloop.errors import ConflictError
 from driftloop.monitoring.canary import VariantStats, canary_metrics, live_stats
-from driftloop.registry.client import ROLLOUT_TAG, registry_snapshot
+from driftloop.registry.client import registry_snapshot
 from driftloop.registry.promotion import promote, rollback, start_rollout
 from driftloop.settings import Settings, get_settings
 
@@ -118,13 +118,11 @@ def start(
 def judge_canary(settings: Settings | None = None, final: bool = True) -> CanaryVerdict:
     """Compare challenger and champion on the numbers since the rollout started. Before
     ``min_requests`` challenger requests and with ``final=False`` the decision is ``wait``."""
-
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to judge")
-    stamp, _, version = snap.tags.get(ROLLOUT_TAG, "").partition("|")
-    since = stamp if stamp and version == snap.challenger else None
+    since = snap.rollout_started
     champ, chall = live_stats(snap.champion, snap.challenger, since, settings)
     if not final and chall.requests < settings.rollout.min_requests:
         return CanaryVerdict(

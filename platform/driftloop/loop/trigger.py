@@ -14,20 +14,12 @@ import httpx
 from driftloop.data.capture import read_predictions
 from driftloop.data.store import available_months
 from driftloop.errors import NotFoundError, ServiceUnavailableError
+from driftloop.loop.events import DRIFT_EVENT, SUPPRESSED_EVENT, model_resource_id
 from driftloop.loop.ledger import check_guards
 from driftloop.monitoring.monitor import retrain_window, window_months
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
-
-DRIFT_EVENT = "driftloop.drift.detected"
-SUPPRESSED_EVENT = "driftloop.drift.suppressed"
-RESOURCE_PREFIX = "driftloop.model."
-
-
-def model_resource_id(model: str) -> str:
-    """The Prefect resource id of a registered model (what the automation matches)."""
-    return f"{RESOURCE_PREFIX}{model}"
 
 
 def emit_event(

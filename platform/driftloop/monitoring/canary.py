@@ -5,7 +5,6 @@ calibration gap. :mod:`driftloop.loop.rollout` decides on them; the admin API sh
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.data.capture import read_predictions
-from driftloop.registry.client import ROLLOUT_TAG, registry_snapshot
+from driftloop.registry.client import registry_snapshot
 from driftloop.schema import LABEL
 from driftloop.settings import Settings, get_settings
 from driftloop.stats import finite_or_none, roc_auc
@@ -102,7 +101,7 @@ def canary_metrics(champion: VariantStats, challenger: VariantStats) -> dict[str
     """Both variants' numbers as JSON-safe dicts (non-finite floats become null)."""
 
     def clean(v: Any) -> Any:
-        return None if isinstance(v, float) and not math.isfinite(v) else v
+        return finite_or_none(v) if isinstance(v, float) else v
 
     return {
         "champion": {k: clean(v) for k, v in asdict(champion).items()},
@@ -114,17 +113,16 @@ def rollout_status(settings: Settings | None = None) -> dict[str, Any]:
     """Registry state and the live numbers of the running rollout (if any)."""
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
-    stamp, _, version = snap.tags.get(ROLLOUT_TAG, "").partition("|")
-    active = snap.challenger is not None and version == snap.challenger and bool(stamp)
+    stamp = snap.rollout_started
     out: dict[str, Any] = {
         "model": snap.name,
         "champion": snap.champion,
         "challenger": snap.challenger,
         "weight": snap.weight,
         "mode": snap.mode or settings.serving.mode,
-        "rollout_started": stamp if active else None,
+        "rollout_started": stamp,
     }
-    if active:
+    if stamp is not None:
         champ, chall = live_stats(snap.champion, snap.challenger, stamp, settings)
         out["live"] = canary_metrics(champ, chall)
     return out

@@ -13,7 +13,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,8 +22,16 @@ from driftloop.errors import NotFoundError
 from driftloop.monitoring.adapter import compute_drift
 from driftloop.monitoring.judge import DriftVerdict, judge_drift
 from driftloop.monitoring.reports import ReportInfo, save_report
-from driftloop.months import parse_month
-from driftloop.registry.client import CHAMPION, get_alias, get_client, get_version, set_version_tags
+from driftloop.months import parse_month, shift_month
+from driftloop.registry.client import (
+    CHAMPION,
+    download_run_artifact,
+    get_alias,
+    get_version,
+    log_run_files,
+    log_run_metrics,
+    set_version_tags,
+)
 from driftloop.schema import EVENT_TIMESTAMP, LOCAL_TZ, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
 
@@ -75,19 +82,14 @@ class MonitorResult:
         }
 
 
-def _shift_month(month: str, delta: int) -> str:
-    y, m = int(month[:4]), int(month[5:]) - 1 + delta
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
-
-
 def retrain_window(drifted_month: str, settings: Settings | None = None) -> dict[str, str]:
     """The training window a drift in ``drifted_month`` asks for: the
     ``retrain_window_months`` months before it, holding the drifted month out for the gate
     (``train_and_register`` evaluates on the month after the window)."""
     settings = settings or get_settings()
     holdout = parse_month(drifted_month)
-    end = _shift_month(holdout, -1)
-    start = _shift_month(holdout, -settings.monitoring.retrain_window_months)
+    end = shift_month(holdout, -1)
+    start = shift_month(holdout, -settings.monitoring.retrain_window_months)
     first = parse_month(settings.data.first_month)
     start = max(start, first)
     if end < start:
@@ -116,15 +118,13 @@ def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFram
     cache = settings.state / "monitoring" / "references" / f"{run_id}.parquet"
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        client = get_client(settings)
         try:
-            local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, str(cache.parent))
-        except Exception as exc:
+            local = download_run_artifact(run_id, REFERENCE_ARTIFACT, cache.parent, settings)
+        except NotFoundError as exc:
             raise NotFoundError(
-                f"run {run_id} has no artifact {REFERENCE_ARTIFACT} ({type(exc).__name__}); "
-                "retrain the version to log its monitoring reference"
+                f"{exc}; retrain the version to log its monitoring reference"
             ) from None
-        Path(local).replace(cache)
+        local.replace(cache)
     return pd.read_parquet(cache)
 
 
@@ -159,15 +159,13 @@ def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings)
         return False
     try:
         if run_id:
-            client = get_client(settings)
-            path = f"monitoring/{report.id}"
-            for file in sorted(report.folder.iterdir()):
-                if file.is_file():
-                    client.log_artifact(run_id, str(file), path)
-            step = int(datetime.now(UTC).timestamp())
-            client.log_metric(run_id, "monitor.drift_share", report.summary.drift_share, step=step)
+            files = sorted(f for f in report.folder.iterdir() if f.is_file())
+            log_run_files(run_id, files, f"monitoring/{report.id}", settings)
+            metrics = {"monitor.drift_share": report.summary.drift_share}
             if result.live_auc is not None:
-                client.log_metric(run_id, "monitor.live_roc_auc", result.live_auc, step=step)
+                metrics["monitor.live_roc_auc"] = result.live_auc
+            step = int(datetime.now(UTC).timestamp())
+            log_run_metrics(run_id, metrics, step, settings)
         latest = {
             "report": report.id,
             "created": report.created,

@@ -1,32 +1,10 @@
-"""Model registry (MLflow, aliases only): versions, aliases, canary weight, promotion audit.
+"""Model registry (MLflow, aliases only) — the MLflow adapter package.
 
-Reads are in :mod:`driftloop.registry.client`; every alias, weight, mode or rollout change goes
-through :mod:`driftloop.registry.promotion`, which audits it."""
+Modules (nothing is re-exported here: import from the module that owns a name)::
 
-from driftloop.registry.client import (
-    CHALLENGER,
-    CHAMPION,
-    RegistrySnapshot,
-    VersionInfo,
-    get_alias,
-    get_client,
-    get_version,
-    ping,
-    register_version,
-    registry_snapshot,
-    set_version_tags,
-)
-
-__all__ = [
-    "CHALLENGER",
-    "CHAMPION",
-    "RegistrySnapshot",
-    "VersionInfo",
-    "get_alias",
-    "get_client",
-    "get_version",
-    "ping",
-    "register_version",
-    "registry_snapshot",
-    "set_version_tags",
-]
+    client     the one ``MlflowClient`` adapter: reads (versions, aliases, snapshot), version
+               registration, run-level reads/writes, model loading; raw alias/tag writes are
+               private to this package
+    promotion  the one writer of aliases and canary weight/mode/rollout tags, each change audited
+    tracking   the fluent tracking API of training runs
+"""

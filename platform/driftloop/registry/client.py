@@ -19,7 +19,8 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -36,6 +37,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 WEIGHT_TAG = "driftloop.canary_weight"
 MODE_TAG = "driftloop.canary_mode"
+#: the values of MODE_TAG
+MODES = ("canary", "shadow")
 #: ``"{ISO start}|{challenger version}"`` of the running rollout
 ROLLOUT_TAG = "driftloop.rollout_started"
 
@@ -67,8 +70,11 @@ class RegistrySnapshot:
     champion: str | None
     challenger: str | None
     weight: int
+    #: ``canary`` or ``shadow`` when the registry overrides ``settings.serving.mode``, else None
     mode: str | None
     tags: dict[str, str] = field(default_factory=dict)
+    #: ISO start of the rollout of the current challenger (None: no rollout of this challenger)
+    rollout_started: str | None = None
 
 
 # ---- connection -------------------------------------------------------------------------------
@@ -240,6 +246,16 @@ def _parse_weight(raw: str | None) -> int:
         return 0
 
 
+def rollout_tag(started: str, challenger: str) -> str:
+    """The value of ROLLOUT_TAG: when the rollout of ``challenger`` started."""
+    return f"{started}|{challenger}"
+
+
+def _parse_rollout(raw: str | None, challenger: str | None) -> str | None:
+    started, _, version = (raw or "").partition("|")
+    return started if started and challenger is not None and version == challenger else None
+
+
 def registry_snapshot(
     settings: Settings | None = None, name: str | None = None
 ) -> RegistrySnapshot:
@@ -257,8 +273,9 @@ def registry_snapshot(
         champion=aliases.get(CHAMPION),
         challenger=aliases.get(CHALLENGER),
         weight=_parse_weight(tags.get(WEIGHT_TAG)),
-        mode=tags.get(MODE_TAG) or None,
+        mode=tags.get(MODE_TAG) if tags.get(MODE_TAG) in MODES else None,
         tags=tags,
+        rollout_started=_parse_rollout(tags.get(ROLLOUT_TAG), aliases.get(CHALLENGER)),
     )
 
 
@@ -306,3 +323,45 @@ def get_run_data(
     client = get_client(settings or get_settings())
     run = _fetch(lambda: client.get_run(run_id), f"MLflow run {run_id} does not exist")
     return dict(run.data.params), dict(run.data.tags), dict(run.data.metrics)
+
+
+def download_run_artifact(run_id: str, path: str, dst_dir: Path, settings: Settings) -> Path:
+    """Download artifact ``path`` of run ``run_id`` into ``dst_dir``. MLflow down:
+    ServiceUnavailableError (pinged first); the run or the artifact missing: NotFoundError."""
+    from mlflow.exceptions import MlflowException
+
+    client = get_client(settings)
+    try:
+        return Path(client.download_artifacts(run_id, path, str(dst_dir)))
+    except (MlflowException, OSError) as exc:
+        raise NotFoundError(f"run {run_id} has no artifact {path} ({type(exc).__name__})") from None
+
+
+def log_run_files(run_id: str, files: list[Path], artifact_dir: str, settings: Settings) -> None:
+    """Upload ``files`` into ``artifact_dir`` of run ``run_id``."""
+    client = get_client(settings)
+    for file in files:
+        client.log_artifact(run_id, str(file), artifact_dir)
+
+
+def log_run_metrics(run_id: str, metrics: dict[str, float], step: int, settings: Settings) -> None:
+    """Log ``metrics`` on run ``run_id`` at ``step``."""
+    client = get_client(settings)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value, step=step)
+
+
+def set_run_tags(run_id: str, tags: dict[str, str], settings: Settings) -> None:
+    """Set ``tags`` on run ``run_id`` (no health ping: called right after a registry write)."""
+    client = get_client(settings, check=False)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def load_pyfunc(model_uri: str, settings: Settings) -> Any:
+    """``mlflow.pyfunc.load_model`` against the configured registry (``models:/name/version``)."""
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_registry_uri(settings.mlflow.uri)
+    return mlflow.pyfunc.load_model(model_uri)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
     MODE_TAG,
+    MODES,
     ROLLOUT_TAG,
     WEIGHT_TAG,
     RegistrySnapshot,
@@ -39,12 +41,11 @@ from driftloop.registry.client import (
     _set_alias,
     _set_model_tag,
     registry_snapshot,
+    rollout_tag,
 )
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
-
-MODES = ("canary", "shadow")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class RegistryChange:
     weight_after: int
     reason: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: set when a registry write failed part-way: what failed, after how many of the writes
+    error: str | None = None
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,29 @@ def _change(
     )
 
 
+def _apply(
+    change: RegistryChange, writes: list[Callable[[], None]], settings: Settings
+) -> dict[str, Any]:
+    """Run the registry writes of ``change`` in order, then audit it. When a write fails the
+    change is audited all the same (``error`` says which write, after how many succeeded), since
+    the writes before it did happen, and the failure is raised."""
+    done = 0
+    try:
+        for write in writes:
+            write()
+            done += 1
+    except Exception as exc:
+        error = f"write {done + 1} of {len(writes)} failed: {type(exc).__name__}: {exc}"
+        _audit(replace(change, error=error[:500]), settings)
+        raise
+    return _audit(change, settings)
+
+
+def _retire_challenger(settings: Settings) -> list[Callable[[], None]]:
+    """The writes that take the challenger out of serving: weight 0, then drop its alias."""
+    return [lambda: _write_weight(0, settings), lambda: _delete_alias(CHALLENGER, settings)]
+
+
 def _checked_weight(weight: int) -> int:
     """The one validation of a canary weight (readers only parse it: ``registry_snapshot``)."""
     if not 0 <= int(weight) <= 100:
@@ -153,15 +179,15 @@ def assign_alias_after_gate(
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     version = str(version)
+    writes: list[Callable[[], None]]
     if alias == CHALLENGER:
-        _write_weight(0, settings)
-        _set_alias(CHALLENGER, version, settings)
+        writes = [lambda: _write_weight(0, settings), lambda: _set_alias(alias, version, settings)]
         versions, weight_after = (snap.challenger, version), 0
     else:
-        _set_alias(CHAMPION, version, settings)
+        writes = [lambda: _set_alias(alias, version, settings)]
         versions, weight_after = (snap.champion, version), snap.weight
     change = _change(f"register_{alias}", snap, versions, weight_after, actor, reason, metrics)
-    return _audit(change, settings)
+    return _apply(change, writes, settings)
 
 
 def promote(
@@ -175,11 +201,10 @@ def promote(
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to promote")
-    _set_alias(CHAMPION, snap.challenger, settings)
-    _write_weight(0, settings)
-    _delete_alias(CHALLENGER, settings)
-    versions = (snap.champion, snap.challenger)
-    return _audit(_change("promote", snap, versions, 0, actor, reason, metrics), settings)
+    challenger = snap.challenger
+    writes = [lambda: _set_alias(CHAMPION, challenger, settings), *_retire_challenger(settings)]
+    change = _change("promote", snap, (snap.champion, challenger), 0, actor, reason, metrics)
+    return _apply(change, writes, settings)
 
 
 def rollback(
@@ -193,10 +218,9 @@ def rollback(
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to roll back")
-    _write_weight(0, settings)
-    _delete_alias(CHALLENGER, settings)
     versions = (snap.challenger, snap.champion)
-    return _audit(_change("rollback", snap, versions, 0, actor, reason, metrics), settings)
+    change = _change("rollback", snap, versions, 0, actor, reason, metrics)
+    return _apply(change, _retire_challenger(settings), settings)
 
 
 def set_weight(
@@ -212,9 +236,9 @@ def set_weight(
     snap = registry_snapshot(settings)
     if weight > 0 and snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to send {weight}% of traffic to")
-    _write_weight(weight, settings)
     versions = (snap.champion, snap.challenger)
-    return _audit(_change(action, snap, versions, weight, actor, reason), settings)
+    change = _change(action, snap, versions, weight, actor, reason)
+    return _apply(change, [lambda: _write_weight(weight, settings)], settings)
 
 
 def set_mode(
@@ -226,13 +250,15 @@ def set_mode(
         raise InvalidInputError(f"canary mode must be canary or shadow, got {mode!r}")
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
-    if mode:
-        _set_model_tag(MODE_TAG, mode, settings)
-    else:
-        _delete_model_tag(MODE_TAG, settings)
+    write: Callable[[], None] = (
+        (lambda: _set_model_tag(MODE_TAG, mode, settings))
+        if mode
+        else (lambda: _delete_model_tag(MODE_TAG, settings))
+    )
     versions = (snap.champion, snap.challenger)
     modes = {"mode_before": snap.mode, "mode_after": mode or None}
-    return _audit(_change("set_mode", snap, versions, snap.weight, actor, reason, modes), settings)
+    change = _change("set_mode", snap, versions, snap.weight, actor, reason, modes)
+    return _apply(change, [write], settings)
 
 
 def reset_champion(
@@ -246,11 +272,9 @@ def reset_champion(
     snap = registry_snapshot(settings)
     if snap.champion == str(version) and snap.challenger is None:
         return None
-    _set_alias(CHAMPION, str(version), settings)
-    _write_weight(0, settings)
-    _delete_alias(CHALLENGER, settings)
-    versions = (snap.champion, str(version))
-    return _audit(_change("demo_reset", snap, versions, 0, actor, reason), settings)
+    writes = [lambda: _set_alias(CHAMPION, str(version), settings), *_retire_challenger(settings)]
+    change = _change("demo_reset", snap, (snap.champion, str(version)), 0, actor, reason)
+    return _apply(change, writes, settings)
 
 
 def start_rollout(
@@ -263,7 +287,11 @@ def start_rollout(
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to roll out")
-    stamp = datetime.now(UTC).isoformat()
-    _set_model_tag(ROLLOUT_TAG, f"{stamp}|{snap.challenger}", settings)
+    tag = rollout_tag(datetime.now(UTC).isoformat(), snap.challenger)
+    writes = [
+        lambda: _set_model_tag(ROLLOUT_TAG, tag, settings),
+        lambda: _write_weight(weight, settings),
+    ]
     reason = f"rollout of version {snap.challenger} started"
-    return set_weight(weight, actor, reason, settings, "rollout_start")
+    versions = (snap.champion, snap.challenger)
+    return _apply(_change("rollout_start", snap, versions, weight, actor, reason), writes, settings)

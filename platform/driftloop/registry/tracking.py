@@ -128,12 +128,3 @@ def set_tag(key: str, value: Any) -> None:
 
 def log_artifact(local_path: str, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(local_path, artifact_path=artifact_path)
-
-
-def load_pyfunc(model_uri: str, settings: Settings) -> Any:
-    """``mlflow.pyfunc.load_model`` against the configured registry (``models:/name/version``)."""
-    import mlflow.pyfunc
-
-    mlflow.set_tracking_uri(settings.mlflow.uri)
-    mlflow.set_registry_uri(settings.mlflow.uri)
-    return mlflow.pyfunc.load_model(model_uri)

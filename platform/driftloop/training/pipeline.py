@@ -315,9 +315,8 @@ def register(
 
 def _tag_run(run_id: str, version: str, evaluation: Evaluation, settings: Settings) -> None:
     try:
-        client = registry.get_client(settings, check=False)
-        client.set_tag(run_id, "driftloop.model_version", version)
-        client.set_tag(run_id, tr.TAG_GATE, evaluation.decision_gate)
+        tags = {"driftloop.model_version": version, tr.TAG_GATE: evaluation.decision_gate}
+        registry.set_run_tags(run_id, tags, settings)
     except Exception:  # the version is registered; run tags are a convenience
         logger.warning("could not tag run %s with its version", run_id, exc_info=True)
 

@@ -14,7 +14,8 @@ from prefect_helpers import firings, flow_runs_of, wait_until_evaluated
 
 from driftloop.errors import NotFoundError
 from driftloop.loop.automations import automation_name, ensure_automations, read_automation
-from driftloop.loop.trigger import DRIFT_EVENT, emit_event
+from driftloop.loop.events import DRIFT_EVENT
+from driftloop.loop.trigger import emit_event
 
 pytestmark = pytest.mark.integration
 

@@ -92,7 +92,8 @@ def champion(mlflow_server: str, prefect_server: str, make_settings: Any) -> Any
 
 
 def test_summer_traffic_is_judged_logged_and_announced(champion: Any) -> None:
-    from driftloop.loop.trigger import DRIFT_EVENT, trigger_retrain
+    from driftloop.loop.events import DRIFT_EVENT
+    from driftloop.loop.trigger import trigger_retrain
     from driftloop.monitoring.monitor import TAG_DRIFT_STATUS, run_monitor
     from driftloop.registry.client import get_client, get_version
 

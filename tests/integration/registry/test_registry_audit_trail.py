@@ -54,6 +54,9 @@ def logged_source(settings: Settings, plain_source: tuple[str, str]) -> Iterator
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(settings.mlflow.uri)
+    # The fluent API's active experiment may be an earlier test's: resuming a run of another
+    # experiment is refused, so activate this run's experiment first.
+    mlflow.set_experiment(settings.mlflow.experiment)
     try:
         with mlflow.start_run(run_id=plain_source[1]) as run:
             info = mlflow.pyfunc.log_model(

@@ -30,7 +30,8 @@ def _frame(rows: int) -> pd.DataFrame:
 
 
 def test_two_rank_ddp_ends_with_identical_weights(tmp_path: Path) -> None:
-    from driftloop.embedded.services import QUIET_ENV, free_port
+    from driftloop.embedded.services import free_port
+    from driftloop.settings import QUIET_ENV
 
     _frame(4000).to_parquet(tmp_path / "frame.parquet")
     out = tmp_path / "out"

@@ -6,6 +6,7 @@ The layers themselves are import-linter contracts (pyproject.toml), run by ``mak
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,6 +30,13 @@ def _type_checking_lines(tree: ast.Module) -> set[int]:
     return lines
 
 
+def _reason(line: str) -> bool:
+    """Whether ``line`` has a comment that says something (not only a noqa or type: ignore)."""
+    _, hash_, comment = line.partition("#")
+    text = re.sub(r"(noqa(:\s*[A-Z0-9, ]+)?|type:\s*ignore(\[[^\]]*\])?)", "", comment)
+    return bool(hash_) and bool(text.strip(" #-:;,"))
+
+
 def unexplained_local_imports(path: Path) -> list[str]:
     source = path.read_text()
     lines = source.splitlines()
@@ -44,7 +52,8 @@ def unexplained_local_imports(path: Path) -> list[str]:
             if node.lineno in typing_only:
                 continue
             here, above = lines[node.lineno - 1], lines[node.lineno - 2]
-            if "#" not in here and not above.strip().startswith("#"):
+            said = _reason(here) or (above.strip().startswith("#") and _reason(above))
+            if not said:
                 out.add(f"{path.relative_to(ROOT)}:{node.lineno}: {here.strip()}")
     return sorted(out)
 
@@ -69,11 +78,16 @@ def test_the_check_catches_an_unexplained_local_import(tmp_path: Path) -> None:
         "    import json\n"
         "    return get_settings(), json\n"
     )
+    noqa_only = tmp_path / "noqa_only.py"
+    noqa_only.write_text(
+        "def h():\n    from driftloop.settings import get_settings  # noqa: F401\n"
+    )
     global ROOT
     saved, ROOT = ROOT, tmp_path
     try:
         assert unexplained_local_imports(sample) == [
             "sample.py:2: from driftloop.settings import get_settings"
         ]
+        assert len(unexplained_local_imports(noqa_only)) == 1
     finally:
         ROOT = saved

@@ -79,7 +79,27 @@ def test_registry_change_record_keeps_the_audit_field_order() -> None:
         "weight_after",
         "reason",
         "metrics",
+        "error",
     ]
+
+
+def test_a_write_failing_part_way_is_audited_with_the_error_and_raised(
+    fake: FakeRegistry, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promote moves the champion first: if dropping the challenger then fails, the champion
+    has moved all the same, so the change must be in the audit log (with what failed)."""
+    fake.aliases.update(champion="1", challenger="2")
+
+    def broken(alias: str, settings: Settings) -> None:
+        raise ConnectionError("MLflow went away")
+
+    monkeypatch.setattr(promotion, "_delete_alias", broken)
+    with pytest.raises(ConnectionError):
+        promotion.promote("t", "why", None, settings)
+    assert fake.aliases["champion"] == "2"  # the first write happened
+    (record,) = read_audit(settings)
+    assert record["action"] == "promote"
+    assert record["error"] == "write 3 of 3 failed: ConnectionError: MLflow went away"
 
 
 @pytest.mark.parametrize("weight", [-1, 101])

@@ -9,6 +9,7 @@ tests/integration/serving."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from serving_doubles import InMemoryFeatures
 
+from driftloop.registry import promotion
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.settings import Settings
 from serving.app import create_app
@@ -271,6 +273,49 @@ def test_admin_bodies_are_validated_after_auth(client: TestClient) -> None:
     assert "extra" in _error(_post(client, "/admin/promote", {"why": "x"}, ADMIN), 400).lower()
     huge = b'{"reason": "' + b"x" * MAX_BODY + b'"}'
     assert "exceeds" in _error(_post(client, "/admin/rollback", huge, ADMIN), 413)
+
+
+def test_admin_actions_answer_409_without_a_challenger_and_the_audit_record_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin routes' outcomes in process: the registry writer (promotion.py) runs for real
+    against a scripted registry (its raw MLflow writes recorded instead of sent)."""
+    aliases: dict[str, str] = {"champion": "1"}
+    writes: list[tuple[str, ...]] = []
+
+    def snapshot(settings: Settings, name: str | None = None) -> RegistrySnapshot:
+        return RegistrySnapshot(MODEL, aliases.get("champion"), aliases.get("challenger"), 0, None)
+
+    def set_alias(alias: str, version: str, settings: Settings) -> None:
+        writes.append(("set_alias", alias, version))
+        aliases[alias] = version
+
+    def delete_alias(alias: str, settings: Settings) -> None:
+        writes.append(("delete_alias", alias))
+        aliases.pop(alias, None)
+
+    monkeypatch.setattr(promotion, "registry_snapshot", snapshot)
+    monkeypatch.setattr(promotion, "_set_alias", set_alias)
+    monkeypatch.setattr(promotion, "_delete_alias", delete_alias)
+    monkeypatch.setattr(promotion, "_set_model_tag", lambda k, v, s: writes.append(("tag", k, v)))
+    with TestClient(_app(tmp_path)) as client:
+        assert "no challenger" in _error(_post(client, "/admin/promote", {}, ADMIN), 409)
+        assert "no challenger" in _error(_post(client, "/admin/rollback", {}, ADMIN), 409)
+        assert writes == []
+        aliases["challenger"] = "2"
+        r = _post(client, "/admin/promote", {"reason": "looks good"}, ADMIN)
+        assert r.status_code == 200, r.text
+        record = r.json()
+        assert (record["action"], record["from_version"], record["to_version"]) == (
+            "promote",
+            "1",
+            "2",
+        )
+        admin_digest = hashlib.sha256(b"admin-secret").hexdigest()
+        assert record["actor"] == f"token:{admin_digest[:8]}"  # who, without the secret
+        assert aliases == {"champion": "2"}
+        audit = client.get("/admin/audit", headers=ADMIN).json()
+        assert [a["action"] for a in audit] == ["promote"]
 
 
 def test_unexpected_error_is_a_logged_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

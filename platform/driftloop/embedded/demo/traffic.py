@@ -15,7 +15,7 @@ from serving import codec
 logger = logging.getLogger(__name__)
 
 
-def request_body(chunk: Any, request_id: str) -> dict[str, Any]:
+def _body(chunk: Any, request_id: str) -> dict[str, Any]:
     """An OIP v2 body with complete feature rows (and the scheduled departure) of ``chunk``."""
     return codec.request_body(chunk[[*MODEL_INPUT_COLUMNS, EVENT_TIMESTAMP]], request_id)
 
@@ -47,7 +47,7 @@ class Traffic:
 
     def send_chunk(self, chunk: Any, request_id: str) -> bool:
         try:
-            response = self.client.post(f"{self.url}/infer", json=request_body(chunk, request_id))
+            response = self.client.post(f"{self.url}/infer", json=_body(chunk, request_id))
             if response.status_code != 200:
                 logger.warning(
                     "infer %s: HTTP %s %s", request_id, response.status_code, response.text[:200]
