@@ -200,7 +200,7 @@ def test_every_alias_change_leaves_an_audit_record(
     assert v4 not in (snap.champion, snap.challenger)
 
 
-def test_a_version_whose_alias_cannot_be_set_is_removed_and_unaudited(
+def test_a_version_whose_alias_cannot_be_set_is_removed_and_the_failure_audited(
     settings: Settings,
     plain_source: tuple[str, str],
     tmp_path: Path,
@@ -212,7 +212,9 @@ def test_a_version_whose_alias_cannot_be_set_is_removed_and_unaudited(
     monkeypatch.setattr(promotion, "_set_alias", refuse)
     with pytest.raises(TrainingError, match="removed"):
         _register(settings, plain_source, "champion", tmp_path)
-    assert read_audit(settings) == []
+    (record,) = read_audit(settings)  # the attempt is on record, with what failed
+    assert record["action"] == "register_champion"
+    assert record["error"] == "write 1 of 1 failed: RuntimeError: registry said no"
     with pytest.raises(NotFoundError):
         get_version("1", settings)
     assert registry_snapshot(settings).champion is None

@@ -28,7 +28,7 @@ def test_decode_detects_features_mode_and_keeps_row_order() -> None:
     assert d.request_id == "r1"
     assert d.routing_key == "k"
     assert d.columns["distance"].tolist() == [200.0, 500.0, 800.0]
-    assert d.columns["carrier"].tolist() == ["UA", "UA", "UA"]
+    assert list(d.columns["carrier"]) == ["UA", "UA", "UA"]
 
 
 def test_decode_detects_flight_mode_and_generates_an_id() -> None:
