@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from driftloop import __version__
-from serving.routes.deps import BodyDep, PlaneDep, PredictActor
+from serving.routes.deps import InferenceDep, PlaneDep
 from serving.routes.openapi import ERRORS, JSON, documented_body
 from serving.schemas import (
     ErrorResponse,
@@ -73,14 +73,12 @@ async def version_ready(name: str, version: str, plane: PlaneDep) -> JSONRespons
 
 
 @router.post("/v2/models/{name}/infer", **_INFER_DOC)
-async def infer(name: str, _actor: PredictActor, body: BodyDep, plane: PlaneDep) -> Response:
+async def infer(name: str, call: InferenceDep) -> Response:
     """Predict P(arrival delay > 15 min) for every row (encoding: see InferenceRequest)."""
-    return Response(await plane.infer(name, body), media_type=JSON)
+    return Response(await call.plane.infer(name, call.body), media_type=JSON)
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", **_INFER_DOC)
-async def infer_version(
-    name: str, version: str, _actor: PredictActor, body: BodyDep, plane: PlaneDep
-) -> Response:
+async def infer_version(name: str, version: str, call: InferenceDep) -> Response:
     """Predict with one loaded version (champion or challenger), bypassing the router."""
-    return Response(await plane.infer(name, body, version), media_type=JSON)
+    return Response(await call.plane.infer(name, call.body, version), media_type=JSON)

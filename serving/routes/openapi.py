@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -68,7 +69,20 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "validation") for m in EXAMPLES], ref_template="#/components/schemas/{model}"
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components = schema.setdefault("components", {})
     for key, value in top.get("$defs", {}).items():
-        components.setdefault(key, value)
+        components.setdefault("schemas", {}).setdefault(key, value)
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    for route in app.routes:
+        if isinstance(route, APIRoute) and _secured(route.dependant):
+            for method in route.methods or ():
+                operation = schema["paths"][route.path_format][method.lower()]
+                operation["security"] = [{"bearer": []}]
     return schema
+
+
+def _secured(dependant: Any) -> bool:
+    """Whether a route depends (directly or below) on a scope check (``deps.require_scope``)."""
+    return any(
+        hasattr(dep.call, "required_scope") or _secured(dep) for dep in dependant.dependencies
+    )

@@ -1,5 +1,5 @@
 """CLI commands of the serving area: ``driftloop serve``, ``driftloop promote|rollback`` and
-``driftloop rollout start|status|promote|rollback``."""
+``driftloop rollout start|status|promote|rollback|mode``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from driftloop.cli.common import progress
-from driftloop.registry.promotion import promote, rollback
+from driftloop.registry.promotion import promote, rollback, set_mode
 from driftloop.settings import get_settings, use_settings
 
 rollout_app = typer.Typer(
@@ -127,6 +127,21 @@ def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = ""
 
     verdict = judge_canary()
     _echo(rollback(_actor(), reason or "manual rollback", verdict.metrics))
+
+
+@rollout_app.command("mode")
+def rollout_mode(
+    mode: Annotated[
+        str,
+        typer.Argument(
+            help="canary (the challenger answers its share), shadow (it scores a copy, the "
+            "champion answers) or settings (drop the registry override: serving.mode decides)."
+        ),
+    ],
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "",
+) -> None:
+    """Set how every serving replica uses the challenger (a registry tag, audited)."""
+    _echo(set_mode("" if mode == "settings" else mode, _actor(), reason or f"mode {mode}"))
 
 
 def register(app: typer.Typer) -> None:

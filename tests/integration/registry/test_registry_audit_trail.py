@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from driftloop.cli import main
 from driftloop.errors import NotFoundError, TrainingError
 from driftloop.registry import promotion
 from driftloop.registry.client import ROLLOUT_TAG, RegistrySnapshot, get_version, registry_snapshot
@@ -218,3 +219,23 @@ def test_a_version_whose_alias_cannot_be_set_is_removed_and_the_failure_audited(
     with pytest.raises(NotFoundError):
         get_version("1", settings)
     assert registry_snapshot(settings).champion is None
+
+
+def test_cli_rollout_mode_sets_the_registry_override_audited(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["rollout", "mode", "shadow", "--reason", "watch it first"])
+    assert registry_snapshot(settings).mode == "shadow"
+    main(["rollout", "mode", "settings"])
+    assert registry_snapshot(settings).mode is None
+    assert [(r["action"], r["metrics"]["mode_after"]) for r in read_audit(settings)] == [
+        ("set_mode", "shadow"),
+        ("set_mode", None),
+    ]
+    with pytest.raises(SystemExit) as exit_:
+        main(["rollout", "mode", "blue"])
+    assert exit_.value.code == 1
+    assert (
+        capsys.readouterr().err.strip().endswith("canary mode must be canary or shadow, got 'blue'")
+    )
+    assert len(read_audit(settings)) == 2  # nothing written for the bad value
