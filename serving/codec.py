@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -64,7 +64,12 @@ class Decoded:
 
 def describe_validation_error(err: ValidationError) -> str:
     """One line naming the first problem of a pydantic validation error (a 400 message)."""
-    first = err.errors(include_url=False)[0]
+    return describe_errors(err.errors(include_url=False))
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the first of pydantic-style ``errors`` (dicts with loc, msg, type)."""
+    first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         return f"malformed JSON: {first.get('msg', '')}".rstrip(": ")
     loc = ".".join(str(p) for p in first.get("loc", ()))

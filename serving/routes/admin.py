@@ -4,12 +4,14 @@ roll back. Changes go to the registry (the single source of truth) and are recon
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
 from driftloop.monitoring.canary import rollout_status
 from driftloop.registry.promotion import promote, read_audit, rollback, set_weight
+from serving.handles import Reconciler
 from serving.routes.deps import AdminActor, PlaneDep, ReconcilerDep, SettingsDep, json_body
 from serving.routes.openapi import ERRORS, documented_body
 from serving.schemas import ActionRequest, WeightRequest
@@ -39,9 +41,7 @@ async def admin_weight(
     actor: AdminActor, req: WeightBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
     """Set the challenger's traffic share (percent) in the registry."""
-    record = await asyncio.to_thread(set_weight, req.weight, actor, req.reason, settings)
-    await reconciler.reconcile_now()
-    return record
+    return await _write(reconciler, set_weight, req.weight, actor, req.reason, settings)
 
 
 @router.post("/promote", openapi_extra=documented_body(ActionRequest))
@@ -49,9 +49,7 @@ async def admin_promote(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
     """champion <- challenger; drop challenger; weight 0 (409 without a challenger)."""
-    record = await asyncio.to_thread(promote, actor, req.reason, req.metrics, settings)
-    await reconciler.reconcile_now()
-    return record
+    return await _write(reconciler, promote, actor, req.reason, req.metrics, settings)
 
 
 @router.post("/rollback", openapi_extra=documented_body(ActionRequest))
@@ -59,6 +57,14 @@ async def admin_rollback(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
     """Drop the challenger; weight 0 (409 without a challenger)."""
-    record = await asyncio.to_thread(rollback, actor, req.reason, req.metrics, settings)
+    return await _write(reconciler, rollback, actor, req.reason, req.metrics, settings)
+
+
+async def _write(
+    reconciler: Reconciler, change: Callable[..., dict[str, Any]], *args: Any
+) -> dict[str, Any]:
+    """Run a registry writer off the event loop, then reconcile this replica at once (the
+    others follow on their interval); returns the audit record."""
+    record = await asyncio.to_thread(change, *args)
     await reconciler.reconcile_now()
     return record

@@ -48,14 +48,6 @@ class Services:
     auth: Authenticator
 
 
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services

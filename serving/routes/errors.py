@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from driftloop.errors import DriftloopError
+from serving.codec import describe_errors
 from serving.metrics import ServingMetrics
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,8 @@ def add_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-        first = errors[0] if errors else {}
-        loc = ".".join(str(p) for p in first.get("loc", ()))
         metrics.rejected.labels("400").inc()
-        return error_response(400, f"invalid request at {loc}: {first.get('msg', 'invalid')}")
+        return error_response(400, describe_errors(errors))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, HTTPException):
