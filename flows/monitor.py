@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from driftloop.errors import NotFoundError
+from driftloop.loop.decisions import record_monitor
 from driftloop.loop.trigger import trigger_retrain
 from driftloop.monitoring.monitor import run_monitor
 
@@ -68,6 +69,16 @@ def _markdown(result: Any, decision: Any) -> str:
         "",
         f"Verdict: {result.verdict.reason}",
     ]
+    if result.verdict.info:
+        lines += ["", "Reported, not acted on:", *(f"- {i}" for i in result.verdict.info)]
+    if result.reconciliation is not None:
+        rec = result.reconciliation
+        lines += [
+            "",
+            f"Label-free estimate vs realised ROC AUC: {rec['estimated']:.3f} vs "
+            f"{rec['observed']:.3f} (error {rec['error']:+.3f}, "
+            f"{'inside' if rec['covered'] else 'outside'} the estimate's interval)",
+        ]
     if s is not None:
         auc = f"{result.live_auc:.3f}" if result.live_auc is not None else "n/a (no labels)"
         lines += [
@@ -108,6 +119,16 @@ def monitor(
         )
         return {"verdict": {"status": "no_model", "retrain": False, "reasons": [str(exc)]}}
     decision: Any = trigger_task(result, trigger) if result.verdict.retrain else None
+    record = None
+    if result.inputs is not None:
+        record = record_monitor(
+            result.model_name,
+            result.model_version,
+            {"start": result.start, "end": result.end, "months": result.months},
+            result.inputs,
+            result.verdict,
+        )
+        logger.info("decision record %s", record["id"])
     if result.report is not None:
         create_table_artifact(
             key="drift-columns",
@@ -119,6 +140,7 @@ def monitor(
     )
     logger.info("monitor: %s (%s)", result.verdict.status, result.verdict.reason)
     out: dict[str, Any] = result.to_dict()
+    out["decision_id"] = record["id"] if record is not None else None
     out["trigger"] = (
         {
             "retrain_requested": decision.retrain_requested,

@@ -101,7 +101,11 @@ def retrain(
         outcome.update(trained)
         if trained["gate"] == "challenger" and rollout:
             audit = rollout_flow()
-            outcome.update(rollout=audit.get("action"), rollout_reasons=audit.get("reason"))
+            outcome.update(
+                rollout=audit.get("action"),
+                rollout_reasons=audit.get("reason"),
+                rollout_decision=audit.get("decision_id"),
+            )
         elif trained["gate"] == "challenger":
             outcome.update(rollout="not started")
         elif trained["gate"] == "champion":

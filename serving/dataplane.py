@@ -171,7 +171,13 @@ class DataPlane:
         return Outcome(handle, variant, served, probs=probs, model_ms=ms)
 
     def _record(
-        self, decoded: codec.Decoded, key: str, rows: Rows, started: float, outcome: Outcome
+        self,
+        decoded: codec.Decoded,
+        key: str,
+        rows: Rows,
+        started: float,
+        outcome: Outcome,
+        routed: bool,
     ) -> None:
         seconds = time.perf_counter() - started
         error = outcome.error
@@ -185,6 +191,7 @@ class DataPlane:
             "routing_key": key,
             "variant": outcome.variant.value,
             "served": outcome.served,
+            "routed": routed,
             "model_name": handle.name,
             "model_version": handle.version,
             "latency_ms": seconds * 1e3,
@@ -201,6 +208,8 @@ class DataPlane:
         rows = model_rows(decoded, self.features)
         state = self.reconciler.state
         key = decoded.routing_key
+        # canary evidence only where the weight split chose: not pinned, no caller-chosen key
+        routed = pinned is None and key is None
         if key is None:
             tail = decoded.columns.get("tailnum") if decoded.mode == codec.FLIGHT else None
             key = tail[0] if tail and tail[0] else decoded.request_id
@@ -222,17 +231,17 @@ class DataPlane:
                 self._challenger_pool, self._score, handle, variant, True, rows
             )
             if outcome.probs is not None:
-                self._record(decoded, key, rows, started, outcome)
+                self._record(decoded, key, rows, started, outcome, routed)
                 probs = outcome.probs
             else:
                 logger.warning("%s: answered by the champion instead", outcome.failure)
-                self._record(decoded, key, rows, started, replace(outcome, served=False))
+                self._record(decoded, key, rows, started, replace(outcome, served=False), routed)
                 handle, variant = state.champion, Variant.CHAMPION
-                probs = self._serve_inline(decoded, key, handle, variant, started, rows)
+                probs = self._serve_inline(decoded, key, handle, variant, started, rows, routed)
         else:
-            probs = self._serve_inline(decoded, key, handle, variant, started, rows)
+            probs = self._serve_inline(decoded, key, handle, variant, started, rows, routed)
         if chosen.shadow is not None:
-            self._spawn_shadow(decoded, key, chosen.shadow, rows)
+            self._spawn_shadow(decoded, key, chosen.shadow, rows, routed)
         return codec.encode(
             self.model_name,
             handle.version,
@@ -250,9 +259,10 @@ class DataPlane:
         variant: Variant,
         started: float,
         rows: Rows,
+        routed: bool,
     ) -> np.ndarray:
         outcome = self._score(handle, variant, True, rows)
-        self._record(decoded, key, rows, started, outcome)
+        self._record(decoded, key, rows, started, outcome, routed)
         if outcome.probs is None:
             raise outcome.failure or ModelFailedError(f"model {handle.name} returned nothing")
         return outcome.probs
@@ -263,11 +273,12 @@ class DataPlane:
         key: str,
         handle: ModelHandle,
         rows: Rows,
+        routed: bool,
     ) -> None:
         def score() -> None:
             started = time.perf_counter()
             outcome = self._score(handle, Variant.CHALLENGER, False, rows)
-            self._record(decoded, key, rows, started, outcome)
+            self._record(decoded, key, rows, started, outcome, routed)
 
         future = asyncio.get_running_loop().run_in_executor(self._challenger_pool, score)
         self._background.add(future)

@@ -185,31 +185,117 @@ class ServingSettings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
+RolloutMetric = Literal["error_rate", "latency", "log_loss", "calibration"]
+
+
 class RolloutSettings(BaseModel):
+    """How a canary is judged (:mod:`driftloop.loop.rollout`): always-valid confidence
+    sequences per metric, non-inferiority margins, a sample-ratio check and an evidence budget."""
+
     canary_weight: int = Field(10, ge=0, le=100, description="Challenger share during a canary.")
-    min_requests: int = Field(500, description="Challenger requests before judging.")
-    max_minutes: float = Field(10.0, description="Judge after this long even with fewer requests.")
-    max_error_rate_increase: float = Field(0.01, description="Allowed error-rate excess.")
-    max_p95_latency_ratio: float = Field(2.0, description="Allowed challenger/champion p95 ratio.")
-    max_prediction_shift: float = Field(
-        0.15,
-        description="Allowed |mean prob challenger - champion| without labels; with labels, "
-        "allowed excess of the challenger's distance from the observed late rate.",
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Error rate of an automatic rollout decision, over all judged metrics and "
+        "every look together (each metric's confidence sequence gets alpha / metrics).",
     )
-    max_auc_drop: float = Field(0.02, description="Allowed live ROC AUC drop where labels exist.")
-    poll_s: float = Field(2.0, description="How often the rollout looks at live metrics.")
+    metrics: list[RolloutMetric] = Field(
+        ["error_rate", "latency", "log_loss", "calibration"],
+        min_length=1,
+        description="Metrics the challenger must be non-inferior on to be promoted.",
+    )
+    max_error_rate_increase: float = Field(
+        0.01, gt=0, description="Margin: allowed challenger - champion error rate (per request)."
+    )
+    max_latency_ratio: float = Field(
+        1.5,
+        gt=1,
+        description="Margin: allowed challenger/champion ratio of the geometric-mean model-call "
+        "latency (per request).",
+    )
     latency_floor_ms: float = Field(
-        5.0, description="p95 latencies below this count as this when taking their ratio."
+        5.0, ge=0, description="Model-call latencies below this count as this."
     )
-    min_labeled_rows: int = Field(100, description="Live ROC AUC judged from this many labels.")
+    log_loss_margin: float = Field(
+        0.02, gt=0, description="Margin: allowed challenger - champion log loss (labelled rows)."
+    )
+    calibration_margin: float = Field(
+        0.05,
+        gt=0,
+        description="Margin: allowed |mean predicted probability - observed late rate| of the "
+        "challenger (labelled rows).",
+    )
+    error_rate_guard: float = Field(
+        0.05, gt=0, le=1, description="Hard guard: a challenger error rate above this rolls back."
+    )
+    guard_min_requests: int = Field(20, ge=1, description="... once it served this many requests.")
+    srm_alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="Sample-ratio mismatch halts the rollout below this p."
+    )
+    srm_min_requests: int = Field(100, ge=1, description="Routed requests before the SRM check.")
+    min_requests: int = Field(
+        50, ge=1, description="Requests per variant before any metric is judged."
+    )
+    min_labeled_rows: int = Field(
+        100, ge=1, description="Labelled rows per variant before quality metrics are judged."
+    )
+    look_every: int = Field(
+        100, ge=1, description="A look at the evidence after every this many routed requests."
+    )
+    max_requests: int = Field(
+        20_000, ge=1, description="Evidence budget: routed requests (both variants) at most."
+    )
+    max_minutes: float = Field(60.0, gt=0, description="Time budget of a rollout.")
+    on_budget: Literal["rollback", "promote"] = Field(
+        "rollback", description="Decision when the budget runs out without a conclusion."
+    )
+    label_wait_s: float = Field(
+        0.0,
+        ge=0,
+        description="A look judges requests at least this old, so their labels can arrive.",
+    )
+    poll_s: float = Field(2.0, gt=0, description="How often the rollout reads the inference log.")
 
 
 class MonitoringSettings(BaseModel):
+    """What the monitor judges (:mod:`driftloop.monitoring.judge`): performance against the KPI
+    (observed on labelled rows, else estimated from the scores) and drift on features that matter.
+    Plain feature drift share is reported, not acted on."""
+
     drift_share_threshold: float = Field(
-        0.3, description="Dataset drift when this share of features drifted."
+        0.3, description="Reported as data drift (information) when this share of features drifted."
     )
     column_drift_pvalue: float = Field(0.05, description="Per-feature drift test threshold.")
-    min_auc: float = Field(0.6, description="Live ROC AUC below this is a quality alarm.")
+    min_auc: float = Field(0.6, description="KPI: ROC AUC below this is a performance alarm.")
+    max_auc_drop: float = Field(
+        0.03,
+        ge=0,
+        description="KPI: ROC AUC more than this below the version's own holdout (reference) AUC "
+        "is a performance alarm.",
+    )
+    max_calibration_gap: float = Field(
+        0.05,
+        gt=0,
+        description="KPI: |mean predicted probability - observed late rate| above this is a "
+        "performance alarm (labelled rows).",
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="A KPI alarm needs the metric's (1 - alpha) interval wholly on the wrong side.",
+    )
+    importance_drift_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Drift alarm when drifted features hold this share of the version's "
+        "permutation importance.",
+    )
+    estimate_simulations: int = Field(
+        400, ge=50, description="Label simulations of the label-free performance estimate."
+    )
     min_rows: int = Field(200, description="Windows with fewer captured rows are not judged.")
     retrain_cooldown_minutes: float = Field(60.0, description="No retrain of a model within this.")
     daily_retrain_budget: int = Field(4, description="Max automatic retrains per model per day.")

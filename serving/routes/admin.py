@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from driftloop.monitoring.canary import rollout_status
+from driftloop.monitoring.noninferiority import rollout_status
 from driftloop.registry.promotion import promote, read_audit, rollback, set_weight
 from serving.handles import Reconciler
 from serving.routes.deps import AdminActor, PlaneDep, ReconcilerDep, SettingsDep, json_body

@@ -1,5 +1,5 @@
-"""CLI commands of the monitoring area: ``driftloop drift list|show|open|run|retrains`` and
-``driftloop demo``."""
+"""CLI commands of the monitoring area: ``driftloop drift list|show|open|run|retrains``,
+``driftloop decisions list|show|replay`` and ``driftloop demo``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from driftloop.loop.ledger import list_retrains
 
 drift_app = typer.Typer(
     help="Drift reports (Evidently): list, show, open in a browser, run the monitor now.",
+    no_args_is_help=True,
+)
+decisions_app = typer.Typer(
+    help="Decision records of the monitor and the rollout: list, show, replay from inputs.",
     no_args_is_help=True,
 )
 
@@ -112,11 +116,18 @@ def run_cmd(
 ) -> None:
     """Run the monitor now, in this process (the Prefect deployment 'monitor' does the same on
     its schedule)."""
+    from driftloop.loop.decisions import record_monitor  # lazy: start-up cost
     from driftloop.monitoring.monitor import run_monitor  # lazy: start-up cost
 
     with progress("judging captured traffic"):
         result = run_monitor(start=start, end=end, model_version=version)
     typer.echo(f"{result.verdict.status}: {result.verdict.reason}")
+    if result.inputs is not None:
+        window = {"start": result.start, "end": result.end, "months": result.months}
+        rec = record_monitor(
+            result.model_name, result.model_version, window, result.inputs, result.verdict
+        )
+        typer.echo(f"decision record {rec['id']}")
     if result.report:
         typer.echo(f"report {result.report.id}: {result.report.html}")
     if trigger and result.verdict.retrain:
@@ -142,6 +153,50 @@ def retrains_cmd() -> None:
             else ""
         )
         typer.echo(f"{r.requested_at[:19]} {r.id} {r.window:<18} {r.status:<9} {detail}")
+
+
+@decisions_app.command("list")
+def decisions_list(
+    kind: Annotated[str | None, typer.Option(help="Only 'rollout' or 'monitor' records.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the last this many.")] = 30,
+) -> None:
+    """Stored decisions, oldest first: id, kind, versions, decision, reason."""
+    from driftloop.loop.decisions import list_decisions  # lazy: start-up cost
+
+    records = list_decisions(kind=kind, limit=limit)
+    if not records:
+        typer.echo("no decision records yet (the monitor and the rollout write one each)")
+        return
+    for r in records:
+        versions = ",".join(f"{k}={v}" for k, v in r.get("versions", {}).items())
+        typer.echo(
+            f"{r['id']:<30} {r['kind']:<8} {versions:<26} {r['decision']:<17} "
+            f"{str(r.get('reason', ''))[:90]}"
+        )
+
+
+@decisions_app.command("show")
+def decisions_show(
+    decision_id: Annotated[str, typer.Argument(help="Record id (or a unique prefix).")],
+) -> None:
+    """One record as JSON: inputs, the settings applied, outputs."""
+    from driftloop.loop.decisions import get_decision  # lazy: start-up cost
+
+    typer.echo(json.dumps(get_decision(decision_id), indent=2, default=str))
+
+
+@decisions_app.command("replay")
+def decisions_replay(
+    decision_id: Annotated[str, typer.Argument(help="Record id (or a unique prefix).")],
+) -> None:
+    """Recompute the decision from its stored inputs and settings; exit 1 if it differs."""
+    from driftloop.loop.decisions import get_decision, replay  # lazy: start-up cost
+
+    out = replay(get_decision(decision_id))
+    typer.echo(json.dumps(out, indent=2, default=str))
+    if not out["same"]:
+        typer.echo("error: the replayed decision differs from the stored one", err=True)
+        raise SystemExit(1)
 
 
 def demo_cmd(
@@ -180,4 +235,5 @@ def demo_cmd(
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.add_typer(drift_app, name="drift")
+    app.add_typer(decisions_app, name="decisions")
     app.command("demo")(demo_cmd)

@@ -73,60 +73,62 @@ def rollout_start(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option(help="Wait for evidence, then promote or roll back (--no-wait: only start)."),
+        typer.Option(help="Look at the evidence until it concludes (--no-wait: only start)."),
     ] = True,
-    min_requests: Annotated[
-        int | None, typer.Option(help="Challenger requests before judging (settings default).")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Judge after this long at the latest (settings default).")
-    ] = None,
 ) -> None:
-    """Put the challenger on a canary weight and (by default) judge it on live traffic."""
+    """Put the challenger on a canary weight and (by default) judge it on live traffic: a look
+    every rollout.look_every routed requests, always-valid intervals, promote / roll back /
+    extend until the budget (rollout.max_requests, rollout.max_minutes)."""
     from driftloop.loop.rollout import run_rollout, start  # lazy: start-up cost
 
     if not wait:
         _echo(start(weight, _actor()))
         return
     settings = get_settings()
-    need = settings.rollout.min_requests if min_requests is None else min_requests
-    with progress("challenger requests", total=need) as bar:
+    budget = settings.rollout.max_requests
+    with progress("routed requests judged", total=budget) as bar:
         task = bar.task_ids[0]
 
-        def on_poll(verdict: Any) -> None:
-            bar.update(task, completed=min(need, verdict.challenger.requests))
+        def on_look(look: int, decision: Any) -> None:
+            bar.update(task, completed=min(budget, decision.evidence.routed))
 
-        verdict, record = run_rollout(
-            weight, min_requests, max_minutes, actor=_actor(), on_poll=on_poll
-        )
-    typer.echo(f"{verdict.decision}: {'; '.join(verdict.reasons)}")
+        decision, record = run_rollout(weight, actor=_actor(), on_look=on_look)
+    typer.echo(f"{decision.decision}: {decision.reason}")
     _echo(record)
 
 
 @rollout_app.command("status")
 def rollout_status_cmd() -> None:
-    """Champion, challenger, weight and the running rollout's live numbers."""
-    from driftloop.monitoring.canary import rollout_status  # lazy: start-up cost
+    """Champion, challenger, weight and, during a rollout, the decision its evidence supports
+    now: every metric's interval, margin and status, and the sample-ratio check."""
+    from driftloop.monitoring.noninferiority import rollout_status  # lazy: start-up cost
 
     _echo(rollout_status())
 
 
+def _numbers(decision: Any) -> dict[str, Any]:
+    numbers: dict[str, Any] = decision.to_dict()
+    numbers.pop("evidence", None)
+    return numbers
+
+
 @rollout_app.command("promote")
 def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
-    """Judge the running rollout now and promote the challenger, recording its numbers."""
+    """Promote the challenger now (a human decision), recording what the evidence said."""
     from driftloop.loop.rollout import judge_canary  # lazy: start-up cost
 
-    verdict = judge_canary()
-    _echo(promote(_actor(), reason or "; ".join(verdict.reasons), verdict.metrics))
+    decision = judge_canary()
+    why = reason or f"manual promotion; the evidence said {decision.decision}: {decision.reason}"
+    _echo(promote(_actor(), why, _numbers(decision)))
 
 
 @rollout_app.command("rollback")
 def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
-    """Roll the running rollout back now, recording the live numbers."""
+    """Roll the running rollout back now, recording what the evidence said."""
     from driftloop.loop.rollout import judge_canary  # lazy: start-up cost
 
-    verdict = judge_canary()
-    _echo(rollback(_actor(), reason or "manual rollback", verdict.metrics))
+    decision = judge_canary()
+    _echo(rollback(_actor(), reason or "manual rollback", _numbers(decision)))
 
 
 @rollout_app.command("mode")

@@ -8,7 +8,10 @@ The serving process appends parquet files (written by ``serving.capture.CaptureW
 Their columns and types are :data:`PREDICTION_SCHEMA` and :data:`FEEDBACK_SCHEMA` (the writer
 takes them from here). Prediction rows: prediction_id (``f"{request_id}:{row}"``), request_id,
 row, ts (UTC), routing_key, variant (champion|challenger), served (False for a shadow copy or a
-challenger answer that failed and was replaced by the champion's), model_name, model_version,
+challenger answer that failed and was replaced by the champion's), routed (True when the
+weight split chose the variant, False for a request pinned to a version or carrying the caller's
+routing key: such rows are served but are no canary evidence; null in files from before the
+column), model_name, model_version,
 latency_ms (whole request), model_ms (the model call alone; null on error and in files written
 before it existed), late_probability (null on error), predicted_label, error (null when fine),
 event_timestamp (scheduled departure, UTC, when known) and every column of
@@ -46,6 +49,7 @@ PREDICTION_META_FIELDS: list[tuple[str, pa.DataType]] = [
     ("routing_key", pa.string()),
     ("variant", pa.string()),
     ("served", pa.bool_()),
+    ("routed", pa.bool_()),
     ("model_name", pa.string()),
     ("model_version", pa.string()),
     ("latency_ms", pa.float64()),

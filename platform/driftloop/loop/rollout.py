@@ -1,11 +1,16 @@
-"""Automatic canary analysis: put the challenger on a weight, watch live numbers, decide.
+"""Automatic canary analysis: put the challenger on a weight, look at the evidence as it arrives,
+promote, roll back, or keep looking.
 
-The live numbers come from the inference log (:mod:`driftloop.data.capture`), so the analysis sees
-every serving replica. Per variant, since the rollout started: requests, error rate, p95 latency
-(per request), mean predicted probability and, where labels have arrived, ROC AUC. The challenger
-is rolled back when it is worse than the champion beyond ``settings.rollout`` thresholds, else
-promoted; the decision and its numbers go to the audit log (:mod:`driftloop.registry.promotion`).
-The rollout's start is a registered-model tag, so ``status`` works from any process.
+The statistics are :mod:`driftloop.monitoring.noninferiority` (always-valid confidence sequences
+per metric, a sample-ratio check, three outcomes) on the evidence of
+:mod:`driftloop.monitoring.canary` (routed requests from the inference log, so every serving
+replica counts). Looks happen at fixed evidence sizes, every ``look_every`` routed requests, each
+on exactly the first ``k * look_every`` requests that are at least ``label_wait_s`` old: the same
+traffic reaches the same decision at the same look, whenever the poll timer fires. The rollout
+ends at the first look that concludes, or at the budget (``max_requests`` routed requests or
+``max_minutes``), where an open question becomes ``on_budget`` (roll back). The final decision is
+stored as a decision record (:mod:`driftloop.loop.decisions`) and its numbers go into the
+registry's audit log (:mod:`driftloop.registry.promotion`).
 """
 
 from __future__ import annotations
@@ -13,96 +18,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driftloop.errors import ConflictError
-from driftloop.monitoring.canary import VariantStats, canary_metrics, live_stats
-from driftloop.registry.client import registry_snapshot
+from driftloop.loop.decisions import record_rollout
+from driftloop.monitoring.canary import gather_evidence, read_rollout_frame
+from driftloop.monitoring.noninferiority import (
+    EXTEND,
+    HALT,
+    PROMOTE,
+    ROLLBACK,
+    CanaryDecision,
+    current_decision,
+    decide,
+)
+from driftloop.registry.client import RegistrySnapshot, registry_snapshot
 from driftloop.registry.promotion import promote, rollback, start_rollout
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-PROMOTE, ROLLBACK, WAIT = "promote", "rollback", "wait"
-
-
-@dataclass
-class CanaryVerdict:
-    decision: str
-    reasons: list[str]
-    champion: VariantStats
-    challenger: VariantStats
-    started: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def compare(
-    champion: VariantStats, challenger: VariantStats, settings: Settings | None = None
-) -> tuple[str, list[str]]:
-    """``(promote|rollback, reasons)`` from the thresholds of ``settings.rollout``."""
-    r = (settings or get_settings()).rollout
-    reasons: list[str] = []
-    if challenger.requests == 0:
-        return ROLLBACK, ["the challenger served no request during the rollout"]
-    excess = challenger.error_rate - champion.error_rate
-    if excess > r.max_error_rate_increase:
-        reasons.append(
-            f"error rate {challenger.error_rate:.2%} vs champion {champion.error_rate:.2%} "
-            f"(+{excess:.2%} > {r.max_error_rate_increase:.2%})"
-        )
-    if challenger.p95_latency_ms is not None and champion.p95_latency_ms is not None:
-        floor = r.latency_floor_ms
-        ratio = max(challenger.p95_latency_ms, floor) / max(champion.p95_latency_ms, floor)
-        if ratio > r.max_p95_latency_ratio:
-            reasons.append(
-                f"p95 latency {challenger.p95_latency_ms:.1f} ms vs champion "
-                f"{champion.p95_latency_ms:.1f} ms in the model call "
-                f"(x{ratio:.1f} > x{r.max_p95_latency_ratio})"
-            )
-    if challenger.calibration_gap is not None and champion.calibration_gap is not None:
-        # Labels arrived: a retrain after drift is meant to move the predictions, so judge the
-        # move against the truth (the observed late rate), not against the old model.
-        worse = challenger.calibration_gap - champion.calibration_gap
-        if worse > r.max_prediction_shift:
-            reasons.append(
-                f"mean predicted probability {challenger.mean_probability:.3f} is "
-                f"{challenger.calibration_gap:.3f} from the observed late rate vs champion's "
-                f"{champion.calibration_gap:.3f} (worse by {worse:.3f} > {r.max_prediction_shift})"
-            )
-    elif challenger.mean_probability is not None and champion.mean_probability is not None:
-        shift = abs(challenger.mean_probability - champion.mean_probability)
-        if shift > r.max_prediction_shift:
-            reasons.append(
-                f"mean predicted probability {challenger.mean_probability:.3f} vs champion "
-                f"{champion.mean_probability:.3f} (shift {shift:.3f} > {r.max_prediction_shift})"
-            )
-    if challenger.auc is not None and champion.auc is not None:
-        drop = champion.auc - challenger.auc
-        if drop > r.max_auc_drop:
-            reasons.append(
-                f"live ROC AUC {challenger.auc:.3f} vs champion {champion.auc:.3f} "
-                f"(drop {drop:.3f} > {r.max_auc_drop})"
-            )
-    if reasons:
-        return ROLLBACK, reasons
-    auc = (
-        f", live ROC AUC {challenger.auc:.3f} vs {champion.auc:.3f}"
-        if challenger.auc is not None and champion.auc is not None
-        else ""
-    )
-    return PROMOTE, [
-        f"challenger within thresholds over {challenger.requests} requests: error rate "
-        f"{challenger.error_rate:.2%}, p95 {_ms(challenger.p95_latency_ms)} in the model call, "
-        f"{_ms(challenger.p95_request_ms)} per request{auc}"
-    ]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"
+__all__ = ["EXTEND", "HALT", "PROMOTE", "ROLLBACK", "act", "judge_canary", "run_rollout", "start"]
 
 
 def start(
@@ -115,80 +52,101 @@ def start(
     return start_rollout(weight, actor, settings)
 
 
-def judge_canary(settings: Settings | None = None, final: bool = True) -> CanaryVerdict:
-    """Compare challenger and champion on the numbers since the rollout started. Before
-    ``min_requests`` challenger requests and with ``final=False`` the decision is ``wait``."""
+def judge_canary(settings: Settings | None = None) -> CanaryDecision:
+    """The decision the running rollout's evidence supports now (409 without a challenger)."""
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to judge")
-    since = snap.rollout_started
-    champ, chall = live_stats(snap.champion, snap.challenger, since, settings)
-    if not final and chall.requests < settings.rollout.min_requests:
-        return CanaryVerdict(
-            WAIT, [f"{chall.requests} challenger requests so far"], champ, chall, since
-        )
-    decision, reasons = compare(champ, chall, settings)
-    return CanaryVerdict(decision, reasons, champ, chall, since, canary_metrics(champ, chall))
+    return current_decision(settings, snap)
 
 
-def wait_for_evidence(
+def _look(
+    settings: Settings, snap: RegistrySnapshot, frame: Any, size: int, until: Any, final: bool
+) -> CanaryDecision:
+    r = settings.rollout
+    evidence = gather_evidence(
+        frame,
+        snap.champion,
+        snap.challenger,
+        snap.mode or settings.serving.mode,
+        snap.weight,
+        r.latency_floor_ms,
+        limit=size,
+        until=until,
+    )
+    return decide(evidence, r, final)
+
+
+def wait_for_decision(
     settings: Settings | None = None,
-    min_requests: int | None = None,
-    max_minutes: float | None = None,
-    poll_s: float | None = None,
-    on_poll: Callable[[CanaryVerdict], None] | None = None,
-) -> CanaryVerdict:
-    """Poll until the challenger has ``min_requests`` requests, a failure is already clear
-    (error-rate threshold crossed after 20 requests), or ``max_minutes`` passed."""
+    on_look: Callable[[int, CanaryDecision], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[CanaryDecision, int]:
+    """Look at the evidence every ``look_every`` routed requests until a look concludes or the
+    budget is spent; returns the decision and the number of looks taken."""
     settings = settings or get_settings()
     r = settings.rollout
-    need = r.min_requests if min_requests is None else min_requests
-    deadline = time.monotonic() + 60 * (r.max_minutes if max_minutes is None else max_minutes)
-    every = r.poll_s if poll_s is None else poll_s
-    tuned = settings.model_copy(update={"rollout": r.model_copy(update={"min_requests": need})})
+    snap = registry_snapshot(settings)
+    if snap.challenger is None:
+        raise ConflictError(f"model {snap.name} has no challenger to judge")
+    deadline = clock() + 60.0 * r.max_minutes
+    looks = 0
     while True:
-        verdict = judge_canary(tuned, final=False)
-        if on_poll:
-            on_poll(verdict)
-        if verdict.decision != WAIT:
-            return verdict
-        chall, champ = verdict.challenger, verdict.champion
-        failing = chall.requests >= 20 and (
-            chall.error_rate - champ.error_rate > r.max_error_rate_increase
-        )
-        if failing or time.monotonic() >= deadline:
-            return judge_canary(tuned, final=True)
-        time.sleep(every)
+        frame = read_rollout_frame(settings, snap.rollout_started)
+        until = datetime.now(UTC) - timedelta(seconds=r.label_wait_s)
+        available = _look(settings, snap, frame, r.max_requests, until, False).evidence.available
+        while (looks + 1) * r.look_every <= min(available, r.max_requests):
+            looks += 1
+            size = looks * r.look_every
+            decision = _look(settings, snap, frame, size, until, size >= r.max_requests)
+            if on_look is not None:
+                on_look(looks, decision)
+            if decision.decision != EXTEND:
+                return decision, looks
+        if available >= r.max_requests:  # budget reached between two look sizes
+            looks += 1
+            return _look(settings, snap, frame, r.max_requests, until, True), looks
+        if clock() >= deadline:
+            looks += 1
+            decision = _look(settings, snap, frame, r.max_requests, until, True)
+            decision.reasons.insert(0, f"time budget of {r.max_minutes:g} min spent")
+            return decision, looks
+        sleep(r.poll_s)
 
 
 def act(
-    verdict: CanaryVerdict, actor: str = "rollout", settings: Settings | None = None
+    decision: CanaryDecision,
+    actor: str = "rollout",
+    settings: Settings | None = None,
+    record_id: str | None = None,
 ) -> dict[str, Any]:
-    """Promote or roll back by the verdict; the audit record carries the reasons and numbers."""
-
+    """Promote, or roll back (also on a halt), by the decision; the audit record carries the
+    reasons, the decision record's id and the numbers."""
     settings = settings or get_settings()
-    reason = "; ".join(verdict.reasons)
-    if verdict.decision == PROMOTE:
-        return promote(actor, reason, verdict.metrics, settings)
-    if verdict.decision == ROLLBACK:
-        return rollback(actor, reason, verdict.metrics, settings)
-    raise ConflictError(f"no decision yet: {reason}")
+    reason = decision.reason if record_id is None else f"[{record_id}] {decision.reason}"
+    numbers = decision.to_dict()
+    numbers.pop("evidence", None)  # in the decision record; the audit line stays readable
+    if decision.decision == PROMOTE:
+        return promote(actor, reason, numbers, settings)
+    if decision.decision in (ROLLBACK, HALT):
+        return rollback(actor, reason, numbers, settings)
+    raise ConflictError(f"no decision yet: {decision.reason}")
 
 
 def run_rollout(
     weight: int | None = None,
-    min_requests: int | None = None,
-    max_minutes: float | None = None,
-    poll_s: float | None = None,
     actor: str = "rollout",
     settings: Settings | None = None,
-    on_poll: Callable[[CanaryVerdict], None] | None = None,
-) -> tuple[CanaryVerdict, dict[str, Any]]:
-    """start -> wait for evidence -> promote or roll back. Returns the verdict and audit record."""
+    on_look: Callable[[int, CanaryDecision], None] | None = None,
+) -> tuple[CanaryDecision, dict[str, Any]]:
+    """start -> look until a conclusion -> record -> promote or roll back. Returns the decision
+    and the audit record."""
     settings = settings or get_settings()
     start(weight, actor, settings)
-    verdict = wait_for_evidence(settings, min_requests, max_minutes, poll_s, on_poll)
-    record = act(verdict, actor, settings)
-    logger.info("rollout decided %s: %s", verdict.decision, "; ".join(verdict.reasons))
-    return verdict, record
+    decision, looks = wait_for_decision(settings, on_look)
+    record = record_rollout(decision, looks, settings)
+    audit = act(decision, actor, settings, record["id"])
+    logger.info("rollout decided %s (%s): %s", decision.decision, record["id"], decision.reason)
+    return decision, audit

@@ -1,11 +1,30 @@
-"""Live numbers of a canary, per variant, from the inference log (:mod:`driftloop.data.capture`),
-so they cover every serving replica: requests, error rate, p95 latency of the model call and of
-the whole request, mean predicted probability and, where labels have arrived, ROC AUC and the
-calibration gap. :mod:`driftloop.loop.rollout` decides on them; the admin API shows them."""
+"""The evidence of a canary, per variant, from the inference log (:mod:`driftloop.data.capture`),
+so it covers every serving replica.
+
+Only *routed* requests count: those whose variant the weight split chose. Requests pinned to a
+version (``/versions/{v}/infer``) or carrying the caller's routing key are served but are no
+evidence (a caller could pick who answers). The routed requests since the rollout started are
+ordered by arrival (time, then request id); a look at ``n`` requests uses exactly the first ``n``,
+so the same traffic gives the same evidence whenever the look happens.
+
+Per variant the evidence is sufficient statistics (:class:`~driftloop.sequential.MeanStats`), not
+rows, so a decision can be stored and recomputed from its record:
+
+- ``error``: per request, 1 when any row failed (a challenger failure answered by the champion
+  still counts against the challenger);
+- ``latency``: per successful request, log of the model call in ms (floored at
+  ``latency_floor_ms``): differences of means are log ratios of geometric means;
+- ``log_loss`` and ``residual`` (predicted probability - label): per labelled row.
+
+In ``shadow`` mode both models scored the same rows, so the log loss is also compared *paired*
+(per row, challenger - champion), which removes the rows' own variance. ROC AUC is reported per
+variant with its DeLong interval; it is not a per-row average, so it informs but does not decide.
+:mod:`driftloop.loop.rollout` decides on this evidence; the admin API and the CLI show it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,116 +32,256 @@ import numpy as np
 import pandas as pd
 
 from driftloop.data.capture import read_predictions
-from driftloop.registry.client import registry_snapshot
-from driftloop.schema import LABEL
-from driftloop.settings import Settings, get_settings
-from driftloop.stats import finite_or_none, roc_auc
+from driftloop.monitoring.performance import observed_roc_auc
+from driftloop.schema import LABEL, OUTPUT_PROBABILITY
+from driftloop.sequential import MeanStats
+from driftloop.settings import Settings
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before the log loss.
+EPS = 1e-7
 
 
-@dataclass
-class VariantStats:
+@dataclass(frozen=True)
+class ArmEvidence:
+    """One variant's evidence: sufficient statistics plus numbers shown to people."""
+
     version: str | None
     requests: int = 0
     rows: int = 0
-    errors: int = 0
-    error_rate: float = 0.0
-    #: p95 of the model call (``model_ms``), what a canary judges: the whole-request time of
-    #: a challenger also holds the server's thread hop, which its promotion removes
-    p95_latency_ms: float | None = None
-    #: p95 of the whole request as the caller saw it (reported, not judged)
+    labeled: int = 0
+    error: MeanStats = field(default_factory=lambda: MeanStats(binary=True))
+    latency: MeanStats = field(default_factory=MeanStats)
+    log_loss: MeanStats = field(default_factory=MeanStats)
+    residual: MeanStats = field(default_factory=MeanStats)
+    p95_model_ms: float | None = None
     p95_request_ms: float | None = None
     mean_probability: float | None = None
-    labeled: int = 0
-    auc: float | None = None
-    #: |mean predicted probability - observed late rate| over labeled rows (when judged)
-    calibration_gap: float | None = None
+    roc_auc: dict[str, Any] | None = None
 
+    @property
+    def errors(self) -> int:
+        return round(self.error.total)
 
-def variant_stats(df: pd.DataFrame, version: str | None, min_labeled: int) -> VariantStats:
-    """Live numbers of one variant's captured rows."""
-    stats = VariantStats(version=version)
-    if df.empty:
-        return stats
-    stats.rows = len(df)
-    model_ms = df["model_ms"] if "model_ms" in df.columns else pd.Series(np.nan, index=df.index)
-    per_request = (
-        df.assign(model=model_ms.fillna(df["latency_ms"]))  # files from before model_ms
-        .groupby("request_id", sort=False)
-        .agg(
-            latency=("latency_ms", "max"),
-            model=("model", "max"),
-            failed=("error", lambda s: s.notna().any()),
+    @property
+    def error_rate(self) -> float:
+        return self.error.mean if self.error.n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("error", "latency", "log_loss", "residual"):
+            out[key] = getattr(self, key).to_dict()
+        out["errors"] = self.errors
+        out["error_rate"] = self.error_rate
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArmEvidence:
+        def opt(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            version=data.get("version"),
+            requests=int(data.get("requests", 0)),
+            rows=int(data.get("rows", 0)),
+            labeled=int(data.get("labeled", 0)),
+            error=MeanStats.from_dict(data["error"]),
+            latency=MeanStats.from_dict(data["latency"]),
+            log_loss=MeanStats.from_dict(data["log_loss"]),
+            residual=MeanStats.from_dict(data["residual"]),
+            p95_model_ms=opt("p95_model_ms"),
+            p95_request_ms=opt("p95_request_ms"),
+            mean_probability=opt("mean_probability"),
+            roc_auc=data.get("roc_auc"),
         )
+
+
+@dataclass(frozen=True)
+class CanaryEvidence:
+    """Both variants' evidence over the first ``routed`` routed requests of a rollout."""
+
+    mode: str
+    weight: int
+    champion: ArmEvidence
+    challenger: ArmEvidence
+    #: routed requests in the evidence, and those of them the challenger got (canary) or
+    #: scored a copy of (shadow): the sample-ratio check compares their share with the weight
+    routed: int = 0
+    treated: int = 0
+    #: shadow mode: per labelled row, challenger - champion log loss
+    paired_log_loss: MeanStats | None = None
+    #: routed requests seen so far (the evidence may use fewer), and requests left out
+    available: int = 0
+    excluded: int = 0
+    first_ts: str | None = None
+    last_ts: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "weight": self.weight,
+            "champion": self.champion.to_dict(),
+            "challenger": self.challenger.to_dict(),
+            "routed": self.routed,
+            "treated": self.treated,
+            "paired_log_loss": (
+                self.paired_log_loss.to_dict() if self.paired_log_loss is not None else None
+            ),
+            "available": self.available,
+            "excluded": self.excluded,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CanaryEvidence:
+        paired = data.get("paired_log_loss")
+        return cls(
+            mode=str(data["mode"]),
+            weight=int(data["weight"]),
+            champion=ArmEvidence.from_dict(data["champion"]),
+            challenger=ArmEvidence.from_dict(data["challenger"]),
+            routed=int(data["routed"]),
+            treated=int(data["treated"]),
+            paired_log_loss=MeanStats.from_dict(paired) if paired else None,
+            available=int(data.get("available", 0)),
+            excluded=int(data.get("excluded", 0)),
+            first_ts=data.get("first_ts"),
+            last_ts=data.get("last_ts"),
+        )
+
+
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1.0 - EPS)
+    loss: np.ndarray = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+    return loss
+
+
+def _p95(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(np.percentile(values, 95)) if not values.empty else None
+
+
+def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: float) -> ArmEvidence:
+    """Evidence of one variant from its captured rows (labels in ``is_late`` where known)."""
+    if rows.empty:
+        return ArmEvidence(version)
+    failed = rows["error"].notna()
+    model_ms = rows["model_ms"] if "model_ms" in rows.columns else rows["latency_ms"]
+    per_request = (
+        rows.assign(model=model_ms.fillna(rows["latency_ms"]), failed=failed)
+        .groupby("request_id", sort=False)
+        .agg(latency=("latency_ms", "max"), model=("model", "max"), failed=("failed", "any"))
     )
-    stats.requests = len(per_request)
-    stats.errors = int(per_request["failed"].sum())
-    stats.error_rate = stats.errors / stats.requests
-    stats.p95_request_ms = float(np.percentile(per_request["latency"], 95))
-    ok_model = per_request["model"].dropna()
-    if not ok_model.empty:
-        stats.p95_latency_ms = float(np.percentile(ok_model, 95))
-    ok = df[df["error"].isna() & df["late_probability"].notna()]
-    if not ok.empty:
-        stats.mean_probability = float(ok["late_probability"].mean())
-    if LABEL in ok.columns:
-        labeled = ok[ok[LABEL].notna()]
-        stats.labeled = len(labeled)
-        if stats.labeled >= min_labeled:
-            y = labeled[LABEL].to_numpy(dtype=int)
-            p = labeled["late_probability"].to_numpy(dtype=float)
-            stats.auc = finite_or_none(roc_auc(y, p))
-            stats.calibration_gap = float(abs(p.mean() - y.mean()))
-    return stats
+    ok_model = per_request.loc[~per_request["failed"], "model"].dropna().to_numpy(dtype=float)
+    ok = rows[~failed & rows[OUTPUT_PROBABILITY].notna()]
+    labeled = ok[ok[LABEL].notna()] if LABEL in ok.columns else ok.iloc[0:0]
+    y = labeled[LABEL].to_numpy(dtype=np.float64)
+    p = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=np.float64)
+    return ArmEvidence(
+        version=version,
+        requests=len(per_request),
+        rows=len(rows),
+        labeled=len(labeled),
+        error=MeanStats.of(per_request["failed"].to_numpy(dtype=float), binary=True),
+        latency=MeanStats.of(np.log(np.maximum(ok_model, max(latency_floor_ms, 1e-3)))),
+        log_loss=MeanStats.of(_row_log_loss(y, p)),
+        residual=MeanStats.of(p - y),
+        p95_model_ms=_p95(per_request.loc[~per_request["failed"], "model"]),
+        p95_request_ms=_p95(per_request["latency"]),
+        mean_probability=float(ok[OUTPUT_PROBABILITY].mean()) if not ok.empty else None,
+        roc_auc=_auc(y, p),
+    )
 
 
-def live_stats(
+def _auc(y: np.ndarray, p: np.ndarray) -> dict[str, Any] | None:
+    interval = observed_roc_auc(y, p) if len(y) else None
+    return interval.to_dict() if interval is not None else None
+
+
+def _routed(frame: pd.DataFrame) -> pd.Series:
+    if "routed" not in frame.columns:  # files from before the column: all were routed
+        return pd.Series(True, index=frame.index)
+    return frame["routed"].map(lambda v: True if v is None or v is pd.NA else bool(v)).astype(bool)
+
+
+def gather_evidence(
+    frame: pd.DataFrame,
     champion: str | None,
     challenger: str | None,
-    since: datetime | str | None,
-    settings: Settings | None = None,
-) -> tuple[VariantStats, VariantStats]:
-    """Champion and challenger numbers from the inference log since ``since``. The champion's
-    are its served answers; the challenger's are every attempt (canary or shadow)."""
-    settings = settings or get_settings()
-    df = read_predictions(settings, start=since)
-    min_labeled = settings.rollout.min_labeled_rows
-    if df.empty:
-        return VariantStats(champion), VariantStats(challenger)
-    version = df["model_version"].astype(str)
-    champ = df[(df["variant"] == "champion") & (version == str(champion)) & df["served"]]
-    chall = df[(df["variant"] == "challenger") & (version == str(challenger))]
-    return (
-        variant_stats(champ, champion, min_labeled),
-        variant_stats(chall, challenger, min_labeled),
+    mode: str,
+    weight: int,
+    latency_floor_ms: float,
+    limit: int | None = None,
+    until: datetime | pd.Timestamp | None = None,
+) -> CanaryEvidence:
+    """The evidence in ``frame`` (capture rows since the rollout started, labels joined): the
+    first ``limit`` routed requests (all when None) that arrived no later than ``until``."""
+    empty = CanaryEvidence(mode, weight, ArmEvidence(champion), ArmEvidence(challenger))
+    if frame.empty:
+        return empty
+    version = frame["model_version"].astype(str)
+    ours = frame[version.isin([str(champion), str(challenger)])]
+    routed_mask = _routed(ours)
+    excluded = int(ours.loc[~routed_mask, "request_id"].nunique())
+    ours = ours[routed_mask]
+    arrivals = ours.groupby("request_id", sort=False)["ts"].min().reset_index()
+    arrivals = arrivals.sort_values(["ts", "request_id"], kind="stable")
+    if until is not None:
+        arrivals = arrivals[arrivals["ts"] <= pd.Timestamp(until)]
+    available = len(arrivals)
+    chosen = arrivals if limit is None else arrivals.head(limit)
+    if chosen.empty:
+        return CanaryEvidence(
+            mode, weight, ArmEvidence(champion), ArmEvidence(challenger), available=available
+        )
+    rows = ours[ours["request_id"].isin(set(chosen["request_id"]))]
+    is_chall = (rows["variant"] == "challenger") & (
+        rows["model_version"].astype(str) == str(challenger)
+    )
+    is_champ = (
+        (rows["variant"] == "champion")
+        & (rows["model_version"].astype(str) == str(champion))
+        & rows["served"].astype(bool)
+    )
+    treated_ids = set(rows.loc[is_chall, "request_id"])
+    chall_rows = rows[is_chall]
+    if mode == "shadow":  # both scored the mirrored requests: compare on those
+        champ_rows = rows[is_champ & rows["request_id"].isin(treated_ids)]
+    else:  # a challenger failure answered by the champion is the challenger's request
+        champ_rows = rows[is_champ & ~rows["request_id"].isin(treated_ids)]
+    return CanaryEvidence(
+        mode=mode,
+        weight=weight,
+        champion=arm_evidence(champ_rows, champion, latency_floor_ms),
+        challenger=arm_evidence(chall_rows, challenger, latency_floor_ms),
+        routed=len(chosen),
+        treated=len(treated_ids),
+        paired_log_loss=_paired_log_loss(champ_rows, chall_rows) if mode == "shadow" else None,
+        available=available,
+        excluded=excluded,
+        first_ts=pd.Timestamp(chosen["ts"].iloc[0]).isoformat(),
+        last_ts=pd.Timestamp(chosen["ts"].iloc[-1]).isoformat(),
     )
 
 
-def canary_metrics(champion: VariantStats, challenger: VariantStats) -> dict[str, Any]:
-    """Both variants' numbers as JSON-safe dicts (non-finite floats become null)."""
+def _paired_log_loss(champ: pd.DataFrame, chall: pd.DataFrame) -> MeanStats:
+    """Per labelled row scored by both: challenger log loss - champion log loss."""
+    cols = ["prediction_id", OUTPUT_PROBABILITY, LABEL]
+    ok = [
+        df.loc[df["error"].isna() & df[OUTPUT_PROBABILITY].notna() & df[LABEL].notna(), cols]
+        for df in (champ, chall)
+    ]
+    both = ok[0].merge(ok[1], on="prediction_id", suffixes=("_a", "_b"))
+    if both.empty:
+        return MeanStats()
+    y = both[f"{LABEL}_a"].to_numpy(dtype=np.float64)
+    loss_a = _row_log_loss(y, both[f"{OUTPUT_PROBABILITY}_a"].to_numpy(dtype=np.float64))
+    loss_b = _row_log_loss(y, both[f"{OUTPUT_PROBABILITY}_b"].to_numpy(dtype=np.float64))
+    return MeanStats.of(loss_b - loss_a)
 
-    def clean(v: Any) -> Any:
-        return finite_or_none(v) if isinstance(v, float) else v
 
-    return {
-        "champion": {k: clean(v) for k, v in asdict(champion).items()},
-        "challenger": {k: clean(v) for k, v in asdict(challenger).items()},
-    }
+def read_rollout_frame(settings: Settings, since: datetime | str | None) -> pd.DataFrame:
+    """Capture rows since the rollout started, with the labels that arrived."""
+    return read_predictions(settings, start=since)
 
-
-def rollout_status(settings: Settings | None = None) -> dict[str, Any]:
-    """Registry state and the live numbers of the running rollout (if any)."""
-    settings = settings or get_settings()
-    snap = registry_snapshot(settings)
-    stamp = snap.rollout_started
-    out: dict[str, Any] = {
-        "model": snap.name,
-        "champion": snap.champion,
-        "challenger": snap.challenger,
-        "weight": snap.weight,
-        "mode": snap.mode or settings.serving.mode,
-        "rollout_started": stamp,
-    }
-    if stamp is not None:
-        champ, chall = live_stats(snap.champion, snap.challenger, stamp, settings)
-        out["live"] = canary_metrics(champ, chall)
-    return out

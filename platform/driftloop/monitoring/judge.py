@@ -1,11 +1,22 @@
-"""Thresholds -> verdict: does a drift summary call for a retrain?
+"""Does a monitoring window call for a retrain? Performance against the KPI first, then drift on
+the features that matter; plain drift share is reported, not acted on.
 
-Rules (all thresholds in ``settings.monitoring``):
+Inputs are one :class:`JudgeInputs` (stored in the window's decision record, so the verdict can
+be recomputed: :func:`driftloop.loop.decisions.replay`); thresholds are ``settings.monitoring``.
 
-- fewer than ``min_rows`` current rows: ``insufficient_data`` (never an alarm);
-- the share of drifted features reaches ``drift_share_threshold``: data drift;
-- the prediction (``late_probability``) drifted: prediction drift;
-- with at least ``min_labeled_rows`` labels, live ROC AUC below ``min_auc``: quality alarm.
+- fewer than ``min_rows`` captured rows: ``insufficient_data`` (never an alarm);
+- **performance** (``quality``): the KPI is ROC AUC of at least
+  ``max(min_auc, reference AUC - max_auc_drop)`` (the reference is the version's own holdout).
+  With ``min_labeled_rows`` labels the *observed* AUC is judged (DeLong interval), else the
+  *estimated* one (CBPE from the scores, :mod:`driftloop.monitoring.performance`). An alarm needs
+  the whole ``1 - alpha`` interval below the KPI: "below the KPI by more than its uncertainty".
+  With labels, the calibration gap ``|mean(p) - late rate|`` whose interval lies entirely above
+  ``max_calibration_gap`` is an alarm too (a shifted late rate breaks the decision threshold);
+- **drift on features that matter** (``drift``): the drifted features hold at least
+  ``importance_drift_threshold`` of the version's permutation importance (ROC AUC drop when the
+  feature is shuffled, clipped at 0);
+- information only: the drift share (``drift_share_threshold``) and prediction drift. Seasonal
+  weather drifts every month; acting on it would retrain every month.
 
 Any alarm makes ``retrain`` true.
 """
@@ -15,7 +26,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from driftloop.monitoring.adapter import DriftSummary
 from driftloop.settings import MonitoringSettings
 
 Status = Literal["ok", "drift", "quality", "insufficient_data"]
@@ -29,6 +39,10 @@ class DriftVerdict:
     retrain: bool
     reasons: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
+    #: observations that are reported but do not call for a retrain
+    info: list[str] = field(default_factory=list)
+    #: the numbers the verdict compared (KPI, intervals, importance share)
+    numbers: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,43 +52,125 @@ class DriftVerdict:
         return "; ".join(self.reasons) or self.status
 
 
-def judge_drift(summary: DriftSummary, settings: MonitoringSettings | None = None) -> DriftVerdict:
-    """Apply the monitoring thresholds to ``summary``."""
+@dataclass(frozen=True)
+class JudgeInputs:
+    """Everything the verdict depends on (intervals as ``Interval.to_dict()`` of
+    :mod:`driftloop.monitoring.performance`)."""
+
+    rows: int
+    labeled: int
+    drift_share: float | None = None
+    drifted_columns: list[str] = field(default_factory=list)
+    prediction_drift: dict[str, Any] | None = None
+    importance: dict[str, float] = field(default_factory=dict)
+    reference_auc: float | None = None
+    observed_auc: dict[str, Any] | None = None
+    estimated_auc: dict[str, Any] | None = None
+    calibration_gap: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JudgeInputs:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def kpi_auc(reference_auc: float | None, settings: MonitoringSettings) -> float:
+    """The ROC AUC a version must keep: ``min_auc``, raised to its own holdout AUC minus
+    ``max_auc_drop`` when that is known."""
+    if reference_auc is None:
+        return settings.min_auc
+    return max(settings.min_auc, reference_auc - settings.max_auc_drop)
+
+
+def importance_share(drifted: list[str], importance: dict[str, float]) -> float | None:
+    """Share of the (non-negative) permutation importance held by the drifted features."""
+    weights = {k: max(0.0, float(v)) for k, v in importance.items()}
+    total = sum(weights.values())
+    if total <= 0.0:
+        return None
+    return sum(weights.get(c, 0.0) for c in drifted) / total
+
+
+def _interval_text(iv: dict[str, Any]) -> str:
+    return f"{iv['estimate']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]"
+
+
+def judge(inputs: JudgeInputs, settings: MonitoringSettings | None = None) -> DriftVerdict:
+    """Apply the monitoring rules (module docstring) to ``inputs``."""
     settings = settings or MonitoringSettings()
-    if summary.rows_current < settings.min_rows:
+    if inputs.rows < settings.min_rows:
         return DriftVerdict(
             status="insufficient_data",
             retrain=False,
-            reasons=[f"{summary.rows_current} captured rows < min_rows {settings.min_rows}"],
+            reasons=[f"{inputs.rows} captured rows < min_rows {settings.min_rows}"],
         )
-    reasons: list[str] = []
+    kpi = kpi_auc(inputs.reference_auc, settings)
+    numbers: dict[str, Any] = {"kpi_auc": kpi, "reference_auc": inputs.reference_auc}
     alarms: list[str] = []
-    if summary.drift_share >= settings.drift_share_threshold:
-        alarms.append("data_drift")
-        top = ", ".join(summary.drifted_columns[:5])
-        reasons.append(
-            f"data drift: {len(summary.drifted_columns)} features drifted "
-            f"(share {summary.drift_share:.2f} >= {settings.drift_share_threshold:.2f}: {top})"
+    reasons: list[str] = []
+    info: list[str] = []
+    kpi_text = f"KPI {kpi:.3f}" + (
+        f" (holdout {inputs.reference_auc:.3f} - {settings.max_auc_drop:g})"
+        if inputs.reference_auc is not None and kpi > settings.min_auc
+        else ""
+    )
+    labeled = inputs.labeled >= settings.min_labeled_rows
+    auc, source = (
+        (inputs.observed_auc, "observed") if labeled else (inputs.estimated_auc, "estimated")
+    )
+    if auc is None and not labeled:
+        auc, source = inputs.observed_auc, "observed"
+    if auc is not None:
+        numbers["auc_source"] = source
+        text = f"{source} ROC AUC {_interval_text(auc)}"
+        if auc["high"] < kpi:
+            alarms.append("performance" if source == "observed" else "estimated_performance")
+            reasons.append(f"{text} < {kpi_text}")
+        else:
+            info.append(f"{text} vs {kpi_text}: within")
+    gap = inputs.calibration_gap
+    if labeled and gap is not None:
+        low = 0.0 if gap["low"] <= 0.0 <= gap["high"] else min(abs(gap["low"]), abs(gap["high"]))
+        text = f"calibration gap (mean p - late rate) {_interval_text(gap)}"
+        if low > settings.max_calibration_gap:
+            alarms.append("calibration")
+            reasons.append(f"{text}: |gap| > {settings.max_calibration_gap:g}")
+        else:
+            info.append(f"{text}: within ±{settings.max_calibration_gap:g}")
+    share = importance_share(inputs.drifted_columns, inputs.importance)
+    numbers["importance_drift_share"] = share
+    if share is not None:
+        text = (
+            f"drifted features hold {share:.0%} of the model's permutation importance "
+            f"({', '.join(inputs.drifted_columns) or 'none'})"
         )
-    pred = summary.prediction_drift
-    if pred is not None and pred.drifted:
-        alarms.append("prediction_drift")
-        reasons.append(
-            f"prediction drift: {pred.method} {pred.score:.3f} (threshold {pred.threshold:.3f})"
+        if share >= settings.importance_drift_threshold:
+            alarms.append("feature_drift")
+            reasons.append(f"{text} >= {settings.importance_drift_threshold:.0%}")
+        else:
+            info.append(f"{text} < {settings.importance_drift_threshold:.0%}")
+    if inputs.drift_share is not None and inputs.drift_share >= settings.drift_share_threshold:
+        info.append(
+            f"data drift (information): {len(inputs.drifted_columns)} features drifted, "
+            f"share {inputs.drift_share:.2f} >= {settings.drift_share_threshold:.2f}"
         )
-    auc = summary.quality.get("roc_auc")
-    if (
-        auc is not None
-        and summary.rows_labeled >= settings.min_labeled_rows
-        and auc < settings.min_auc
-    ):
-        alarms.append("quality")
-        reasons.append(f"live ROC AUC {auc:.3f} < min_auc {settings.min_auc:.3f}")
+    pred = inputs.prediction_drift
+    if pred is not None and pred.get("drifted"):
+        info.append(
+            f"prediction drift (information): {pred['method']} {pred['score']:.3f} "
+            f"(threshold {pred['threshold']:.3f})"
+        )
     if not alarms:
         return DriftVerdict(
-            status="ok",
-            retrain=False,
-            reasons=[f"drift share {summary.drift_share:.2f} below threshold"],
+            "ok",
+            False,
+            ["performance within KPI, no drift on important features"],
+            [],
+            info,
+            numbers,
         )
-    status: Status = "drift" if any(a.endswith("drift") for a in alarms) else "quality"
-    return DriftVerdict(status=status, retrain=True, reasons=reasons, alarms=alarms)
+    status: Status = "quality" if any(a != "feature_drift" for a in alarms) else "drift"
+    return DriftVerdict(status, True, reasons, alarms, info, numbers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,14 @@ import pandas as pd
 from driftloop.data.capture import read_predictions
 from driftloop.errors import NotFoundError
 from driftloop.monitoring.adapter import compute_drift
-from driftloop.monitoring.judge import DriftVerdict, judge_drift
+from driftloop.monitoring.judge import DriftVerdict, JudgeInputs, judge
+from driftloop.monitoring.performance import (
+    Interval,
+    calibration_gap,
+    estimate_roc_auc,
+    observed_roc_auc,
+    reconcile,
+)
 from driftloop.monitoring.reports import ReportInfo, save_report
 from driftloop.months import parse_month, shift_month
 from driftloop.registry.client import (
@@ -32,12 +39,14 @@ from driftloop.registry.client import (
     log_run_metrics,
     set_version_tags,
 )
-from driftloop.schema import EVENT_TIMESTAMP, LOCAL_TZ, OUTPUT_PROBABILITY
-from driftloop.settings import Settings, get_settings
+from driftloop.schema import EVENT_TIMESTAMP, LABEL, LOCAL_TZ, OUTPUT_PROBABILITY
+from driftloop.settings import MonitoringSettings, Settings, get_settings
+from driftloop.stats import finite_or_none, roc_auc
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+IMPORTANCE_ARTIFACT = "explain/permutation_importance.json"
 #: Version tags written by each monitoring run.
 TAG_DRIFT_LATEST = "driftloop.drift.latest"
 TAG_DRIFT_SHARE = "driftloop.drift.share"
@@ -63,6 +72,10 @@ class MonitorResult:
     live_auc: float | None = None
     retrain_window: dict[str, str] | None = None
     mlflow_logged: bool = False
+    #: what the verdict was computed from (stored in the decision record)
+    inputs: JudgeInputs | None = None
+    #: label-free estimate vs realised metric, when labels arrived
+    reconciliation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +92,8 @@ class MonitorResult:
             "live_auc": self.live_auc,
             "retrain_window": self.retrain_window,
             "mlflow_logged": self.mlflow_logged,
+            "inputs": self.inputs.to_dict() if self.inputs is not None else None,
+            "reconciliation": self.reconciliation,
         }
 
 
@@ -128,6 +143,74 @@ def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFram
     return pd.read_parquet(cache)
 
 
+def load_importance(run_id: str, settings: Settings | None = None) -> dict[str, float]:
+    """Permutation importance (feature -> mean ROC AUC drop) logged by training run ``run_id``
+    (downloaded once, then cached); empty when the run has none."""
+    settings = settings or get_settings()
+    cache = settings.state / "monitoring" / "importance" / f"{run_id}.json"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            local = download_run_artifact(run_id, IMPORTANCE_ARTIFACT, cache.parent, settings)
+        except NotFoundError:
+            logger.warning("run %s logged no permutation importance", run_id)
+            return {}
+        local.replace(cache)
+    rows = json.loads(cache.read_text())
+    return {str(r["feature"]): float(r["importance_mean"]) for r in rows}
+
+
+def judge_inputs(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    summary: Any,
+    importance: dict[str, float],
+    settings: MonitoringSettings,
+) -> tuple[JudgeInputs, dict[str, Any] | None]:
+    """The verdict's inputs for a window: drift summary, importance, the version's holdout AUC,
+    the label-free (CBPE) estimate of the window's AUC and, on labelled rows, the observed AUC and
+    calibration gap; plus the reconciliation of estimate and observation (None without labels)."""
+    confidence = 1.0 - settings.alpha
+    p = current[OUTPUT_PROBABILITY].to_numpy(dtype=float)
+    estimated = estimate_roc_auc(
+        p, confidence, simulations=settings.estimate_simulations, seed=len(p)
+    )
+    observed: Interval | None = None
+    gap: Interval | None = None
+    labeled = current[current[LABEL].notna()] if LABEL in current.columns else current.iloc[0:0]
+    if not labeled.empty:
+        y = labeled[LABEL].to_numpy(dtype=float)
+        lp = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=float)
+        observed = observed_roc_auc(y, lp, confidence)
+        gap = calibration_gap(y, lp, confidence)
+    ref_auc = None
+    if LABEL in reference.columns and OUTPUT_PROBABILITY in reference.columns:
+        ref_auc = finite_or_none(roc_auc(reference[LABEL], reference[OUTPUT_PROBABILITY]))
+    pred = summary.prediction_drift
+    inputs = JudgeInputs(
+        rows=len(current),
+        labeled=len(labeled),
+        drift_share=summary.drift_share,
+        drifted_columns=list(summary.drifted_columns),
+        prediction_drift=asdict(pred) if pred is not None else None,
+        importance=importance,
+        reference_auc=ref_auc,
+        observed_auc=observed.to_dict() if observed is not None else None,
+        estimated_auc=estimated.to_dict() if estimated is not None else None,
+        calibration_gap=gap.to_dict() if gap is not None else None,
+    )
+    if estimated is None or observed is None:
+        return inputs, None
+    rec = reconcile(estimated, observed)
+    return inputs, {
+        **rec,
+        "estimated": estimated.estimate,
+        "observed": observed.estimate,
+        "estimated_interval": rec["estimated"],
+        "observed_interval": rec["observed"],
+    }
+
+
 def current_frame(settings: Settings, start: datetime, end: datetime, version: str) -> pd.DataFrame:
     """Served, successful predictions of ``version`` captured in [start, end], with labels."""
     df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
@@ -164,6 +247,12 @@ def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings)
             metrics = {"monitor.drift_share": report.summary.drift_share}
             if result.live_auc is not None:
                 metrics["monitor.live_roc_auc"] = result.live_auc
+            estimated = result.inputs.estimated_auc if result.inputs is not None else None
+            if estimated is not None:
+                metrics["monitor.estimated_roc_auc"] = estimated["estimate"]
+            if result.reconciliation is not None:
+                metrics["monitor.observed_roc_auc"] = result.reconciliation["observed"]
+                metrics["monitor.estimate_error_roc_auc"] = result.reconciliation["error"]
             step = int(datetime.now(UTC).timestamp())
             log_run_metrics(run_id, metrics, step, settings)
         latest = {
@@ -235,7 +324,14 @@ def run_monitor(
         raise NotFoundError(f"version {info.version} has no training run (no reference)")
     reference = load_reference(info.run_id, settings)
     report = compute_drift(reference, current, settings.monitoring)
-    verdict = judge_drift(report.summary, settings.monitoring)
+    inputs, reconciliation = judge_inputs(
+        reference,
+        current,
+        report.summary,
+        load_importance(info.run_id, settings),
+        settings.monitoring,
+    )
+    verdict = judge(inputs, settings.monitoring)
     window = {"start": base["start"], "end": base["end"], "months": months}
     saved = save_report(report, verdict, info.name, str(info.version), window, settings)
     result = MonitorResult(
@@ -243,6 +339,8 @@ def run_monitor(
         report=saved,
         drift_share=report.summary.drift_share,
         live_auc=report.summary.quality.get("roc_auc"),
+        inputs=inputs,
+        reconciliation=reconciliation,
         **base,
     )
     if verdict.retrain and months:

@@ -1,14 +1,16 @@
-"""A trained model with its preprocessing: saved to and loaded from one folder.
+"""A trained model with its preprocessing and calibration: saved to and loaded from one folder.
 
 This is what every MLflow model version wraps (:mod:`driftloop.training.pyfunc`) and what the
-evaluation scores; ``predict_proba`` is the vectorised fast path serving calls per request.
+evaluation scores; ``predict_proba`` is the vectorised fast path serving calls per request and
+returns calibrated probabilities (:mod:`driftloop.training.calibration`). A folder saved before
+calibration existed loads with the identity calibration, so it scores as it always did.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from driftloop.training.calibration import Calibration, fit_platt
 from driftloop.training.model import ModelConfig, TabularNet
 from driftloop.training.preprocessing import Preprocessor, n_rows
+from driftloop.training.trainer import labels_of
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "model.json"
@@ -27,20 +31,34 @@ META_FILE = "model.json"
 class ModelBundle:
     net: TabularNet
     preprocessor: Preprocessor
+    calibration: Calibration = field(default_factory=Calibration)
 
     def predict_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
-        """P(late) for each row of ``df`` (MODEL_INPUT_COLUMNS; extra columns ignored): a
-        DataFrame, or a mapping column -> list/array of equal lengths."""
+        """Calibrated P(late) for each row of ``df`` (MODEL_INPUT_COLUMNS; extra columns
+        ignored): a DataFrame, or a mapping column -> list/array of equal lengths."""
+        return self.calibration.apply(self.raw_proba(df))
+
+    def raw_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """The net's P(late) before calibration."""
         if n_rows(df) == 0:
             return np.empty(0, dtype=np.float64)
         codes, numeric = self.preprocessor.transform(df)
         return self.net.predict_proba(codes, numeric)
 
+    def calibrate(self, rows: pd.DataFrame) -> ModelBundle:
+        """A copy calibrated (Platt scaling) on the labelled ``rows``: the validation rows of
+        the training window, never the holdout."""
+        return replace(self, calibration=fit_platt(labels_of(rows), self.raw_proba(rows)))
+
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         net = self.net.to("cpu")
         torch.save(net.state_dict(), folder / WEIGHTS_FILE)
-        meta = {"config": net.config.to_dict(), "preprocessor": self.preprocessor.to_dict()}
+        meta = {
+            "config": net.config.to_dict(),
+            "preprocessor": self.preprocessor.to_dict(),
+            "calibration": self.calibration.to_dict(),
+        }
         (folder / META_FILE).write_text(json.dumps(meta))
         return folder
 
@@ -51,4 +69,9 @@ class ModelBundle:
         state = torch.load(Path(folder) / WEIGHTS_FILE, map_location=device, weights_only=True)
         net.load_state_dict(state)
         net.to(device).eval()
-        return cls(net=net, preprocessor=Preprocessor.from_dict(meta["preprocessor"]))
+        saved = meta.get("calibration")  # absent in folders saved before calibration existed
+        return cls(
+            net=net,
+            preprocessor=Preprocessor.from_dict(meta["preprocessor"]),
+            calibration=Calibration() if saved is None else Calibration.from_dict(saved),
+        )

@@ -100,7 +100,8 @@ def _train_frame(args: argparse.Namespace, ctx: DistContext, params: TrainParams
     result = fit(frame.iloc[:cut], frame.iloc[cut:], params, dist=ctx)
     _save_rank(args.out, ctx, result.model)
     if ctx.rank == 0 and args.out is not None:
-        ModelBundle(result.model.to("cpu"), result.preprocessor).save(args.out / "model")
+        bundle = ModelBundle(result.model.to("cpu"), result.preprocessor)
+        bundle.calibrate(frame.iloc[cut:]).save(args.out / "model")
         (args.out / "history.json").write_text(
             json.dumps([vars(h) for h in result.history], indent=2)
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from driftloop.registry.promotion import assign_alias_after_gate
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
 from driftloop.training.bundle import ModelBundle
+from driftloop.training.calibration import Calibration
 from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.inputs import TrainingData, load_training_data
 from driftloop.training.job import Evaluation, FittedRun, TrainJob, TrainResult
@@ -214,7 +216,8 @@ def fit_and_log(
             on_epoch=log_epoch,
             dist=dist,
         )
-        bundle = ModelBundle(result.model.to("cpu"), result.preprocessor)
+        bundle = ModelBundle(result.model.to("cpu"), result.preprocessor).calibrate(val_rows)
+        _log_calibration(bundle.calibration)
         tr.set_tag("driftloop.device", result.device)
         tr.log_metrics(
             {
@@ -235,6 +238,29 @@ def fit_and_log(
         samples_per_s=result.samples_per_s,
         best_epoch=result.best_epoch,
         resumed_from=result.resumed_from,
+    )
+
+
+def _log_calibration(calibration: Calibration) -> None:
+    """The calibration fitted on the validation rows: its method, parameters and effect."""
+    tr.log_params({"calibration_method": calibration.method})
+    metrics = {
+        "calibration_slope": calibration.slope,
+        "calibration_intercept": calibration.intercept,
+        "val_ece_before_calibration": calibration.ece_before,
+        "val_ece_after_calibration": calibration.ece_after,
+        "val_log_loss_before_calibration": calibration.log_loss_before,
+        "val_log_loss_after_calibration": calibration.log_loss_after,
+    }
+    tr.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+    logger.info(
+        "calibration %s on %d validation rows: ECE %.4f -> %.4f, log loss %.4f -> %.4f",
+        calibration.method,
+        calibration.rows,
+        calibration.ece_before,
+        calibration.ece_after,
+        calibration.log_loss_before,
+        calibration.log_loss_after,
     )
 
 

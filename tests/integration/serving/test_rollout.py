@@ -1,6 +1,8 @@
-"""The rollout flow (real Prefect server) judges a live canary from the inference log: a broken
-challenger (raises, or is far slower) is rolled back and the audit log says why; a healthy one
-is promoted."""
+"""The rollout flow (real Prefect server) judges a live canary from the inference log with the
+always-valid tests: a broken challenger (raises: the hard guard; or is far slower: latency
+inferior) is rolled back and the audit log and the decision record say why; a healthy one is
+promoted once every judged metric is non-inferior. The traffic carries no labels, so these runs
+judge error rate and latency only (``rollout.metrics``)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,28 @@ import httpx
 import orjson
 import pytest
 
+from driftloop.loop.decisions import get_decision, replay
 from driftloop.loop.rollout import run_rollout
 from driftloop.registry.client import get_alias
 from driftloop.registry.promotion import read_audit
+from driftloop.settings import Settings, use_settings
 from serving.examples import features_request
 
 pytestmark = pytest.mark.integration
+
+#: Unlabelled traffic: judge what it can show; a look every 50 routed requests.
+ROLLOUT = {
+    "metrics": ["error_rate", "latency"],
+    "look_every": 50,
+    "max_requests": 4000,
+    "max_minutes": 2.0,
+    "poll_s": 0.5,
+}
+
+
+def with_rollout(settings: Settings) -> Settings:
+    rollout = settings.rollout.model_copy(update=ROLLOUT)
+    return settings.model_copy(update={"rollout": rollout})
 
 
 @contextmanager
@@ -49,16 +67,19 @@ def traffic(url: str) -> Iterator[list[int]]:
         thread.join(60)
 
 
-@pytest.mark.parametrize(("kind", "why"), [("raise", "error rate"), ("slow", "p95 latency")])
+@pytest.mark.parametrize(
+    ("kind", "why"), [("raise", "hard guard: challenger error rate"), ("slow", "latency")]
+)
 def test_rollout_flow_rolls_back_a_broken_challenger(
     kind: str, why: str, prefect_server: str, canary: Callable[..., Any]
 ) -> None:
     from flows.rollout import rollout  # imports prefect (seconds): only this test needs it
 
     c = canary(kind, prefect_url=prefect_server)
-    settings, url, v1, v2 = c.settings, c.infer, c.v1, c.v2
+    settings, url, v1, v2 = with_rollout(c.settings), c.infer, c.v1, c.v2
+    use_settings(settings)  # the flow reads the process-wide settings
     with traffic(url) as statuses:
-        record = rollout(weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5)
+        record = rollout(weight=50)
     assert set(statuses) == {200}  # callers never saw the broken challenger fail
     assert record["action"] == "rollback"
     assert get_alias("challenger", settings) is None
@@ -69,20 +90,25 @@ def test_rollout_flow_rolls_back_a_broken_challenger(
     assert last["action"] == "rollback"
     assert (last["from_version"], last["to_version"]) == (v2, v1)
     assert why in last["reason"]
-    assert last["metrics"]["challenger"]["requests"] >= 20
+    assert last["metrics"]["decision"] == "rollback"
     assert last["actor"] == "flow:rollout"
+    assert record["decision_id"] in last["reason"]
+    stored = get_decision(record["decision_id"], settings)
+    assert stored["inputs"]["evidence"]["challenger"]["requests"] >= 20
+    assert replay(stored)["same"]
 
 
 def test_rollout_promotes_a_healthy_challenger(canary: Callable[..., Any]) -> None:
     c = canary("better")
-    settings, url, v2 = c.settings, c.infer, c.v2
+    settings, url, v2 = with_rollout(c.settings), c.infer, c.v2
     with traffic(url) as statuses:
-        verdict, record = run_rollout(
-            weight=50, min_requests=40, max_minutes=2.0, poll_s=0.5, settings=settings
-        )
+        decision, record = run_rollout(weight=50, settings=settings)
     assert set(statuses) == {200}
-    assert verdict.decision == "promote", verdict.reasons
-    assert verdict.challenger.requests >= 40
+    assert decision.decision == "promote", decision.reasons
+    assert {m.status for m in decision.metrics} == {"non_inferior"}
+    # 0 errors in n requests is non-inferior at a 1-point margin only after hundreds of them
+    assert decision.evidence.challenger.requests >= 300
+    assert not decision.srm.mismatch
     assert record["to_version"] == v2
     champion = get_alias("champion", settings)
     assert champion is not None

@@ -76,6 +76,23 @@ def test_flow_registers_champion_then_gates_weak_and_challenger_models(
     np.testing.assert_allclose(out[OUTPUT_PROBABILITY].to_numpy(), fast)
     np.testing.assert_allclose(fast, ref[OUTPUT_PROBABILITY].head(50), atol=1e-6)
 
+    # The calibration fitted on the validation rows is logged with the run and served.
+    bundle = model.unwrap_python_model().bundle
+    run_params, _, run_metrics = registry.get_run_data(run_id, s)
+    assert run_params["calibration_method"] == bundle.calibration.method
+    assert run_metrics["calibration_slope"] == pytest.approx(bundle.calibration.slope)
+    assert run_metrics["calibration_intercept"] == pytest.approx(bundle.calibration.intercept)
+    assert (
+        run_metrics["val_log_loss_after_calibration"]
+        <= run_metrics["val_log_loss_before_calibration"]
+    )
+    assert {"val_ece_before_calibration", "val_ece_after_calibration"} <= set(run_metrics)
+    np.testing.assert_allclose(
+        ref[OUTPUT_PROBABILITY],
+        bundle.calibration.apply(bundle.raw_proba(ref)),
+        atol=1e-6,
+    )
+
     # Lineage: every reference resolves; the CLI prints the chain and exits 0.
     record = lineage(f"{s.mlflow.registered_model}@champion", s)
     assert record.ok, record.lines()

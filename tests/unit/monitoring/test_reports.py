@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from driftloop.errors import NotFoundError
-from driftloop.monitoring.judge import judge_drift
+from driftloop.monitoring.judge import DriftVerdict
 from driftloop.monitoring.reports import get_report, list_reports, open_report, save_report
 
 
@@ -17,7 +17,7 @@ def test_save_list_show_open(similar: Any, make_settings: Any, monkeypatch) -> N
     settings = make_settings()
     with pytest.raises(NotFoundError, match="no drift reports"):
         get_report("latest", settings)
-    verdict = judge_drift(similar.summary, settings.monitoring)
+    verdict = DriftVerdict(status="ok", retrain=False, reasons=["quiet"])
     t0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
     window = {"start": "a", "end": "b", "months": ["2013-01"]}
     first = save_report(similar, verdict, "m", "1", window, settings, created=t0)
@@ -55,7 +55,7 @@ def test_cli_lists_shows_and_names_a_missing_report(
     from driftloop.cli import main
 
     settings = make_settings()
-    verdict = judge_drift(similar.summary, settings.monitoring)
+    verdict = DriftVerdict(status="ok", retrain=False, reasons=["quiet"])
     saved = save_report(similar, verdict, "m", "7", {"months": ["2013-01"]}, settings)
     main(["drift", "list"])
     assert saved.id in capsys.readouterr().out

@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from prefect.context import refresh_global_settings_context
+
 from driftloop.embedded.platform import start_all
 from driftloop.embedded.services import Service, service_env, stop_service, worker_service
 from driftloop.settings import Settings, get_settings, use_settings
@@ -18,9 +20,14 @@ Echo = Callable[[str], None]
 DEMO_ENV = {
     "DRIFTLOOP_TRAINING__EPOCHS": "3",
     "DRIFTLOOP_TRAINING__PATIENCE": "1",
+    # The canary's evidence budget is fixed: a look every 200 routed requests, at most 1,600
+    # (about 800 per variant, 10 labelled rows each), on requests at least 2 s old so their
+    # labels are in; the same seeded traffic therefore reaches the same decision every run.
     "DRIFTLOOP_ROLLOUT__CANARY_WEIGHT": "50",
-    "DRIFTLOOP_ROLLOUT__MIN_REQUESTS": "30",
-    "DRIFTLOOP_ROLLOUT__MAX_MINUTES": "2",
+    "DRIFTLOOP_ROLLOUT__LOOK_EVERY": "200",
+    "DRIFTLOOP_ROLLOUT__MAX_REQUESTS": "1600",
+    "DRIFTLOOP_ROLLOUT__LABEL_WAIT_S": "2",
+    "DRIFTLOOP_ROLLOUT__MAX_MINUTES": "6",
     "DRIFTLOOP_ROLLOUT__POLL_S": "1",
     "DRIFTLOOP_ROLLOUT__MIN_LABELED_ROWS": "200",
     "DRIFTLOOP_MONITORING__RETRAIN_COOLDOWN_MINUTES": "1",
@@ -42,6 +49,9 @@ def apply_demo_environment() -> Settings:
     use_settings(None)
     settings = get_settings()
     os.environ.update(service_env(settings))  # PREFECT_API_URL, MLFLOW_TRACKING_URI, results
+    # Prefect read its settings when it was imported (before the lines above): re-read them, or
+    # the demo's in-process flows would start an ephemeral server instead of using the platform's.
+    refresh_global_settings_context()
     return settings
 
 

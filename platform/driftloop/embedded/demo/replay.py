@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +31,15 @@ from driftloop.embedded.demo.environment import (
     serving_service,
     start_platform,
 )
-from driftloop.embedded.demo.timeline import DemoResult, MonthRow, actions, links, print_summary
+from driftloop.embedded.demo.timeline import (
+    DemoResult,
+    MonthRow,
+    actions,
+    canary_line,
+    links,
+    monitor_line,
+    print_summary,
+)
 from driftloop.embedded.demo.traffic import Traffic
 from driftloop.embedded.platform import stop_all
 from driftloop.embedded.services import Service, start_service, status_of, stop_service
@@ -82,17 +89,35 @@ def _run_state(run_id: Any, settings: Settings) -> Any:
         return client.read_flow_run(run_id).state
 
 
+#: Rows per canary request: small requests, many of them (the evidence is counted in requests).
+CANARY_ROWS_PER_REQUEST = 10
+
+
+def _wait_for_canary(version: Any, run_id: Any, traffic: Traffic, settings: Settings) -> bool:
+    """Wait until serving routes to challenger ``version`` with a weight (True), or the retrain
+    run ends first (False: the gate rejected it, or it failed)."""
+    while True:
+        health = traffic.health()
+        if health.get("challenger") is not None and health.get("canary_weight", 0) > 0:
+            return version is None or str(health["challenger"]) == str(version)
+        state = _run_state(run_id, settings)
+        if state is not None and state.is_final():
+            return False
+        time.sleep(0.5)
+
+
 def follow_retrain(
     event_id: str,
     settings: Settings,
     traffic: Traffic,
-    frame: Any,
+    month: str,
     options: DemoOptions,
     echo: Echo,
 ) -> dict[str, Any]:
-    """Wait for the retrain run the automation starts for ``event_id``, sending the month's
-    traffic (with labels) while it runs so the canary gets live requests; returns its outcome
-    from the ledger (or what Prefect says)."""
+    """Wait for the retrain run the automation starts for ``event_id``; once serving canaries its
+    challenger, send the month's flights (seeded order, fixed request ids, so the weight split and
+    the evidence are the same every run) with their labels until the rollout has decided;
+    returns the retrain's outcome from the ledger (or what Prefect says)."""
     deadline = time.monotonic() + options.retrain_timeout_s
     run = None
     while run is None and time.monotonic() < deadline:
@@ -101,26 +126,37 @@ def follow_retrain(
             time.sleep(1.0)
     if run is None:
         return {"status": "not started", "error": "the automation started no retrain run"}
-    echo(f"    automation started flow run {run.name} ({run.id}); canary traffic flows meanwhile")
-    i = 0
+    echo(f"    automation started flow run {run.name} ({run.id}); training, then the canary")
     state = run.state
-    rows = frame.sample(frac=1.0, random_state=options.seed).reset_index(drop=True)
-    while time.monotonic() < deadline:
+    if _wait_for_canary(None, run.id, traffic, settings):
+        rows = _canary_frame(month, options, settings)
+        echo(f"    canary: sending {month}'s flights, {CANARY_ROWS_PER_REQUEST} per request")
+        i = 0
+        while time.monotonic() < deadline:
+            if i % 20 == 0:
+                state = _run_state(run.id, settings)
+                if state is not None and state.is_final():
+                    break
+            start = (i * CANARY_ROWS_PER_REQUEST) % max(1, len(rows) - CANARY_ROWS_PER_REQUEST)
+            chunk = rows.iloc[start : start + CANARY_ROWS_PER_REQUEST]
+            traffic.send_chunk(chunk, f"demo-{options.seed}-{month}-canary-{i:05d}")
+            i += 1
+    while time.monotonic() < deadline and not (state is not None and state.is_final()):
+        time.sleep(1.0)
         state = _run_state(run.id, settings)
-        if state is not None and state.is_final():
-            break
-        start = (i * traffic.size) % max(1, len(rows) - traffic.size)
-        traffic.send_chunk(
-            rows.iloc[start : start + traffic.size], f"demo-canary-{uuid.uuid4().hex[:8]}"
-        )
-        i += 1
-        time.sleep(0.15)
     source = f"automation:{event_id}"
     records = [r for r in list_retrains(settings) if r.source == source]
     if records:
         return {"status": records[-1].status, **records[-1].outcome, "flow_run": run.name}
     name = state.name if state is not None else "unknown"
     return {"status": f"flow run {name}", "flow_run": run.name}
+
+
+def _canary_frame(month: str, options: DemoOptions, settings: Settings) -> Any:
+    """All of ``month``'s flights in a seeded order (the canary's traffic: no row repeats
+    within its evidence budget)."""
+    frame = build_training_frame([month], settings)
+    return frame.sample(frac=1.0, random_state=options.seed).reset_index(drop=True)
 
 
 def _month_frame(month: str, options: DemoOptions, settings: Settings) -> Any:
@@ -169,7 +205,7 @@ def _replay(
             row = MonthRow(month=month)
             frame = _month_frame(month, options, settings)
             window_start = datetime.now(UTC)
-            row.rows, row.errors = traffic.send(frame, month)
+            row.rows, row.errors = traffic.send(frame, f"{options.seed}-{month}")
             time.sleep(settings.serving.capture_flush_s + 1.0)
             window_end = datetime.now(UTC)
             try:
@@ -182,12 +218,14 @@ def _replay(
             row.drift_share = out.get("drift_share")
             row.champion_auc = out.get("live_auc")
             row.status = out["verdict"]["status"]
+            row.monitor = monitor_line(out)
             trig = out.get("trigger") or {}
             if trig.get("retrain_requested") and trig.get("event_id"):
-                row.actions.append(f"drift ({', '.join(out['verdict'].get('alarms', []))})")
+                row.actions.append(f"retrain ({', '.join(out['verdict'].get('alarms', []))})")
                 echo(f"  {month}: {out['verdict']['status']}, event {trig['event']}")
-                outcome = follow_retrain(trig["event_id"], settings, traffic, frame, options, echo)
+                outcome = follow_retrain(trig["event_id"], settings, traffic, month, options, echo)
                 row.actions.extend(actions(outcome))
+                row.canary = canary_line(outcome, settings)
                 if outcome.get("status") == "finished":
                     retrains += 1
                 promotions += outcome.get("rollout") == "promote"

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftloop.errors import NotFoundError
+from driftloop.loop.decisions import get_decision
 from driftloop.monitoring.reports import list_reports
 from driftloop.settings import Settings
 
@@ -25,14 +27,21 @@ class MonthRow:
     actions: list[str] = field(default_factory=list)
     champion: str | None = None
     challenger_seen: str | None = None
+    #: the monitor's key interval and the canary's, one line each (the "why")
+    monitor: str = ""
+    canary: str = ""
 
     def line(self) -> str:
         share = f"{self.drift_share:.2f}" if self.drift_share is not None else "  - "
         auc = f"{self.champion_auc:.3f}" if self.champion_auc is not None else "  -  "
-        return (
+        head = (
             f"{self.month}  {self.rows:>5}  {share:>5}  {auc:>6}  v{self.champion or '-':<3}  "
             f"{'; '.join(self.actions) or self.status}"
         )
+        details = [f"           monitor: {self.monitor}"] if self.monitor else []
+        if self.canary:
+            details.append(f"           canary:  {self.canary}")
+        return "\n".join([head, *details])
 
 
 @dataclass
@@ -81,6 +90,31 @@ def print_summary(
         echo(f"  {name}: {url}")
 
 
+def monitor_line(out: dict[str, Any]) -> str:
+    """The monitor verdict's key interval: the performance comparison it decided on."""
+    verdict = out.get("verdict") or {}
+    texts = [*verdict.get("reasons", []), *verdict.get("info", [])]
+    key = next((t for t in texts if "ROC AUC" in t), texts[0] if texts else verdict.get("status"))
+    decided = "retrain" if verdict.get("retrain") else "no retrain"
+    return f"{key} -> {decided}"
+
+
+def canary_line(outcome: dict[str, Any], settings: Settings) -> str:
+    """The canary decision's key interval (log loss, else the first metric that decided), from
+    its decision record."""
+    decision_id = outcome.get("rollout_decision")
+    if not decision_id:
+        return ""
+    try:
+        record = get_decision(str(decision_id), settings)
+    except NotFoundError:
+        return f"decision {decision_id} (record not found)"
+    metrics = {m["metric"]: m for m in record["outputs"].get("metrics", [])}
+    key = metrics.get("log_loss") or next(iter(metrics.values()), None)
+    text = key["text"] if key else record.get("reason", "")
+    return f"{text} -> {record['decision']} [{decision_id}]"
+
+
 def actions(outcome: dict[str, Any]) -> list[str]:
     status = outcome.get("status")
     if status == "skipped":
@@ -91,8 +125,6 @@ def actions(outcome: dict[str, Any]) -> list[str]:
     rollout = outcome.get("rollout")
     if rollout in ("promote", "rollback"):
         out.append(f"canary -> {rollout}")
-        if rollout == "rollback" and outcome.get("rollout_reasons"):
-            out.append(str(outcome["rollout_reasons"])[:80])
     elif outcome.get("gate") == "rejected":
         out.append("gate rejected it; serving untouched")
     return out

@@ -25,7 +25,8 @@ class Traffic:
 
     def __init__(self, settings: Settings, rows_per_request: int) -> None:
         s = settings.serving
-        self.url = f"http://{s.host}:{s.port}/v2/models/{settings.mlflow.registered_model}"
+        self.base = f"http://{s.host}:{s.port}"
+        self.url = f"{self.base}/v2/models/{settings.mlflow.registered_model}"
         self.client = httpx.Client(timeout=30.0)
         self.size = rows_per_request
         self.sent = 0
@@ -33,6 +34,14 @@ class Traffic:
 
     def close(self) -> None:
         self.client.close()
+
+    def health(self) -> dict[str, Any]:
+        """Serving's readiness body: champion, challenger, canary weight and mode it routes by."""
+        try:
+            body: dict[str, Any] = self.client.get(f"{self.base}/v2/health/ready").json()
+            return body
+        except (httpx.HTTPError, ValueError):
+            return {}
 
     def send(self, frame: Any, tag: str) -> tuple[int, int]:
         """All rows of ``frame`` in batches, then the labels; returns (rows sent, errors)."""

@@ -1,0 +1,162 @@
+"""Decision records: every automatic decision, with what it was decided on, replayable.
+
+Each monitor verdict and each rollout decision appends one JSON line to
+``{state}/decisions/decisions.jsonl``::
+
+    {"id": "dec-20261130T221501-3fa2c1", "kind": "rollout" | "monitor", "created": ISO,
+     "model": name, "versions": {...}, "decision": ..., "reason": ...,
+     "inputs": {...}, "settings": {...}, "outputs": {...}}
+
+``inputs`` hold everything the decision function reads (the window, row and label counts, and
+the sufficient statistics or intervals it compared), ``settings`` the section of the settings it
+applied, ``outputs`` the statistics and the decision. :func:`replay` runs the same pure decision
+function (:func:`driftloop.monitoring.noninferiority.decide`,
+:func:`driftloop.monitoring.judge.judge`) on the stored inputs and settings and says whether it
+reaches the same decision and reasons, so a decision can be checked long after the traffic is
+gone (``driftloop decisions list|show|replay``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from driftloop.errors import NotFoundError
+from driftloop.monitoring.canary import CanaryEvidence
+from driftloop.monitoring.judge import DriftVerdict, JudgeInputs, judge
+from driftloop.monitoring.noninferiority import CanaryDecision, decide
+from driftloop.settings import MonitoringSettings, RolloutSettings, Settings, get_settings
+
+KINDS = ("rollout", "monitor")
+
+
+def decisions_path(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).state / "decisions" / "decisions.jsonl"
+
+
+def _new_id(now: datetime) -> str:
+    return f"dec-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _append(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    path = decisions_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=str, sort_keys=True) + "\n")
+    return record
+
+
+def record_rollout(
+    decision: CanaryDecision, looks: int, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Store a rollout decision; returns the record (with its ``id``)."""
+    settings = settings or get_settings()
+    now = datetime.now(UTC)
+    ev = decision.evidence
+    outputs = decision.to_dict()
+    evidence = outputs.pop("evidence")
+    return _append(
+        {
+            "id": _new_id(now),
+            "kind": "rollout",
+            "created": now.isoformat(),
+            "model": settings.mlflow.registered_model,
+            "versions": {"champion": ev.champion.version, "challenger": ev.challenger.version},
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "inputs": {
+                "evidence": evidence,
+                "final": decision.final,
+                "looks": looks,
+                "window": [ev.first_ts, ev.last_ts],
+            },
+            "settings": settings.rollout.model_dump(mode="json"),
+            "outputs": outputs,
+        },
+        settings,
+    )
+
+
+def record_monitor(
+    model: str,
+    version: str,
+    window: dict[str, Any],
+    inputs: JudgeInputs,
+    verdict: DriftVerdict,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Store a monitor verdict; returns the record (with its ``id``)."""
+    settings = settings or get_settings()
+    now = datetime.now(UTC)
+    return _append(
+        {
+            "id": _new_id(now),
+            "kind": "monitor",
+            "created": now.isoformat(),
+            "model": model,
+            "versions": {"judged": version},
+            "decision": "retrain" if verdict.retrain else verdict.status,
+            "reason": verdict.reason,
+            "inputs": {"window": window, "judge": inputs.to_dict()},
+            "settings": settings.monitoring.model_dump(mode="json"),
+            "outputs": verdict.to_dict(),
+        },
+        settings,
+    )
+
+
+def list_decisions(
+    settings: Settings | None = None, kind: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Stored records, oldest first (the last ``limit`` when given), optionally of one kind."""
+    path = decisions_path(settings)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if kind is None or record.get("kind") == kind:
+                records.append(record)
+    return records[-limit:] if limit else records
+
+
+def get_decision(decision_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """One record by id (or a unique prefix of it); 404 when none or several match."""
+    matches = [r for r in list_decisions(settings) if str(r["id"]).startswith(decision_id)]
+    if len(matches) != 1:
+        found = "no" if not matches else f"{len(matches)}"
+        raise NotFoundError(f"{found} decision records match {decision_id!r}")
+    return matches[0]
+
+
+def replay(record: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a stored decision from its stored inputs and settings."""
+    kind = record.get("kind")
+    if kind == "rollout":
+        evidence = CanaryEvidence.from_dict(record["inputs"]["evidence"])
+        rollout = RolloutSettings.model_validate(record["settings"])
+        again = decide(evidence, rollout, bool(record["inputs"]["final"]))
+        decision: str = again.decision
+        reasons = list(again.reasons)
+    elif kind == "monitor":
+        inputs = JudgeInputs.from_dict(record["inputs"]["judge"])
+        verdict = judge(inputs, MonitoringSettings.model_validate(record["settings"]))
+        decision = "retrain" if verdict.retrain else verdict.status
+        reasons = list(verdict.reasons)
+    else:
+        raise NotFoundError(f"decision record {record.get('id')} has unknown kind {kind!r}")
+    stored_reasons = list(record["outputs"].get("reasons", []))
+    if kind == "rollout" and record["outputs"].get("reasons") is not None:
+        # a time-budget note is added by the rollout loop, not by the decision function
+        stored_reasons = [r for r in stored_reasons if not r.startswith("time budget of ")]
+    return {
+        "id": record["id"],
+        "kind": kind,
+        "stored": {"decision": record["decision"], "reasons": stored_reasons},
+        "replayed": {"decision": decision, "reasons": reasons},
+        "same": decision == record["decision"] and reasons == stored_reasons,
+    }
