@@ -284,4 +284,3 @@ def _paired_log_loss(champ: pd.DataFrame, chall: pd.DataFrame) -> MeanStats:
 def read_rollout_frame(settings: Settings, since: datetime | str | None) -> pd.DataFrame:
     """Capture rows since the rollout started, with the labels that arrived."""
     return read_predictions(settings, start=since)
-
