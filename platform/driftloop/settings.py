@@ -221,10 +221,10 @@ class RolloutSettings(BaseModel):
         0.02, gt=0, description="Margin: allowed challenger - champion log loss (labelled rows)."
     )
     calibration_margin: float = Field(
-        0.05,
+        0.02,
         gt=0,
-        description="Margin: allowed |mean predicted probability - observed late rate| of the "
-        "challenger (labelled rows).",
+        description="Margin: allowed excess of the challenger's calibration gap |mean predicted "
+        "probability - observed late rate| over the champion's (labelled rows).",
     )
     error_rate_guard: float = Field(
         0.05, gt=0, le=1, description="Hard guard: a challenger error rate above this rolls back."

@@ -11,7 +11,7 @@ metric           difference (challenger - champion)          margin
                  of geometric means)
 ``log_loss``     per labelled row; paired per row in shadow  ``log_loss_margin``
                  mode
-``calibration``  |mean(p - y)| of the challenger alone        ``calibration_margin``
+``calibration``  |mean(p - y)| (calibration gap) per variant  ``calibration_margin``
 ===============  =========================================  ====================================
 
 Every metric gets a confidence sequence (:mod:`driftloop.sequential`, normal-mixture mSPRT,
@@ -47,6 +47,7 @@ from driftloop.monitoring.canary import CanaryEvidence, gather_evidence, read_ro
 from driftloop.registry.client import RegistrySnapshot, registry_snapshot
 from driftloop.sequential import (
     Bounds,
+    MeanStats,
     SrmResult,
     difference_bounds,
     mean_bounds,
@@ -197,31 +198,31 @@ def _log_loss(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVer
     return _verdict("log_loss", comparison, margin, bounds, a.mean, b.mean, n, enough, show)
 
 
-def _calibration(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerdict:
-    """|E(p - y)| of the challenger: its interval for E(p - y) folded to the absolute value."""
-    b = ev.challenger.residual
-    margin = r.calibration_margin
-    raw = mean_bounds(b, alpha, margin)
+def _folded(x: MeanStats, alpha: float, tau: float) -> tuple[float, float, float]:
+    """``|E x|``: estimate and interval from the interval of ``E x``."""
+    raw = mean_bounds(x, alpha, tau)
     low = 0.0 if raw.low <= 0.0 <= raw.high else min(abs(raw.low), abs(raw.high))
-    high = max(abs(raw.low), abs(raw.high))
-    bounds = Bounds(abs(raw.estimate), low, high, raw.variance, raw.alpha, raw.p_value)
-    champ = ev.champion.residual
-    enough = b.n >= r.min_labeled_rows
+    return abs(raw.estimate), low, max(abs(raw.low), abs(raw.high))
+
+
+def _calibration(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerdict:
+    """Calibration gap ``|mean(p - y)|`` of the challenger minus the champion's, each from its
+    own labelled rows. After a shift of the late rate both models are off; the challenger is
+    judged on being no worse than the champion by more than the margin. The difference's
+    interval combines the two gaps' intervals at ``alpha / 2`` each (union bound)."""
+    a, b = ev.champion.residual, ev.challenger.residual
+    margin = r.calibration_margin
+    ga, a_low, a_high = _folded(a, alpha / 2, margin)
+    gb, b_low, b_high = _folded(b, alpha / 2, margin)
+    diff = gb - ga
+    bounds = Bounds(diff, b_low - a_high, b_high - a_low, math.nan, alpha, math.nan)
+    enough = min(a.n, b.n) >= r.min_labeled_rows
     show = (
-        f"calibration: challenger predicts {raw.estimate:+.3f} vs observed late rate "
-        f"(champion {champ.mean if champ.n else math.nan:+.3f}), |gap|"
+        f"calibration gap |mean p - late rate| {gb:.3f} vs {ga:.3f} "
+        f"(predicts {b.mean if b.n else math.nan:+.3f} vs {a.mean if a.n else math.nan:+.3f}), "
+        "difference"
     )
-    return _verdict(
-        "calibration",
-        "challenger alone",
-        margin,
-        bounds,
-        abs(champ.mean) if champ.n else None,
-        abs(b.mean) if b.n else None,
-        (champ.n, b.n),
-        enough,
-        show,
-    )
+    return _verdict("calibration", "unpaired", margin, bounds, ga, gb, (a.n, b.n), enough, show)
 
 
 JUDGES = {

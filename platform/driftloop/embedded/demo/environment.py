@@ -20,9 +20,12 @@ Echo = Callable[[str], None]
 DEMO_ENV = {
     "DRIFTLOOP_TRAINING__EPOCHS": "3",
     "DRIFTLOOP_TRAINING__PATIENCE": "1",
-    # The canary's evidence budget is fixed: a look every 200 routed requests, at most 1,600
-    # (about 800 per variant, 10 labelled rows each), on requests at least 2 s old so their
-    # labels are in; the same seeded traffic therefore reaches the same decision every run.
+    # The challenger is judged in shadow mode on half the requests: it scores a copy, the
+    # champion answers, so log loss is compared per row (paired: ~10x less noise than two
+    # disjoint samples of a month). The evidence budget is fixed: a look every 200 routed
+    # requests, at most 1,600 (10 labelled rows each), on requests at least 2 s old so their
+    # labels and shadow copies are in; the same seeded traffic reaches the same decision.
+    "DRIFTLOOP_SERVING__MODE": "shadow",
     "DRIFTLOOP_ROLLOUT__CANARY_WEIGHT": "50",
     "DRIFTLOOP_ROLLOUT__LOOK_EVERY": "200",
     "DRIFTLOOP_ROLLOUT__MAX_REQUESTS": "1600",

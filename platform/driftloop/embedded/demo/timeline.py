@@ -93,9 +93,9 @@ def print_summary(
 def monitor_line(out: dict[str, Any]) -> str:
     """The monitor verdict's key interval: the performance comparison it decided on."""
     verdict = out.get("verdict") or {}
-    texts = [*verdict.get("reasons", []), *verdict.get("info", [])]
-    key = next((t for t in texts if "ROC AUC" in t), texts[0] if texts else verdict.get("status"))
     decided = "retrain" if verdict.get("retrain") else "no retrain"
+    texts = verdict.get("reasons", []) if verdict.get("retrain") else verdict.get("info", [])
+    key = next((t for t in texts if "ROC AUC" in t), texts[0] if texts else verdict.get("status"))
     return f"{key} -> {decided}"
 
 
