@@ -105,6 +105,7 @@ def retrain(
                 rollout=audit.get("action"),
                 rollout_reasons=audit.get("reason"),
                 rollout_decision=audit.get("decision_id"),
+                rollout_outcome=audit.get("decision"),
             )
         elif trained["gate"] == "challenger":
             outcome.update(rollout="not started")

@@ -17,9 +17,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from driftloop.loop.decisions import record_rollout
-from driftloop.loop.rollout import act, start, wait_for_decision
+from driftloop.loop.rollout import abandon, conclude, start, wait_for_decision
 from driftloop.monitoring.noninferiority import CanaryDecision
+from driftloop.registry.client import registry_snapshot
+from driftloop.settings import get_settings
 
 
 @task(name="start-canary", retries=2, retry_delay_seconds=5)
@@ -29,22 +30,24 @@ def start_task(weight: int | None) -> dict[str, Any]:
 
 
 @task(name="look-until-decided", cache_policy=NONE)
-def wait_task() -> tuple[CanaryDecision, int]:
-    """Look at the evidence every ``look_every`` routed requests until a look concludes."""
+def wait_task() -> tuple[CanaryDecision, int, str | None]:
+    """Look at the evidence every ``look_every`` routed requests until a look concludes; a
+    failure rolls the challenger back (it must not stay on a weight nobody watches)."""
     logger = get_run_logger()
+    settings = get_settings()
+    snap = registry_snapshot(settings)
 
     def on_look(look: int, decision: CanaryDecision) -> None:
         logger.info(
             "look %d (%d routed requests): %s", look, decision.evidence.routed, decision.decision
         )
 
-    return wait_for_decision(None, on_look)
-
-
-@task(name="promote-or-rollback", retries=2, retry_delay_seconds=5, cache_policy=NONE)
-def act_task(decision: CanaryDecision, record_id: str) -> dict[str, Any]:
-    """Apply the decision to the registry and append it to the audit log."""
-    return act(decision, actor="flow:rollout", record_id=record_id)
+    try:
+        decision, looks = wait_for_decision(settings, on_look, snap=snap)
+    except BaseException as exc:
+        abandon(exc, "flow:rollout", snap, settings)
+        raise
+    return decision, looks, snap.rollout_started
 
 
 def markdown(decision: CanaryDecision, record_id: str, audit: dict[str, Any]) -> str:
@@ -57,8 +60,7 @@ def markdown(decision: CanaryDecision, record_id: str, audit: dict[str, Any]) ->
         f"Decision record `{record_id}` (`driftloop decisions show {record_id}`). "
         f"{ev.routed} routed requests ({ev.treated} to the challenger at weight {ev.weight} %, "
         f"{ev.mode} mode); {ev.challenger.labeled} / {ev.champion.labeled} labelled rows. "
-        f"Error rate of this decision <= {decision.alpha:g} (confidence sequences at "
-        f"{decision.metric_alpha:.4g} per metric, valid at every look).",
+        + _error_rate_line(decision),
         "",
         *(f"- {r}" for r in decision.reasons),
         "",
@@ -77,6 +79,16 @@ def markdown(decision: CanaryDecision, record_id: str, audit: dict[str, Any]) ->
     return "\n".join(lines)
 
 
+def _error_rate_line(decision: CanaryDecision) -> str:
+    found = decision.decision == "promote" or any(m.status == "inferior" for m in decision.metrics)
+    if not found:
+        return "Not a finding of the test (budget default, hard guard or sample-ratio halt)."
+    return (
+        f"Error rate of this decision <= {decision.alpha:g} (confidence sequences at "
+        f"{decision.metric_alpha:.4g} per metric, valid at every look; asymptotic)."
+    )
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -86,9 +98,9 @@ def rollout(weight: int | None = None) -> dict[str, Any]:
     """Canary the challenger at ``weight`` % (default settings.rollout.canary_weight), look at
     the evidence until it concludes or the budget is spent, then promote or roll back."""
     start_task(weight)
-    decision, looks = wait_task()
-    record = record_rollout(decision, looks)
-    audit = act_task(decision, record["id"])
+    decision, looks, started = wait_task()
+    # not a retried task: a retry after a partial registry write would audit a wrong change
+    record, audit = conclude(decision, looks, "flow:rollout", get_settings(), started)
     get_run_logger().info(
         "rollout: %s after %d looks (%s): %s",
         decision.decision,

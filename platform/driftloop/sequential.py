@@ -104,9 +104,12 @@ class Bounds:
         return (self.high - self.low) / 2.0
 
     def text(self, digits: int = 3) -> str:
-        """``estimate ± half-width`` as printed in timelines and reasons."""
+        """``estimate ± half-width`` (``estimate [low, high]`` when the interval is not centred
+        on the estimate) as printed in timelines and reasons."""
         if not math.isfinite(self.half_width):
             return f"{self.estimate:.{digits}f} ± inf"
+        if abs((self.low + self.high) / 2 - self.estimate) > 10 ** -(digits + 1):
+            return f"{self.estimate:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
         return f"{self.estimate:.{digits}f} ± {self.half_width:.{digits}f}"
 
 
@@ -139,7 +142,8 @@ def always_valid_p(estimate: float, variance: float, tau: float, null: float = 0
     return 1.0 if log_lambda <= 0 else math.exp(-log_lambda)
 
 
-def _bounds(estimate: float, variance: float, alpha: float, tau: float) -> Bounds:
+def bounds_for(estimate: float, variance: float, alpha: float, tau: float) -> Bounds:
+    """Confidence sequence of an estimate with the given variance."""
     h = half_width(variance, alpha, tau)
     p = always_valid_p(estimate, variance, tau)
     return Bounds(estimate, estimate - h, estimate + h, variance, alpha, p)
@@ -147,12 +151,12 @@ def _bounds(estimate: float, variance: float, alpha: float, tau: float) -> Bound
 
 def mean_bounds(x: MeanStats, alpha: float, tau: float) -> Bounds:
     """Confidence sequence of one sample's mean (a paired difference is one sample)."""
-    return _bounds(x.mean, x.variance_of_mean, alpha, tau)
+    return bounds_for(x.mean, x.variance_of_mean, alpha, tau)
 
 
 def difference_bounds(a: MeanStats, b: MeanStats, alpha: float, tau: float) -> Bounds:
     """Confidence sequence of ``mean(b) - mean(a)`` for two independent samples."""
-    return _bounds(b.mean - a.mean, a.variance_of_mean + b.variance_of_mean, alpha, tau)
+    return bounds_for(b.mean - a.mean, a.variance_of_mean + b.variance_of_mean, alpha, tau)
 
 
 @dataclass(frozen=True)

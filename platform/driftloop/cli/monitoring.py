@@ -188,11 +188,20 @@ def decisions_show(
 @decisions_app.command("replay")
 def decisions_replay(
     decision_id: Annotated[str, typer.Argument(help="Record id (or a unique prefix).")],
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="Rollouts: re-gather the evidence from the inference log instead of the record.",
+        ),
+    ] = False,
 ) -> None:
-    """Recompute the decision from its stored inputs and settings; exit 1 if it differs."""
-    from driftloop.loop.decisions import get_decision, replay  # lazy: start-up cost
+    """Recompute the decision from its stored inputs and settings (or, with --from-log, from
+    the inference log); exit 1 if it differs."""
+    from driftloop.loop.decisions import get_decision, replay, replay_from_log  # lazy: start-up
 
-    out = replay(get_decision(decision_id))
+    record = get_decision(decision_id)
+    out = replay_from_log(record) if from_log else replay(record)
     typer.echo(json.dumps(out, indent=2, default=str))
     if not out["same"]:
         typer.echo("error: the replayed decision differs from the stored one", err=True)

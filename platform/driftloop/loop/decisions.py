@@ -19,16 +19,21 @@ gone (``driftloop decisions list|show|replay``).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftloop.errors import NotFoundError
-from driftloop.monitoring.canary import CanaryEvidence
+from driftloop.errors import ConflictError, NotFoundError
+from driftloop.monitoring import judge as monitor_rule
+from driftloop.monitoring import noninferiority as canary_rule
+from driftloop.monitoring.canary import CanaryEvidence, gather_evidence, read_rollout_frame
 from driftloop.monitoring.judge import DriftVerdict, JudgeInputs, judge
 from driftloop.monitoring.noninferiority import CanaryDecision, decide
 from driftloop.settings import MonitoringSettings, RolloutSettings, Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("rollout", "monitor")
 
@@ -37,7 +42,9 @@ def decisions_path(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).state / "decisions" / "decisions.jsonl"
 
 
-def _new_id(now: datetime) -> str:
+def new_decision_id(now: datetime | None = None) -> str:
+    """A fresh record id (time-ordered, with a random tail)."""
+    now = now or datetime.now(UTC)
     return f"dec-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
@@ -50,9 +57,16 @@ def _append(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def record_rollout(
-    decision: CanaryDecision, looks: int, settings: Settings | None = None
+    decision: CanaryDecision,
+    looks: int,
+    settings: Settings | None = None,
+    record_id: str | None = None,
+    applied: bool | None = None,
+    error: str | None = None,
+    started: str | None = None,
 ) -> dict[str, Any]:
-    """Store a rollout decision; returns the record (with its ``id``)."""
+    """Store a rollout decision; returns the record (with its ``id``). ``applied`` says whether
+    the registry took it (False with the ``error`` when it refused or failed)."""
     settings = settings or get_settings()
     now = datetime.now(UTC)
     ev = decision.evidence
@@ -60,18 +74,22 @@ def record_rollout(
     evidence = outputs.pop("evidence")
     return _append(
         {
-            "id": _new_id(now),
+            "id": record_id or new_decision_id(now),
             "kind": "rollout",
+            "rule": canary_rule.RULE,
             "created": now.isoformat(),
             "model": settings.mlflow.registered_model,
             "versions": {"champion": ev.champion.version, "challenger": ev.challenger.version},
             "decision": decision.decision,
             "reason": decision.reason,
+            "applied": applied,
+            "error": error,
             "inputs": {
                 "evidence": evidence,
                 "final": decision.final,
                 "looks": looks,
                 "window": [ev.first_ts, ev.last_ts],
+                "rollout_started": started,
             },
             "settings": settings.rollout.model_dump(mode="json"),
             "outputs": outputs,
@@ -93,8 +111,9 @@ def record_monitor(
     now = datetime.now(UTC)
     return _append(
         {
-            "id": _new_id(now),
+            "id": new_decision_id(now),
             "kind": "monitor",
+            "rule": monitor_rule.RULE,
             "created": now.isoformat(),
             "model": model,
             "versions": {"judged": version},
@@ -116,20 +135,26 @@ def list_decisions(
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             record = json.loads(line)
-            if kind is None or record.get("kind") == kind:
-                records.append(record)
+        except json.JSONDecodeError:  # a writer killed mid-line: skip it, keep the rest
+            logger.warning("skipping unreadable line %d of %s", n, path)
+            continue
+        if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
+            records.append(record)
     return records[-limit:] if limit else records
 
 
 def get_decision(decision_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """One record by id (or a unique prefix of it); 404 when none or several match."""
-    matches = [r for r in list_decisions(settings) if str(r["id"]).startswith(decision_id)]
-    if len(matches) != 1:
-        found = "no" if not matches else f"{len(matches)}"
-        raise NotFoundError(f"{found} decision records match {decision_id!r}")
+    matches = [r for r in list_decisions(settings) if str(r.get("id")).startswith(decision_id)]
+    if not matches:
+        raise NotFoundError(f"no decision records match {decision_id!r}")
+    if len(matches) > 1:
+        raise ConflictError(f"{len(matches)} decision records match {decision_id!r}: give more")
     return matches[0]
 
 
@@ -153,10 +178,55 @@ def replay(record: dict[str, Any]) -> dict[str, Any]:
     if kind == "rollout" and record["outputs"].get("reasons") is not None:
         # a time-budget note is added by the rollout loop, not by the decision function
         stored_reasons = [r for r in stored_reasons if not r.startswith("time budget of ")]
-    return {
+    rule = canary_rule.RULE if kind == "rollout" else monitor_rule.RULE
+    out = {
         "id": record["id"],
         "kind": kind,
+        "rule": {"recorded": record.get("rule"), "now": rule},
         "stored": {"decision": record["decision"], "reasons": stored_reasons},
         "replayed": {"decision": decision, "reasons": reasons},
         "same": decision == record["decision"] and reasons == stored_reasons,
+    }
+    if record.get("rule") != rule:
+        out["note"] = (
+            f"recorded under rule {record.get('rule')}, replayed under {rule}: a difference "
+            "may be the rule's change, not the data's"
+        )
+    return out
+
+
+def replay_from_log(record: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """Re-gather a rollout decision's evidence from the inference log (the same first routed
+    requests since the rollout started) and decide again under the stored settings. Labels that
+    arrived after the decision make it differ; so does a log that was changed."""
+    settings = settings or get_settings()
+    if record.get("kind") != "rollout":
+        raise NotFoundError(f"{record.get('id')} is not a rollout decision: nothing to re-gather")
+    stored = record["inputs"]["evidence"]
+    rollout = RolloutSettings.model_validate(record["settings"])
+    frame = read_rollout_frame(settings, record["inputs"].get("rollout_started"))
+    last = record["inputs"]["window"][1]
+    evidence = gather_evidence(
+        frame,
+        record["versions"]["champion"],
+        record["versions"]["challenger"],
+        stored["mode"],
+        int(stored["weight"]),
+        rollout.latency_floor_ms,
+        limit=int(stored["routed"]),
+        until=last,
+    )
+    again = decide(evidence, rollout, bool(record["inputs"]["final"]))
+    same_evidence = evidence.routed == stored["routed"] and evidence.last_ts == last
+    return {
+        "id": record["id"],
+        "from": "inference log",
+        "evidence": {
+            "routed": [stored["routed"], evidence.routed],
+            "challenger_labeled": [stored["challenger"]["labeled"], evidence.challenger.labeled],
+            "same_requests": same_evidence,
+        },
+        "stored": {"decision": record["decision"]},
+        "replayed": {"decision": again.decision, "reasons": again.reasons},
+        "same": same_evidence and again.decision == record["decision"],
     }

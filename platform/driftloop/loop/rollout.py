@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driftloop.errors import ConflictError
-from driftloop.loop.decisions import record_rollout
-from driftloop.monitoring.canary import gather_evidence, read_rollout_frame
+from driftloop.loop.decisions import new_decision_id, record_rollout
+from driftloop.monitoring.canary import available_requests, gather_evidence, read_rollout_frame
 from driftloop.monitoring.noninferiority import (
     EXTEND,
     HALT,
@@ -39,7 +39,19 @@ from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXTEND", "HALT", "PROMOTE", "ROLLBACK", "act", "judge_canary", "run_rollout", "start"]
+__all__ = [
+    "EXTEND",
+    "HALT",
+    "PROMOTE",
+    "ROLLBACK",
+    "abandon",
+    "act",
+    "conclude",
+    "judge_canary",
+    "run_rollout",
+    "start",
+    "wait_for_decision",
+]
 
 
 def start(
@@ -78,17 +90,30 @@ def _look(
     return decide(evidence, r, final)
 
 
+def _same_rollout(before: RegistrySnapshot, now: RegistrySnapshot) -> None:
+    """409 when the rollout being judged is no longer the one in the registry."""
+    fields = ("champion", "challenger", "weight", "mode", "rollout_started")
+    changed = [f for f in fields if getattr(before, f) != getattr(now, f)]
+    if changed:
+        raise ConflictError(
+            f"the rollout of version {before.challenger} was superseded in the registry "
+            f"({', '.join(changed)} changed): its evidence no longer applies"
+        )
+
+
 def wait_for_decision(
     settings: Settings | None = None,
     on_look: Callable[[int, CanaryDecision], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    snap: RegistrySnapshot | None = None,
 ) -> tuple[CanaryDecision, int]:
     """Look at the evidence every ``look_every`` routed requests until a look concludes or the
-    budget is spent; returns the decision and the number of looks taken."""
+    budget is spent; returns the decision and the number of looks taken. 409 when the rollout
+    is changed in the registry meanwhile (another challenger, weight or mode)."""
     settings = settings or get_settings()
     r = settings.rollout
-    snap = registry_snapshot(settings)
+    snap = snap or registry_snapshot(settings)
     if snap.challenger is None:
         raise ConflictError(f"model {snap.name} has no challenger to judge")
     deadline = clock() + 60.0 * r.max_minutes
@@ -96,7 +121,7 @@ def wait_for_decision(
     while True:
         frame = read_rollout_frame(settings, snap.rollout_started)
         until = datetime.now(UTC) - timedelta(seconds=r.label_wait_s)
-        available = _look(settings, snap, frame, r.max_requests, until, False).evidence.available
+        available = available_requests(frame, snap.champion, snap.challenger, until)
         while (looks + 1) * r.look_every <= min(available, r.max_requests):
             looks += 1
             size = looks * r.look_every
@@ -114,6 +139,7 @@ def wait_for_decision(
             decision.reasons.insert(0, f"time budget of {r.max_minutes:g} min spent")
             return decision, looks
         sleep(r.poll_s)
+        _same_rollout(snap, registry_snapshot(settings))
 
 
 def act(
@@ -122,17 +148,56 @@ def act(
     settings: Settings | None = None,
     record_id: str | None = None,
 ) -> dict[str, Any]:
-    """Promote, or roll back (also on a halt), by the decision; the audit record carries the
-    reasons, the decision record's id and the numbers."""
+    """Promote, or roll back (also on a halt), by the decision, but only the challenger the
+    decision was taken on (409 otherwise); the audit record carries the reasons, the decision
+    record's id and the numbers."""
     settings = settings or get_settings()
     reason = decision.reason if record_id is None else f"[{record_id}] {decision.reason}"
     numbers = decision.to_dict()
     numbers.pop("evidence", None)  # in the decision record; the audit line stays readable
+    judged = decision.evidence.challenger.version
     if decision.decision == PROMOTE:
-        return promote(actor, reason, numbers, settings)
+        return promote(actor, reason, numbers, settings, expected_challenger=judged)
     if decision.decision in (ROLLBACK, HALT):
-        return rollback(actor, reason, numbers, settings)
+        return rollback(actor, reason, numbers, settings, expected_challenger=judged)
     raise ConflictError(f"no decision yet: {decision.reason}")
+
+
+def conclude(
+    decision: CanaryDecision,
+    looks: int,
+    actor: str,
+    settings: Settings,
+    started: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply the decision, then store its record saying whether it was applied (a record is
+    written even when the registry refused or failed, with the error): (record, audit)."""
+    record_id = new_decision_id()
+    try:
+        audit = act(decision, actor, settings, record_id)
+    except Exception as exc:
+        record_rollout(
+            decision, looks, settings, record_id, applied=False, error=str(exc), started=started
+        )
+        raise
+    record = record_rollout(decision, looks, settings, record_id, applied=True, started=started)
+    return record, audit
+
+
+def abandon(exc: BaseException, actor: str, snap: RegistrySnapshot, settings: Settings) -> None:
+    """A rollout that failed before deciding leaves no challenger on a weight: roll it back
+    (best effort, audited) with the failure as the reason."""
+    if isinstance(exc, ConflictError) or snap.challenger is None:
+        return  # superseded: the registry already holds someone else's decision
+    try:
+        rollback(
+            actor,
+            f"rollout failed before a decision: {type(exc).__name__}: {exc}"[:500],
+            settings=settings,
+            expected_challenger=snap.challenger,
+        )
+    except Exception as again:  # the original failure is what the caller must see
+        logger.error("could not roll back after a failed rollout: %s", again)
 
 
 def run_rollout(
@@ -141,12 +206,16 @@ def run_rollout(
     settings: Settings | None = None,
     on_look: Callable[[int, CanaryDecision], None] | None = None,
 ) -> tuple[CanaryDecision, dict[str, Any]]:
-    """start -> look until a conclusion -> record -> promote or roll back. Returns the decision
-    and the audit record."""
+    """start -> look until a conclusion -> promote or roll back -> record. Returns the decision
+    and the audit record. A failure before the decision rolls the challenger back."""
     settings = settings or get_settings()
     start(weight, actor, settings)
-    decision, looks = wait_for_decision(settings, on_look)
-    record = record_rollout(decision, looks, settings)
-    audit = act(decision, actor, settings, record["id"])
+    snap = registry_snapshot(settings)
+    try:
+        decision, looks = wait_for_decision(settings, on_look, snap=snap)
+    except BaseException as exc:
+        abandon(exc, actor, snap, settings)
+        raise
+    record, audit = conclude(decision, looks, actor, settings, snap.rollout_started)
     logger.info("rollout decided %s (%s): %s", decision.decision, record["id"], decision.reason)
     return decision, audit

@@ -14,11 +14,18 @@ rows, so a decision can be stored and recomputed from its record:
   still counts against the challenger);
 - ``latency``: per successful request, log of the model call in ms (floored at
   ``latency_floor_ms``): differences of means are log ratios of geometric means;
-- ``log_loss`` and ``residual`` (predicted probability - label): per labelled row.
+- ``log_loss`` and ``residual`` (predicted probability - label): the mean over a request's
+  labelled rows, one observation per request (rows of one request are not independent).
 
-In ``shadow`` mode both models scored the same rows, so the log loss is also compared *paired*
-(per row, challenger - champion), which removes the rows' own variance. ROC AUC is reported per
-variant with its DeLong interval; it is not a per-row average, so it informs but does not decide.
+In ``shadow`` mode both models scored the same rows, so log loss and calibration gap are also
+compared *paired* (challenger - champion per row, averaged per request), which removes the rows'
+own variance. ROC AUC is reported per variant with its DeLong interval; it is not a per-row
+average, so it informs but does not decide.
+
+Known limits: the caller still chooses the request id or flight that the split hashes
+(routing is not salted per rollout), and a label arrives later for a late flight than for an
+on-time one, so early looks see on-time rows first (``label_wait_s`` should cover the label
+delay).
 :mod:`driftloop.loop.rollout` decides on this evidence; the admin API and the CLI show it.
 """
 
@@ -108,8 +115,14 @@ class CanaryEvidence:
     #: scored a copy of (shadow): the sample-ratio check compares their share with the weight
     routed: int = 0
     treated: int = 0
+    #: distinct routing keys among them, and among the treated: the split is by key (sticky
+    #: routing), so the sample-ratio check counts keys, the unit that is randomised
+    keys: int = 0
+    treated_keys: int = 0
     #: shadow mode: per labelled row, challenger - champion log loss
     paired_log_loss: MeanStats | None = None
+    #: shadow mode: per labelled row, challenger - champion probability (moves the gap)
+    paired_shift: MeanStats | None = None
     #: routed requests seen so far (the evidence may use fewer), and requests left out
     available: int = 0
     excluded: int = 0
@@ -124,8 +137,13 @@ class CanaryEvidence:
             "challenger": self.challenger.to_dict(),
             "routed": self.routed,
             "treated": self.treated,
+            "keys": self.keys,
+            "treated_keys": self.treated_keys,
             "paired_log_loss": (
                 self.paired_log_loss.to_dict() if self.paired_log_loss is not None else None
+            ),
+            "paired_shift": (
+                self.paired_shift.to_dict() if self.paired_shift is not None else None
             ),
             "available": self.available,
             "excluded": self.excluded,
@@ -136,6 +154,7 @@ class CanaryEvidence:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CanaryEvidence:
         paired = data.get("paired_log_loss")
+        shift = data.get("paired_shift")
         return cls(
             mode=str(data["mode"]),
             weight=int(data["weight"]),
@@ -143,7 +162,10 @@ class CanaryEvidence:
             challenger=ArmEvidence.from_dict(data["challenger"]),
             routed=int(data["routed"]),
             treated=int(data["treated"]),
+            keys=int(data.get("keys", 0)),
+            treated_keys=int(data.get("treated_keys", 0)),
             paired_log_loss=MeanStats.from_dict(paired) if paired else None,
+            paired_shift=MeanStats.from_dict(shift) if shift else None,
             available=int(data.get("available", 0)),
             excluded=int(data.get("excluded", 0)),
             first_ts=data.get("first_ts"),
@@ -155,6 +177,17 @@ def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1.0 - EPS)
     loss: np.ndarray = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
     return loss
+
+
+def _per_request(request_ids: Any, *values: np.ndarray) -> list[MeanStats]:
+    """One observation per request: the mean of its rows' ``values``. Rows of one request share
+    its moment and caller, so they are not independent; requests are (the split assigns whole
+    requests), which keeps the intervals honest."""
+    if len(request_ids) == 0:
+        return [MeanStats() for _ in values]
+    frame = pd.DataFrame({f"v{i}": v for i, v in enumerate(values)})
+    means = frame.groupby(np.asarray(request_ids), sort=False).mean()
+    return [MeanStats.of(means[f"v{i}"].to_numpy()) for i in range(len(values))]
 
 
 def _p95(values: pd.Series) -> float | None:
@@ -178,6 +211,7 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
     labeled = ok[ok[LABEL].notna()] if LABEL in ok.columns else ok.iloc[0:0]
     y = labeled[LABEL].to_numpy(dtype=np.float64)
     p = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=np.float64)
+    log_loss, residual = _per_request(labeled["request_id"], _row_log_loss(y, p), p - y)
     return ArmEvidence(
         version=version,
         requests=len(per_request),
@@ -185,8 +219,8 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
         labeled=len(labeled),
         error=MeanStats.of(per_request["failed"].to_numpy(dtype=float), binary=True),
         latency=MeanStats.of(np.log(np.maximum(ok_model, max(latency_floor_ms, 1e-3)))),
-        log_loss=MeanStats.of(_row_log_loss(y, p)),
-        residual=MeanStats.of(p - y),
+        log_loss=log_loss,
+        residual=residual,
         p95_model_ms=_p95(per_request.loc[~per_request["failed"], "model"]),
         p95_request_ms=_p95(per_request["latency"]),
         mean_probability=float(ok[OUTPUT_PROBABILITY].mean()) if not ok.empty else None,
@@ -205,6 +239,50 @@ def _routed(frame: pd.DataFrame) -> pd.Series:
     return frame["routed"].map(lambda v: True if v is None or v is pd.NA else bool(v)).astype(bool)
 
 
+def _arrivals(
+    frame: pd.DataFrame,
+    champion: str | None,
+    challenger: str | None,
+    until: datetime | pd.Timestamp | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(rows of routed evidence, its requests in arrival order, requests left out).
+
+    Left out: rows of other versions; requests pinned to a version or with the caller's routing
+    key; request ids used twice (their rows cannot be told apart). The evidence starts at the
+    challenger's first routed request: until serving has read the new weight from the registry,
+    every request goes to the champion, which is no sample of the split."""
+    version = frame["model_version"].astype(str)
+    ours = frame[version.isin([str(champion), str(challenger)])]
+    routed = _routed(ours)
+    reused = ours.duplicated(["variant", "prediction_id"], keep=False)
+    bad_ids = set(ours.loc[reused, "request_id"])
+    keep = routed & ~ours["request_id"].isin(bad_ids)
+    excluded = int(ours.loc[~keep, "request_id"].nunique())
+    ours = ours[keep]
+    arrivals = ours.groupby("request_id", sort=False)["ts"].min().reset_index()
+    first = ours.loc[
+        (ours["variant"] == "challenger") & (ours["model_version"].astype(str) == str(challenger)),
+        "ts",
+    ].min()
+    arrivals = arrivals.iloc[0:0] if pd.isna(first) else arrivals[arrivals["ts"] >= first]
+    arrivals = arrivals.sort_values(["ts", "request_id"], kind="stable")
+    if until is not None:
+        arrivals = arrivals[arrivals["ts"] <= pd.Timestamp(until)]
+    return ours, arrivals, excluded
+
+
+def available_requests(
+    frame: pd.DataFrame,
+    champion: str | None,
+    challenger: str | None,
+    until: datetime | pd.Timestamp | None = None,
+) -> int:
+    """Routed requests of the evidence so far (what a look could use)."""
+    if frame.empty:
+        return 0
+    return len(_arrivals(frame, champion, challenger, until)[1])
+
+
 def gather_evidence(
     frame: pd.DataFrame,
     champion: str | None,
@@ -220,20 +298,17 @@ def gather_evidence(
     empty = CanaryEvidence(mode, weight, ArmEvidence(champion), ArmEvidence(challenger))
     if frame.empty:
         return empty
-    version = frame["model_version"].astype(str)
-    ours = frame[version.isin([str(champion), str(challenger)])]
-    routed_mask = _routed(ours)
-    excluded = int(ours.loc[~routed_mask, "request_id"].nunique())
-    ours = ours[routed_mask]
-    arrivals = ours.groupby("request_id", sort=False)["ts"].min().reset_index()
-    arrivals = arrivals.sort_values(["ts", "request_id"], kind="stable")
-    if until is not None:
-        arrivals = arrivals[arrivals["ts"] <= pd.Timestamp(until)]
+    ours, arrivals, excluded = _arrivals(frame, champion, challenger, until)
     available = len(arrivals)
     chosen = arrivals if limit is None else arrivals.head(limit)
     if chosen.empty:
         return CanaryEvidence(
-            mode, weight, ArmEvidence(champion), ArmEvidence(challenger), available=available
+            mode,
+            weight,
+            ArmEvidence(champion),
+            ArmEvidence(challenger),
+            available=available,
+            excluded=excluded,
         )
     rows = ours[ours["request_id"].isin(set(chosen["request_id"]))]
     is_chall = (rows["variant"] == "challenger") & (
@@ -250,6 +325,9 @@ def gather_evidence(
         champ_rows = rows[is_champ & rows["request_id"].isin(treated_ids)]
     else:  # a challenger failure answered by the champion is the challenger's request
         champ_rows = rows[is_champ & ~rows["request_id"].isin(treated_ids)]
+    paired = _paired(champ_rows, chall_rows) if mode == "shadow" else None
+    keys = rows.drop_duplicates("request_id")
+    treated_keys = keys.loc[keys["request_id"].isin(treated_ids), "routing_key"]
     return CanaryEvidence(
         mode=mode,
         weight=weight,
@@ -257,7 +335,10 @@ def gather_evidence(
         challenger=arm_evidence(chall_rows, challenger, latency_floor_ms),
         routed=len(chosen),
         treated=len(treated_ids),
-        paired_log_loss=_paired_log_loss(champ_rows, chall_rows) if mode == "shadow" else None,
+        keys=int(keys["routing_key"].nunique()),
+        treated_keys=int(treated_keys.nunique()),
+        paired_log_loss=paired[0] if paired else None,
+        paired_shift=paired[1] if paired else None,
         available=available,
         excluded=excluded,
         first_ts=pd.Timestamp(chosen["ts"].iloc[0]).isoformat(),
@@ -265,20 +346,22 @@ def gather_evidence(
     )
 
 
-def _paired_log_loss(champ: pd.DataFrame, chall: pd.DataFrame) -> MeanStats:
-    """Per labelled row scored by both: challenger log loss - champion log loss."""
-    cols = ["prediction_id", OUTPUT_PROBABILITY, LABEL]
+def _paired(champ: pd.DataFrame, chall: pd.DataFrame) -> tuple[MeanStats, MeanStats]:
+    """Per labelled row scored by both: challenger - champion log loss, and challenger -
+    champion probability."""
+    cols = ["prediction_id", "request_id", OUTPUT_PROBABILITY, LABEL]
     ok = [
         df.loc[df["error"].isna() & df[OUTPUT_PROBABILITY].notna() & df[LABEL].notna(), cols]
         for df in (champ, chall)
     ]
-    both = ok[0].merge(ok[1], on="prediction_id", suffixes=("_a", "_b"))
-    if both.empty:
-        return MeanStats()
+    both = ok[0].merge(ok[1].drop(columns="request_id"), on="prediction_id", suffixes=("_a", "_b"))
     y = both[f"{LABEL}_a"].to_numpy(dtype=np.float64)
-    loss_a = _row_log_loss(y, both[f"{OUTPUT_PROBABILITY}_a"].to_numpy(dtype=np.float64))
-    loss_b = _row_log_loss(y, both[f"{OUTPUT_PROBABILITY}_b"].to_numpy(dtype=np.float64))
-    return MeanStats.of(loss_b - loss_a)
+    p_a = both[f"{OUTPUT_PROBABILITY}_a"].to_numpy(dtype=np.float64)
+    p_b = both[f"{OUTPUT_PROBABILITY}_b"].to_numpy(dtype=np.float64)
+    loss, shift = _per_request(
+        both["request_id"], _row_log_loss(y, p_b) - _row_log_loss(y, p_a), p_b - p_a
+    )
+    return loss, shift
 
 
 def read_rollout_frame(settings: Settings, since: datetime | str | None) -> pd.DataFrame:

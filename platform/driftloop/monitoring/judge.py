@@ -29,6 +29,8 @@ from typing import Any, Literal
 from driftloop.settings import MonitoringSettings
 
 Status = Literal["ok", "drift", "quality", "insufficient_data"]
+#: Version of the rule, stored in every decision record.
+RULE = "monitor-2"
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,15 @@ def judge_inputs(
     )
     if estimated is None or observed is None:
         return inputs, None
+    # the estimator's error on the rows whose labels it is compared with (labels may cover
+    # only part of the window)
+    lp = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=float)
+    same_rows = estimate_roc_auc(
+        lp, confidence, simulations=settings.estimate_simulations, seed=len(lp)
+    )
+    if same_rows is None:
+        return inputs, None
+    estimated = same_rows
     rec = reconcile(estimated, observed)
     return inputs, {
         **rec,

@@ -11,7 +11,9 @@ metric           difference (challenger - champion)          margin
                  of geometric means)
 ``log_loss``     per labelled row; paired per row in shadow  ``log_loss_margin``
                  mode
-``calibration``  |mean(p - y)| (calibration gap) per variant  ``calibration_margin``
+``calibration``  |mean(p - y)| (calibration gap) per variant; ``calibration_margin``
+                 paired through the probability shift in
+                 shadow mode
 ===============  =========================================  ====================================
 
 Every metric gets a confidence sequence (:mod:`driftloop.sequential`, normal-mixture mSPRT,
@@ -49,12 +51,15 @@ from driftloop.sequential import (
     Bounds,
     MeanStats,
     SrmResult,
+    bounds_for,
     difference_bounds,
     mean_bounds,
     sample_ratio_mismatch,
 )
 from driftloop.settings import RolloutSettings, Settings, get_settings
 
+#: Version of the decision rule, stored in every record: a replay with another rule says so.
+RULE = "canary-2"
 Decision = Literal["promote", "rollback", "extend", "halt"]
 PROMOTE: Decision = "promote"
 ROLLBACK: Decision = "rollback"
@@ -128,6 +133,11 @@ def _finite(value: Any) -> Any:
     return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
+def _num(value: float, spec: str = ".3f") -> str:
+    """A number for people: ``-`` where there is none yet (an empty variant)."""
+    return format(value, spec) if math.isfinite(value) else "-"
+
+
 def _status(bounds: Bounds, margin: float) -> Status:
     if bounds.low > margin:
         return "inferior"
@@ -162,9 +172,19 @@ def _verdict(
 
 
 def _error_rate(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerdict:
+    """Error rates are rare events: a plug-in variance shrinks exactly when few errors were
+    seen, and the interval under-covers. The challenger's variance is therefore at least the
+    variance it would have at the margin (rate = champion's + margin), as in Farrington and
+    Manning's restricted test of non-inferiority."""
     a, b = ev.champion.error, ev.challenger.error
     margin = r.max_error_rate_increase
-    bounds = difference_bounds(a, b, alpha, margin)
+    if a.n and b.n:
+        q = min(0.5, (a.total + 1.0) / (a.n + 2.0) + margin)
+        var_b = max(b.variance, q * (1.0 - q))
+        variance = a.variance_of_mean + var_b / b.n
+        bounds = bounds_for(b.mean - a.mean, variance, alpha, margin)
+    else:
+        bounds = difference_bounds(a, b, alpha, margin)
     enough = min(a.n, b.n) >= r.min_requests
     show = f"error rate {b.mean if b.n else 0:.2%} vs {a.mean if a.n else 0:.2%}, difference"
     return _verdict(
@@ -178,7 +198,10 @@ def _latency(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerd
     bounds = difference_bounds(a, b, alpha, margin)
     enough = min(a.n, b.n) >= r.min_requests
     ga, gb = math.exp(a.mean) if a.n else math.nan, math.exp(b.mean) if b.n else math.nan
-    show = f"model-call latency (geometric mean) {gb:.2f} ms vs {ga:.2f} ms, log ratio"
+    show = (
+        f"model-call latency (geometric mean) {_num(gb, '.2f')} ms vs {_num(ga, '.2f')} ms, "
+        "log ratio"
+    )
     return _verdict("latency", "unpaired", margin, bounds, ga, gb, (a.n, b.n), enough, show)
 
 
@@ -186,15 +209,16 @@ def _log_loss(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVer
     a, b = ev.champion.log_loss, ev.challenger.log_loss
     margin = r.log_loss_margin
     paired = ev.paired_log_loss
-    if paired is not None and paired.n >= r.min_labeled_rows:
+    rows = (ev.champion.labeled, ev.challenger.labeled)
+    enough = min(rows) >= r.min_labeled_rows and min(a.n, b.n) >= 2
+    if paired is not None and paired.n >= 2 and enough:
         bounds = mean_bounds(paired, alpha, margin)
-        enough, comparison = True, "paired"
-        n = (paired.n, paired.n)
+        comparison = "paired"
     else:
         bounds = difference_bounds(a, b, alpha, margin)
-        enough, comparison = min(a.n, b.n) >= r.min_labeled_rows, "unpaired"
-        n = (a.n, b.n)
-    show = f"log loss {b.mean:.3f} vs {a.mean:.3f}, difference"
+        comparison = "unpaired"
+    n = rows
+    show = f"log loss {_num(b.mean)} vs {_num(a.mean)}, difference"
     return _verdict("log_loss", comparison, margin, bounds, a.mean, b.mean, n, enough, show)
 
 
@@ -205,24 +229,46 @@ def _folded(x: MeanStats, alpha: float, tau: float) -> tuple[float, float, float
     return abs(raw.estimate), low, max(abs(raw.low), abs(raw.high))
 
 
+def _gap_change_range(m: tuple[float, float], d: tuple[float, float]) -> tuple[float, float]:
+    """Range of ``|m + d| - |m|`` over the box ``m x d`` (piecewise linear: its extremes lie at
+    corners or where ``m``, ``m + d`` cross zero)."""
+    ms = [m[0], m[1], *(v for v in (0.0, -d[0], -d[1]) if m[0] <= v <= m[1])]
+    values: list[float] = []
+    for mv in ms:
+        ds = [d[0], d[1], *([-mv] if d[0] <= -mv <= d[1] else [])]
+        values.extend(abs(mv + dv) - abs(mv) for dv in ds)
+    return min(values), max(values)
+
+
 def _calibration(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerdict:
-    """Calibration gap ``|mean(p - y)|`` of the challenger minus the champion's, each from its
-    own labelled rows. After a shift of the late rate both models are off; the challenger is
-    judged on being no worse than the champion by more than the margin. The difference's
-    interval combines the two gaps' intervals at ``alpha / 2`` each (union bound)."""
+    """Calibration gap ``|mean(p - y)|`` of the challenger minus the champion's. After a shift
+    of the late rate both models are off; the challenger must be no worse than the champion by
+    more than the margin. Unpaired, the two gaps' intervals (``alpha / 2`` each, union bound)
+    are combined; in shadow mode the challenger's gap is the champion's residual ``m`` plus the
+    paired probability shift ``d``, and the difference is the range of ``|m + d| - |m|`` over
+    both intervals (again ``alpha / 2`` each)."""
     a, b = ev.champion.residual, ev.challenger.residual
     margin = r.calibration_margin
-    ga, a_low, a_high = _folded(a, alpha / 2, margin)
-    gb, b_low, b_high = _folded(b, alpha / 2, margin)
-    diff = gb - ga
-    bounds = Bounds(diff, b_low - a_high, b_high - a_low, math.nan, alpha, math.nan)
-    enough = min(a.n, b.n) >= r.min_labeled_rows
+    shift = ev.paired_shift
+    n = (ev.champion.labeled, ev.challenger.labeled)
+    enough = min(n) >= r.min_labeled_rows and min(a.n, b.n) >= 2
+    if shift is not None and shift.n >= 2 and enough:
+        ra = mean_bounds(a, alpha / 2, margin)
+        rd = mean_bounds(shift, alpha / 2, margin)
+        low, high = _gap_change_range((ra.low, ra.high), (rd.low, rd.high))
+        ga, gb = abs(a.mean), abs(a.mean + shift.mean)
+        comparison = "paired"
+    else:
+        ga, a_low, a_high = _folded(a, alpha / 2, margin)
+        gb, b_low, b_high = _folded(b, alpha / 2, margin)
+        low, high = b_low - a_high, b_high - a_low
+        comparison = "unpaired"
+    bounds = Bounds(gb - ga, low, high, math.nan, alpha, math.nan)
     show = (
-        f"calibration gap |mean p - late rate| {gb:.3f} vs {ga:.3f} "
-        f"(predicts {b.mean if b.n else math.nan:+.3f} vs {a.mean if a.n else math.nan:+.3f}), "
-        "difference"
+        f"calibration gap |mean p - late rate| {_num(gb)} vs {_num(ga)} "
+        f"(champion predicts {_num(a.mean, '+.3f')} vs the late rate), difference"
     )
-    return _verdict("calibration", "unpaired", margin, bounds, ga, gb, (a.n, b.n), enough, show)
+    return _verdict("calibration", comparison, margin, bounds, ga, gb, n, enough, show)
 
 
 JUDGES = {
@@ -233,12 +279,17 @@ JUDGES = {
 }
 
 
-def _guard(ev: CanaryEvidence, r: RolloutSettings) -> str | None:
+def _guard(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> str | None:
+    """The challenger's error rate is above ``error_rate_guard`` beyond doubt (its own
+    confidence sequence lies above it): roll back at once, whatever the champion does."""
     b = ev.challenger
-    if b.requests >= r.guard_min_requests and b.error_rate > r.error_rate_guard:
+    if b.requests < r.guard_min_requests:
+        return None
+    bounds = mean_bounds(b.error, alpha, r.error_rate_guard)
+    if bounds.low > r.error_rate_guard:
         return (
             f"hard guard: challenger error rate {b.error_rate:.1%} over {b.requests} requests "
-            f"> {r.error_rate_guard:.1%}"
+            f"(at least {bounds.low:.1%}) > {r.error_rate_guard:.1%}"
         )
     return None
 
@@ -248,9 +299,10 @@ def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> C
     budget (requests or time) is spent, which turns ``extend`` into ``rollout.on_budget``."""
     k = len(rollout.metrics)
     metric_alpha = rollout.alpha / k
+    by_key = evidence.keys > 0  # the split randomises routing keys (sticky), not requests
     srm = sample_ratio_mismatch(
-        evidence.treated,
-        evidence.routed,
+        evidence.treated_keys if by_key else evidence.treated,
+        evidence.keys if by_key else evidence.routed,
         evidence.weight / 100.0,
         rollout.srm_alpha,
         rollout.srm_min_requests,
@@ -281,7 +333,7 @@ def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> C
         return done(HALT, [f"sample-ratio mismatch, the split is broken: {srm.text()}"])
     if evidence.challenger.requests == 0 and final:
         return done(ROLLBACK, ["the challenger served no routed request during the rollout"])
-    guard = _guard(evidence, rollout)
+    guard = _guard(evidence, rollout, metric_alpha)
     if guard is not None:
         return done(ROLLBACK, [guard], guard)
     inferior = [v for v in verdicts if v.status == "inferior"]
@@ -302,7 +354,8 @@ def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> C
             rollout.on_budget,
             [
                 f"evidence budget spent after {evidence.routed} routed requests without a "
-                f"conclusion: {rollout.on_budget} (the configured default)",
+                f"conclusion: {rollout.on_budget} (the configured default, not a finding of "
+                "the test: no error rate applies)",
                 *open_,
             ],
         )
@@ -342,5 +395,14 @@ def rollout_status(settings: Settings | None = None) -> dict[str, Any]:
         "rollout_started": snap.rollout_started,
     }
     if snap.rollout_started is not None and snap.challenger is not None:
-        out["live"] = current_decision(settings, snap).to_dict()
+        now = current_decision(settings, snap)
+        # what the evidence so far would support; the rollout itself decides only at its looks
+        out["would_decide_now"] = {
+            "decision": now.decision,
+            "reasons": now.reasons,
+            "metrics": {m.metric: m.text for m in now.metrics},
+            "sample_ratio": now.srm.text(),
+            "routed_requests": now.evidence.routed,
+        }
+        out["live"] = now.to_dict()
     return out

@@ -190,17 +190,31 @@ def assign_alias_after_gate(
     return _apply(change, writes, settings)
 
 
+def _expect(snap: RegistrySnapshot, expected: str | None, action: str) -> None:
+    """409 when the challenger is not the one a decision was taken on (compare-and-swap: a
+    challenger registered during a rollout must not be promoted on another one's evidence)."""
+    if snap.challenger is None:
+        raise ConflictError(f"model {snap.name} has no challenger to {action}")
+    if expected is not None and snap.challenger != str(expected):
+        raise ConflictError(
+            f"the challenger of model {snap.name} is now version {snap.challenger}, not "
+            f"{expected} that was judged: refusing to {action} it"
+        )
+
+
 def promote(
     actor: str = "cli",
     reason: str = "",
     metrics: dict[str, Any] | None = None,
     settings: Settings | None = None,
+    expected_challenger: str | None = None,
 ) -> dict[str, Any]:
-    """champion <- challenger's version, drop challenger, weight 0. 409 without a challenger."""
+    """champion <- challenger's version, drop challenger, weight 0. 409 without a challenger,
+    or when it is not ``expected_challenger`` (when given)."""
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
-    if snap.challenger is None:
-        raise ConflictError(f"model {snap.name} has no challenger to promote")
+    _expect(snap, expected_challenger, "promote")
+    assert snap.challenger is not None
     challenger = snap.challenger
     writes = [lambda: _set_alias(CHAMPION, challenger, settings), *_retire_challenger(settings)]
     change = _change("promote", snap, (snap.champion, challenger), 0, actor, reason, metrics)
@@ -212,12 +226,13 @@ def rollback(
     reason: str = "",
     metrics: dict[str, Any] | None = None,
     settings: Settings | None = None,
+    expected_challenger: str | None = None,
 ) -> dict[str, Any]:
-    """Drop the challenger and set the weight to 0 (all traffic back to the champion)."""
+    """Drop the challenger and set the weight to 0 (all traffic back to the champion). 409
+    without a challenger, or when it is not ``expected_challenger`` (when given)."""
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
-    if snap.challenger is None:
-        raise ConflictError(f"model {snap.name} has no challenger to roll back")
+    _expect(snap, expected_challenger, "roll back")
     versions = (snap.challenger, snap.champion)
     change = _change("rollback", snap, versions, 0, actor, reason, metrics)
     return _apply(change, _retire_challenger(settings), settings)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from polling import wait_for
 
 from driftloop.loop.decisions import get_decision, replay
 from driftloop.loop.rollout import run_rollout
@@ -113,3 +114,33 @@ def test_rollout_promotes_a_healthy_challenger(canary: Callable[..., Any]) -> No
     champion = get_alias("champion", settings)
     assert champion is not None
     assert champion.version == v2
+
+
+def test_a_decision_is_applied_only_to_the_challenger_it_was_taken_on(
+    canary: Callable[..., Any], register: Callable[..., str]
+) -> None:
+    """A challenger registered while a rollout runs is not promoted on the old one's evidence:
+    the registry refuses (409), the decision record says it was not applied, the registry keeps
+    the new challenger untouched."""
+    from driftloop.errors import ConflictError
+    from driftloop.loop.decisions import list_decisions
+    from driftloop.loop.rollout import conclude, judge_canary, start
+    from driftloop.monitoring.noninferiority import decide
+
+    c = canary("better")
+    settings = with_rollout(c.settings)
+    start(50, "test", settings)
+    with traffic(c.infer):
+        wait_for(lambda: judge_canary(settings).evidence.challenger.requests >= 5)
+    # the budget's end: a rollback of v2 by default
+    decision = decide(judge_canary(settings).evidence, settings.rollout, final=True)
+    assert (decision.decision, decision.evidence.challenger.version) == ("rollback", c.v2)
+    v3 = register("better", settings, alias="challenger")
+    before = len(read_audit(settings))
+    with pytest.raises(ConflictError, match=f"now version {v3}, not {c.v2}"):
+        conclude(decision, 1, "test", settings)
+    assert len(read_audit(settings)) == before
+    assert get_alias("challenger", settings).version == v3
+    last = list_decisions(settings, kind="rollout")[-1]
+    assert last["applied"] is False
+    assert "refusing to roll back" in last["error"]

@@ -15,6 +15,7 @@ from driftloop.loop.decisions import get_decision, list_decisions, record_rollou
 from driftloop.monitoring.canary import CanaryEvidence, gather_evidence
 from driftloop.monitoring.noninferiority import decide
 from driftloop.schema import LABEL, OUTPUT_PROBABILITY
+from driftloop.sequential import sample_ratio_mismatch
 from driftloop.settings import RolloutSettings, Settings
 
 T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -63,6 +64,7 @@ def capture(
                         "variant": variant,
                         "served": served,
                         "routed": True,
+                        "routing_key": rid,
                         "model_version": version,
                         "latency_ms": ms + 1.0,
                         "model_ms": None if error else ms * rng.lognormal(0, 0.1),
@@ -88,16 +90,21 @@ def test_evidence_counts_routed_requests_in_arrival_order(same: pd.DataFrame) ->
     ev = evidence(pd.concat([pinned, same]), limit=1000)
     assert ev.routed == 1000
     assert ev.excluded == 1  # the pinned request is served, but is no evidence
-    assert ev.available == 3000
+    # the evidence starts at the challenger's first request (before it, serving had not yet
+    # read the weight: the split was not running)
+    first = same.loc[same["variant"] == "challenger", "request_id"].min()
+    assert ev.available == 3000 - int(first.removeprefix("r"))
     assert ev.champion.requests + ev.challenger.requests == 1000
     assert ev.treated == ev.challenger.requests
     assert ev.challenger.labeled == 20 * ev.challenger.requests
-    assert ev.last_ts == pd.Timestamp(T0 + timedelta(milliseconds=10 * 999)).isoformat()
+    start = int(first.removeprefix("r"))
+    assert ev.first_ts == pd.Timestamp(T0 + timedelta(milliseconds=10 * start)).isoformat()
+    assert ev.last_ts == pd.Timestamp(T0 + timedelta(milliseconds=10 * (start + 999))).isoformat()
     # the same prefix whatever else arrived later: the look is reproducible
     again = evidence(same.head(20 * 1200), limit=1000).to_dict()
-    first = evidence(same, limit=1000).to_dict()
-    assert (again.pop("available"), first.pop("available")) == (1200, 3000)
-    assert again == first
+    whole = evidence(same, limit=1000).to_dict()
+    assert again.pop("available") == whole.pop("available") - 1800
+    assert again == whole
 
 
 def test_a_good_challenger_is_promoted_with_every_metric_non_inferior(same: pd.DataFrame) -> None:
@@ -136,7 +143,7 @@ def test_a_slow_challenger_is_inferior_on_latency() -> None:
 
 
 def test_an_error_rate_breach_is_a_hard_guard() -> None:
-    d = decide(evidence(capture(80, chall_error=0.5, seed=4)), ROLLOUT, final=False)
+    d = decide(evidence(capture(80, chall_error=1.0, seed=4)), ROLLOUT, final=False)
     assert d.decision == "rollback"
     assert d.guard is not None
     assert d.guard.startswith("hard guard: challenger error rate")
@@ -154,17 +161,39 @@ def test_shadow_mode_compares_log_loss_per_row() -> None:
     frame = capture(600, weight=1.0, chall_shift=0.05, seed=6, mode="shadow")
     ev = gather_evidence(frame, "1", "2", "shadow", 100, 0.5)
     assert ev.paired_log_loss is not None
-    assert ev.paired_log_loss.n == ev.challenger.labeled == ev.champion.labeled
+    # one paired observation per request (the mean of its rows' differences)
+    assert ev.paired_log_loss.n == ev.challenger.requests == ev.champion.requests
+    assert ev.challenger.labeled == ev.champion.labeled == 5 * ev.challenger.requests
     d = decide(ev, ROLLOUT, final=False)
     log_loss = next(m for m in d.metrics if m.metric == "log_loss")
     assert log_loss.comparison == "paired"
-    unpaired = decide(
-        CanaryEvidence.from_dict({**ev.to_dict(), "paired_log_loss": None}), ROLLOUT, False
-    )
-    wide = next(m for m in unpaired.metrics if m.metric == "log_loss")
-    assert log_loss.bounds is not None
-    assert wide.bounds is not None
-    assert log_loss.bounds.half_width < wide.bounds.half_width / 3  # pairing removes row noise
+    calibration = next(m for m in d.metrics if m.metric == "calibration")
+    assert calibration.comparison == "paired"
+    unpaired_ev = {**ev.to_dict(), "paired_log_loss": None, "paired_shift": None}
+    unpaired = decide(CanaryEvidence.from_dict(unpaired_ev), ROLLOUT, False)
+    for name, paired in (("log_loss", log_loss), ("calibration", calibration)):
+        wide = next(m for m in unpaired.metrics if m.metric == name)
+        assert paired.bounds is not None
+        assert wide.bounds is not None
+        assert paired.bounds.half_width < wide.bounds.half_width / 3  # no row noise
+
+
+@pytest.mark.parametrize(
+    ("m", "d"),
+    [((-0.2, -0.1), (0.01, 0.03)), ((-0.05, 0.04), (-0.02, 0.06)), ((0.1, 0.3), (-0.4, -0.35))],
+)
+def test_the_paired_gap_change_range_contains_every_value_in_the_box(
+    m: tuple[float, float], d: tuple[float, float]
+) -> None:
+    from driftloop.monitoring.noninferiority import _gap_change_range
+
+    low, high = _gap_change_range(m, d)
+    grid_m, grid_d = np.meshgrid(np.linspace(*m, 401), np.linspace(*d, 401))
+    values = np.abs(grid_m + grid_d) - np.abs(grid_m)
+    assert low <= values.min() + 1e-12
+    assert high >= values.max() - 1e-12
+    assert values.min() - low < 1e-3  # and it is tight
+    assert high - values.max() < 1e-3
 
 
 def test_a_stored_decision_replays_to_the_same_answer(same: pd.DataFrame, tmp_path: Path) -> None:
@@ -204,3 +233,32 @@ def test_cli_lists_shows_and_replays_decisions(
     with pytest.raises(SystemExit):
         main(["decisions", "show", "dec-nope"])
     assert "no decision records match 'dec-nope'" in capsys.readouterr().err
+
+
+def test_a_request_id_used_twice_is_no_evidence(same: pd.DataFrame) -> None:
+    """Two requests sent with one id cannot be told apart (their rows would pair with each
+    other's): both are left out."""
+    rid = same["request_id"].drop_duplicates().iloc[40]
+    again = same[same["request_id"] == rid].assign(ts=lambda f: f["ts"] + timedelta(seconds=60))
+    ev = evidence(pd.concat([same, again]))
+    assert ev.excluded == 1
+    assert ev.available == evidence(same).available - 1
+
+
+def test_the_sample_ratio_check_counts_routing_keys_not_requests(same: pd.DataFrame) -> None:
+    """Routing is sticky by key: keys are the coin flips. Here the challenger's 150 keys send
+    ten requests each and the champion's 150 keys one each: per request the split looks
+    broken (91 %), per key it is the configured 50 %."""
+    treated = same[same["variant"] == "challenger"]
+    treated_ids = treated["request_id"].drop_duplicates().head(1500).tolist()
+    keys = {rid: f"t{i // 10}" for i, rid in enumerate(treated_ids)}
+    control_ids = same.loc[same["variant"] == "champion", "request_id"].drop_duplicates()
+    keys.update({rid: f"c{i}" for i, rid in enumerate(control_ids.head(150))})
+    frame = same[same["request_id"].isin(keys)].assign(
+        routing_key=lambda f: f["request_id"].map(keys)
+    )
+    ev = gather_evidence(frame, "1", "2", "canary", 50, 0.5)
+    assert ev.treated_keys == 150
+    assert 295 <= ev.keys <= 300  # champion requests before the challenger's first are left out
+    assert sample_ratio_mismatch(ev.treated, ev.routed, 0.5, 0.001).mismatch  # per request
+    assert not decide(ev, ROLLOUT, final=False).srm.mismatch  # per key

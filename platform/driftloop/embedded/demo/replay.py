@@ -93,13 +93,13 @@ def _run_state(run_id: Any, settings: Settings) -> Any:
 CANARY_ROWS_PER_REQUEST = 10
 
 
-def _wait_for_canary(version: Any, run_id: Any, traffic: Traffic, settings: Settings) -> bool:
-    """Wait until serving routes to challenger ``version`` with a weight (True), or the retrain
-    run ends first (False: the gate rejected it, or it failed)."""
+def _wait_for_canary(run_id: Any, traffic: Traffic, settings: Settings) -> bool:
+    """Wait until serving routes to a challenger with a weight (True), or the retrain run ends
+    first (False: the gate rejected it, or it failed)."""
     while True:
         health = traffic.health()
         if health.get("challenger") is not None and health.get("canary_weight", 0) > 0:
-            return version is None or str(health["challenger"]) == str(version)
+            return True
         state = _run_state(run_id, settings)
         if state is not None and state.is_final():
             return False
@@ -128,7 +128,7 @@ def follow_retrain(
         return {"status": "not started", "error": "the automation started no retrain run"}
     echo(f"    automation started flow run {run.name} ({run.id}); training, then the canary")
     state = run.state
-    if _wait_for_canary(None, run.id, traffic, settings):
+    if _wait_for_canary(run.id, traffic, settings):
         rows = _canary_frame(month, options, settings)
         echo(f"    canary: sending {month}'s flights, {CANARY_ROWS_PER_REQUEST} per request")
         i = 0

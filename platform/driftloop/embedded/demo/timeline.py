@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftloop.errors import NotFoundError
+from driftloop.errors import DriftloopError
 from driftloop.loop.decisions import get_decision
 from driftloop.monitoring.reports import list_reports
 from driftloop.settings import Settings
@@ -100,18 +100,25 @@ def monitor_line(out: dict[str, Any]) -> str:
 
 
 def canary_line(outcome: dict[str, Any], settings: Settings) -> str:
-    """The canary decision's key interval (log loss, else the first metric that decided), from
-    its decision record."""
+    """The canary decision's key interval, from its decision record: for a promotion the log
+    loss comparison, otherwise what decided it (the inferior metric, the guard, the halt or the
+    budget with what stayed open)."""
     decision_id = outcome.get("rollout_decision")
     if not decision_id:
         return ""
     try:
         record = get_decision(str(decision_id), settings)
-    except NotFoundError:
-        return f"decision {decision_id} (record not found)"
+    except DriftloopError as exc:
+        return f"decision {decision_id} ({exc})"
     metrics = {m["metric"]: m for m in record["outputs"].get("metrics", [])}
-    key = metrics.get("log_loss") or next(iter(metrics.values()), None)
-    text = key["text"] if key else record.get("reason", "")
+    decided = [m["text"] for m in metrics.values() if m["status"] == "inferior"]
+    if record["decision"] == "promote" and "log_loss" in metrics:
+        text = metrics["log_loss"]["text"]
+    elif decided:
+        text = decided[0]
+    else:
+        reasons = record["outputs"].get("reasons") or [record.get("reason", "")]
+        text = "; ".join(reasons[:2])
     return f"{text} -> {record['decision']} [{decision_id}]"
 
 
@@ -124,7 +131,7 @@ def actions(outcome: dict[str, Any]) -> list[str]:
     out = [f"retrain {outcome.get('window')} -> v{outcome.get('version')} {outcome.get('gate')}"]
     rollout = outcome.get("rollout")
     if rollout in ("promote", "rollback"):
-        out.append(f"canary -> {rollout}")
+        out.append(f"canary -> {outcome.get('rollout_outcome') or rollout}")
     elif outcome.get("gate") == "rejected":
         out.append("gate rejected it; serving untouched")
     return out
