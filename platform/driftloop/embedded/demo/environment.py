@@ -20,15 +20,16 @@ Echo = Callable[[str], None]
 DEMO_ENV = {
     "DRIFTLOOP_TRAINING__EPOCHS": "3",
     "DRIFTLOOP_TRAINING__PATIENCE": "1",
-    # The challenger is judged in shadow mode on half the requests: it scores a copy, the
-    # champion answers, so log loss is compared per row (paired: ~10x less noise than two
-    # disjoint samples of a month). The evidence budget is fixed: a look every 200 routed
-    # requests, at most 1,600 (10 labelled rows each), on requests at least 2 s old so their
-    # labels and shadow copies are in; the same seeded traffic reaches the same decision.
+    # The challenger is judged in shadow mode on every request: it scores a copy, the champion
+    # answers, so log loss and calibration are compared per row (paired: ~10x less noise than
+    # two disjoint halves of a month). The evidence budget is fixed: a look every 200 routed
+    # requests, at most 2,000 (10 labelled rows each: no flight repeats), on requests at least
+    # 2 s old so their labels and shadow copies are in; the same seeded traffic reaches the
+    # same decision. (0 errors in n requests shows "at most +1 point" only from n ~ 1,600.)
     "DRIFTLOOP_SERVING__MODE": "shadow",
-    "DRIFTLOOP_ROLLOUT__CANARY_WEIGHT": "50",
+    "DRIFTLOOP_ROLLOUT__CANARY_WEIGHT": "100",
     "DRIFTLOOP_ROLLOUT__LOOK_EVERY": "200",
-    "DRIFTLOOP_ROLLOUT__MAX_REQUESTS": "1600",
+    "DRIFTLOOP_ROLLOUT__MAX_REQUESTS": "2000",
     "DRIFTLOOP_ROLLOUT__LABEL_WAIT_S": "2",
     "DRIFTLOOP_ROLLOUT__MAX_MINUTES": "6",
     "DRIFTLOOP_ROLLOUT__POLL_S": "1",
