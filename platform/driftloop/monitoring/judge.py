@@ -8,8 +8,10 @@ be recomputed: :func:`driftloop.loop.decisions.replay`); thresholds are ``settin
 - **performance** (``quality``): the KPI is ROC AUC of at least
   ``max(min_auc, reference AUC - max_auc_drop)`` (the reference is the version's own holdout).
   With ``min_labeled_rows`` labels the *observed* AUC is judged (DeLong interval), else the
-  *estimated* one (CBPE from the scores, :mod:`driftloop.monitoring.performance`). An alarm needs
-  the whole ``1 - alpha`` interval below the KPI: "below the KPI by more than its uncertainty".
+  *estimated* one (CBPE from the scores, :mod:`driftloop.monitoring.performance`), against the
+  same KPI built from the reference's *estimate* (the estimator's bias, e.g. from a calibration
+  slope off 1, cancels). An alarm needs the whole ``1 - alpha`` interval below the KPI: "below
+  the KPI by more than its uncertainty".
   With labels, the calibration gap ``|mean(p) - late rate|`` whose interval lies entirely above
   ``max_calibration_gap`` is an alarm too (a shifted late rate breaks the decision threshold);
 - **drift on features that matter** (``drift``): the drifted features hold at least
@@ -30,7 +32,7 @@ from driftloop.settings import MonitoringSettings
 
 Status = Literal["ok", "drift", "quality", "insufficient_data"]
 #: Version of the rule, stored in every decision record.
-RULE = "monitor-2"
+RULE = "monitor-3"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class JudgeInputs:
     prediction_drift: dict[str, Any] | None = None
     importance: dict[str, float] = field(default_factory=dict)
     reference_auc: float | None = None
+    #: the label-free estimate on the reference rows: what an estimate is compared with
+    reference_estimated_auc: float | None = None
     observed_auc: dict[str, Any] | None = None
     estimated_auc: dict[str, Any] | None = None
     calibration_gap: dict[str, Any] | None = None
@@ -125,6 +129,13 @@ def judge(inputs: JudgeInputs, settings: MonitoringSettings | None = None) -> Dr
     )
     if auc is None and not labeled:
         auc, source = inputs.observed_auc, "observed"
+    if auc is not None and source == "estimated" and inputs.reference_estimated_auc is not None:
+        kpi = kpi_auc(inputs.reference_estimated_auc, settings)
+        numbers["kpi_auc_estimated"] = kpi
+        kpi_text = (
+            f"estimated KPI {kpi:.3f} (holdout estimate {inputs.reference_estimated_auc:.3f} - "
+            f"{settings.max_auc_drop:g})"
+        )
     if auc is not None:
         numbers["auc_source"] = source
         text = f"{source} ROC AUC {_interval_text(auc)}"

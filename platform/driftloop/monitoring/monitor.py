@@ -183,9 +183,15 @@ def judge_inputs(
         lp = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=float)
         observed = observed_roc_auc(y, lp, confidence)
         gap = calibration_gap(y, lp, confidence)
-    ref_auc = None
-    if LABEL in reference.columns and OUTPUT_PROBABILITY in reference.columns:
-        ref_auc = finite_or_none(roc_auc(reference[LABEL], reference[OUTPUT_PROBABILITY]))
+    ref_auc = ref_estimated = None
+    if OUTPUT_PROBABILITY in reference.columns:
+        ref_p = reference[OUTPUT_PROBABILITY].to_numpy(dtype=float)
+        ref_estimate = estimate_roc_auc(
+            ref_p, confidence, simulations=settings.estimate_simulations, seed=len(ref_p)
+        )
+        ref_estimated = ref_estimate.estimate if ref_estimate is not None else None
+        if LABEL in reference.columns:
+            ref_auc = finite_or_none(roc_auc(reference[LABEL], reference[OUTPUT_PROBABILITY]))
     pred = summary.prediction_drift
     inputs = JudgeInputs(
         rows=len(current),
@@ -195,6 +201,7 @@ def judge_inputs(
         prediction_drift=asdict(pred) if pred is not None else None,
         importance=importance,
         reference_auc=ref_auc,
+        reference_estimated_auc=ref_estimated,
         observed_auc=observed.to_dict() if observed is not None else None,
         estimated_auc=estimated.to_dict() if estimated is not None else None,
         calibration_gap=gap.to_dict() if gap is not None else None,

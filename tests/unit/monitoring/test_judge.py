@@ -89,3 +89,15 @@ def test_too_few_rows_is_never_an_alarm() -> None:
 def test_inputs_round_trip_through_json_shapes() -> None:
     original = inputs(drifted_columns=["temp"], estimated_auc=interval(0.7, 0.01))
     assert JudgeInputs.from_dict(original.to_dict()) == original
+
+
+def test_an_estimate_is_compared_with_the_references_estimate() -> None:
+    """CBPE on the version's own holdout said 0.68 where the truth was 0.72 (a calibration slope
+    off 1): an estimate of 0.66 is then a drop of 0.02, within the allowed 0.03, not a drop of
+    0.06 below the observed holdout AUC."""
+    few_labels = dict(labeled=0, estimated_auc=interval(0.66, 0.01))
+    assert judge(inputs(**few_labels), S).retrain  # vs the observed holdout AUC: 0.67 < 0.69
+    v = judge(inputs(**few_labels, reference_estimated_auc=0.68), S)
+    assert not v.retrain
+    assert v.numbers["kpi_auc_estimated"] == 0.68 - 0.03
+    assert "estimated KPI 0.650 (holdout estimate 0.680 - 0.03)" in v.info[0]
