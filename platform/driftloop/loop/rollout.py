@@ -23,7 +23,7 @@ from typing import Any
 
 from driftloop.errors import ConflictError
 from driftloop.loop.decisions import new_decision_id, record_rollout
-from driftloop.monitoring.canary import available_requests, gather_evidence, read_rollout_frame
+from driftloop.monitoring.canary import available_requests, read_rollout_frame
 from driftloop.monitoring.noninferiority import (
     EXTEND,
     HALT,
@@ -31,7 +31,7 @@ from driftloop.monitoring.noninferiority import (
     ROLLBACK,
     CanaryDecision,
     current_decision,
-    decide,
+    look,
 )
 from driftloop.registry.client import RegistrySnapshot, registry_snapshot
 from driftloop.registry.promotion import promote, rollback, start_rollout
@@ -73,23 +73,6 @@ def judge_canary(settings: Settings | None = None) -> CanaryDecision:
     return current_decision(settings, snap)
 
 
-def _look(
-    settings: Settings, snap: RegistrySnapshot, frame: Any, size: int, until: Any, final: bool
-) -> CanaryDecision:
-    r = settings.rollout
-    evidence = gather_evidence(
-        frame,
-        snap.champion,
-        snap.challenger,
-        snap.mode or settings.serving.mode,
-        snap.weight,
-        r.latency_floor_ms,
-        limit=size,
-        until=until,
-    )
-    return decide(evidence, r, final)
-
-
 def _same_rollout(before: RegistrySnapshot, now: RegistrySnapshot) -> None:
     """409 when the rollout being judged is no longer the one in the registry."""
     fields = ("champion", "challenger", "weight", "mode", "rollout_started")
@@ -125,17 +108,17 @@ def wait_for_decision(
         while (looks + 1) * r.look_every <= min(available, r.max_requests):
             looks += 1
             size = looks * r.look_every
-            decision = _look(settings, snap, frame, size, until, size >= r.max_requests)
+            decision = look(settings, snap, frame, size, until, size >= r.max_requests)
             if on_look is not None:
                 on_look(looks, decision)
             if decision.decision != EXTEND:
                 return decision, looks
         if available >= r.max_requests:  # budget reached between two look sizes
             looks += 1
-            return _look(settings, snap, frame, r.max_requests, until, True), looks
+            return look(settings, snap, frame, r.max_requests, until, True), looks
         if clock() >= deadline:
             looks += 1
-            decision = _look(settings, snap, frame, r.max_requests, until, True)
+            decision = look(settings, snap, frame, r.max_requests, until, True)
             decision.reasons.insert(0, f"time budget of {r.max_minutes:g} min spent")
             return decision, looks
         sleep(r.poll_s)

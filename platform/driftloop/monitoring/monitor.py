@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -127,36 +128,36 @@ def window_months(frame: pd.DataFrame) -> list[str]:
     return sorted(m for m, share in counts.items() if share >= MONTH_MIN_SHARE)
 
 
+def _cached_artifact(run_id: str, artifact: str, kind: str, settings: Settings) -> Path:
+    """Run ``run_id``'s ``artifact``, downloaded once into ``{state}/monitoring/{kind}/``
+    (a training run's artifacts never change); NotFoundError when the run has none."""
+    cache = settings.state / "monitoring" / kind / f"{run_id}{Path(artifact).suffix}"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        download_run_artifact(run_id, artifact, cache.parent, settings).replace(cache)
+    return cache
+
+
 def load_reference(run_id: str, settings: Settings | None = None) -> pd.DataFrame:
     """The reference frame logged by training run ``run_id`` (downloaded once, then cached)."""
     settings = settings or get_settings()
-    cache = settings.state / "monitoring" / "references" / f"{run_id}.parquet"
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            local = download_run_artifact(run_id, REFERENCE_ARTIFACT, cache.parent, settings)
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"{exc}; retrain the version to log its monitoring reference"
-            ) from None
-        local.replace(cache)
-    return pd.read_parquet(cache)
+    try:
+        path = _cached_artifact(run_id, REFERENCE_ARTIFACT, "references", settings)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{exc}; retrain the version to log its monitoring reference") from None
+    return pd.read_parquet(path)
 
 
 def load_importance(run_id: str, settings: Settings | None = None) -> dict[str, float]:
     """Permutation importance (feature -> mean ROC AUC drop) logged by training run ``run_id``
     (downloaded once, then cached); empty when the run has none."""
     settings = settings or get_settings()
-    cache = settings.state / "monitoring" / "importance" / f"{run_id}.json"
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            local = download_run_artifact(run_id, IMPORTANCE_ARTIFACT, cache.parent, settings)
-        except NotFoundError:
-            logger.warning("run %s logged no permutation importance", run_id)
-            return {}
-        local.replace(cache)
-    rows = json.loads(cache.read_text())
+    try:
+        path = _cached_artifact(run_id, IMPORTANCE_ARTIFACT, "importance", settings)
+    except NotFoundError:
+        logger.warning("run %s logged no permutation importance", run_id)
+        return {}
+    rows = json.loads(path.read_text())
     return {str(r["feature"]): float(r["importance_mean"]) for r in rows}
 
 

@@ -362,13 +362,17 @@ def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> C
     return done(EXTEND, [f"not enough evidence after {evidence.routed} routed requests", *open_])
 
 
-def current_decision(settings: Settings, snap: RegistrySnapshot | None = None) -> CanaryDecision:
-    """The decision the running rollout's evidence supports now (all routed requests so far,
-    not the budget's end: ``extend`` stays ``extend``)."""
-    snap = snap or registry_snapshot(settings)
+def look(
+    settings: Settings,
+    snap: RegistrySnapshot,
+    frame: Any,
+    size: int,
+    until: datetime | None,
+    final: bool,
+) -> CanaryDecision:
+    """The decision on the first ``size`` routed requests of ``frame`` (the rollout's capture)
+    that arrived by ``until``, for the rollout in ``snap``."""
     r = settings.rollout
-    frame = read_rollout_frame(settings, snap.rollout_started)
-    until = datetime.now(UTC) - timedelta(seconds=r.label_wait_s)
     evidence = gather_evidence(
         frame,
         snap.champion,
@@ -376,10 +380,19 @@ def current_decision(settings: Settings, snap: RegistrySnapshot | None = None) -
         snap.mode or settings.serving.mode,
         snap.weight,
         r.latency_floor_ms,
-        limit=r.max_requests,
+        limit=size,
         until=until,
     )
-    return decide(evidence, r, final=False)
+    return decide(evidence, r, final)
+
+
+def current_decision(settings: Settings, snap: RegistrySnapshot | None = None) -> CanaryDecision:
+    """The decision the running rollout's evidence supports now (all routed requests so far,
+    not the budget's end: ``extend`` stays ``extend``)."""
+    snap = snap or registry_snapshot(settings)
+    frame = read_rollout_frame(settings, snap.rollout_started)
+    until = datetime.now(UTC) - timedelta(seconds=settings.rollout.label_wait_s)
+    return look(settings, snap, frame, settings.rollout.max_requests, until, final=False)
 
 
 def rollout_status(settings: Settings | None = None) -> dict[str, Any]:
