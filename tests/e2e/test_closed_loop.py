@@ -107,6 +107,7 @@ def test_drift_event_retrains_once_through_the_automation_and_records_the_outcom
     loop_state: Any, retrain_deployment: tuple[str, str], tmp_path: Path
 ) -> None:
     from driftloop.loop.automations import ensure_automations
+    from driftloop.loop.decisions import get_decision, replay
     from driftloop.loop.events import DRIFT_EVENT
     from driftloop.loop.ledger import list_retrains
     from driftloop.loop.trigger import emit_event
@@ -170,9 +171,13 @@ def test_drift_event_retrains_once_through_the_automation_and_records_the_outcom
     champion = get_alias(CHAMPION, settings)
     assert champion is not None
     if outcome["gate"] == "challenger":
-        # No serving here: the canary saw no request, so the rollout rolled back and said why.
+        # No serving here: the canary saw no request, so the rollout rolled back and said why,
+        # and its decision record replays to the same answer.
         assert outcome["rollout"] == "rollback"
-        assert "no request" in outcome["rollout_reasons"]
+        assert "the challenger served no routed request" in outcome["rollout_reasons"]
+        record = get_decision(outcome["rollout_decision"], settings)
+        assert record["applied"] is True
+        assert replay(record)["same"]
         assert champion.version == "1"
         actions = [(a["action"], a["from_version"]) for a in read_audit(settings)]
         assert ("rollback", outcome["version"]) in actions

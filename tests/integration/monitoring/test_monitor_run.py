@@ -103,7 +103,14 @@ def test_summer_traffic_is_judged_logged_and_announced(champion: Any) -> None:
     result = run_monitor(settings, start=now - timedelta(minutes=1), end=now + timedelta(minutes=1))
     assert result.rows == 1500
     assert result.months == ["2013-07"]
-    assert result.verdict.status == "drift"
+    # Summer weather drifts (reported), and July's late rate is far above what the January
+    # scores say: the calibration gap is what calls for a retrain (the run logged no
+    # permutation importance, so drift cannot be weighted by it).
+    assert result.verdict.status == "quality"
+    assert result.verdict.alarms == ["calibration"]
+    assert any(i.startswith("data drift (information)") for i in result.verdict.info)
+    assert result.inputs is not None
+    assert result.inputs.importance == {}
     assert result.live_auc is not None
     assert result.retrain_window == {
         "start_month": "2013-05",
@@ -114,7 +121,7 @@ def test_summer_traffic_is_judged_logged_and_announced(champion: Any) -> None:
     assert result.report.html.exists()
     assert result.mlflow_logged
     tags = get_version(info.version, settings).tags
-    assert tags[TAG_DRIFT_STATUS] == "drift"
+    assert tags[TAG_DRIFT_STATUS] == "quality"
     logged = get_client(settings).list_artifacts(info.run_id, f"monitoring/{result.report.id}")
     assert {Path(f.path).name for f in logged} >= {"drift.html", "drift.json", "summary.json"}
 

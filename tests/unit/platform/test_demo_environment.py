@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
+#: A fresh interpreter (the test session has Prefect settings contexts of its own): prefect is
+#: imported (and reads its settings) before the demo sets PREFECT_API_URL, as in `driftloop demo`.
+PROBE = """
+import prefect.flows
+from prefect.settings import PREFECT_API_URL
+from driftloop.embedded.demo.environment import apply_demo_environment
+settings = apply_demo_environment()
+print(settings.prefect.url, PREFECT_API_URL.value())
+"""
 
 
 def test_demo_environment_points_an_already_imported_prefect_at_the_platform(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    # prefect is imported (and reads its settings) long before the demo sets PREFECT_API_URL
-    from prefect.context import refresh_global_settings_context
-    from prefect.settings import PREFECT_API_URL
-
-    from driftloop.embedded.demo.environment import apply_demo_environment
-
-    monkeypatch.setattr(os, "environ", os.environ.copy())  # the demo writes the environment
-    monkeypatch.setenv("DRIFTLOOP_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv("DRIFTLOOP_PREFECT__PORT", "4999")
-    try:
-        settings = apply_demo_environment()
-        assert settings.prefect.url == "http://127.0.0.1:4999/api"
-        assert PREFECT_API_URL.value() == settings.prefect.url
-    finally:
-        monkeypatch.undo()
-        refresh_global_settings_context()
-        from driftloop.settings import use_settings
-
-        use_settings(None)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "DRIFTLOOP_", "MLFLOW_"))
+    }
+    env.update(
+        DRIFTLOOP_STATE_DIR=str(tmp_path),
+        DRIFTLOOP_PREFECT__PORT="4999",
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    wanted, seen = out.stdout.split()[-2:]
+    assert wanted == "http://127.0.0.1:4999/api"
+    assert seen == wanted
