@@ -4,9 +4,11 @@ access log off: it costs ~20 % throughput; requests are in the inference log and
 from __future__ import annotations
 
 import os
+import sys
 
 import uvicorn
 
+from driftloop.errors import DriftloopError
 from driftloop.logs import configure_logging
 from driftloop.settings import Settings, get_settings
 from serving.app import create_app
@@ -26,9 +28,13 @@ def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    run(settings)
+    try:
+        settings = get_settings()
+        configure_logging(settings.log_level)
+        run(settings)
+    except (DriftloopError, ValueError) as exc:  # settings refused: one readable line
+        sys.stderr.write(f"error: {str(exc).splitlines()[0]}\n")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from driftloop import __version__
 from driftloop.data.capture import FEEDBACK, PREDICTIONS
+from driftloop.errors import ConfigurationError
 from driftloop.settings import Settings
 from serving.auth import Authenticator
 from serving.capture import CaptureWriter
@@ -99,7 +100,11 @@ def create_app(
     snapshot: SnapshotReader = read_registry,
 ) -> FastAPI:
     """Build the inference app. ``loader``, ``feature_source`` and ``snapshot`` replace the
-    MLflow model loader, the online store and the registry reader (defaults: the real ones)."""
+    MLflow model loader, the online store and the registry reader (defaults: the real ones).
+    Refuses (ConfigurationError) to serve with auth off on an address other than loopback."""
+    refusal = settings.exposure_error()
+    if refusal is not None:
+        raise ConfigurationError(refusal)
     metrics = ServingMetrics()
     reconciler = Reconciler(settings, loader, snapshot)
     features = FeatureLookup(settings, feature_source)

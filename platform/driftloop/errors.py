@@ -46,6 +46,10 @@ class DataQualityError(DriftloopError):
     status_code = 422
 
 
+class ConfigurationError(DriftloopError, ValueError):
+    """Settings that would make a component unsafe or unusable: it refuses to start."""
+
+
 class ServiceUnavailableError(DriftloopError, ConnectionError):
     """A backing service (MLflow, Prefect, online store) cannot be reached."""
 

@@ -19,6 +19,11 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me"
+#: Plain tokens shorter than this, or with fewer distinct characters than MIN_TOKEN_SYMBOLS,
+#: are refused in production (``sha256:HEX`` digests cannot be checked and are taken as given).
+MIN_TOKEN_LENGTH = 24
+MIN_TOKEN_SYMBOLS = 10
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 #: Telemetry off in every process we start.
@@ -363,10 +368,35 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.environment == "production":
-            tokens = self.serving.auth.admin_tokens + self.serving.auth.predict_tokens
+            auth = self.serving.auth
+            tokens = auth.admin_tokens + auth.predict_tokens
             if any(t == PLACEHOLDER_SECRET for t in tokens):
                 raise ValueError("a serving token is the placeholder 'change-me' in production")
+            if auth.enabled is False:
+                raise ValueError(
+                    "serving.auth.enabled=false is refused in production: the inference API "
+                    "would promote models for anyone who can reach it"
+                )
+            weak = [t for t in tokens if _weak(t.get_secret_value())]
+            if weak:
+                raise ValueError(
+                    f"{len(weak)} serving token(s) too weak for production: use at least "
+                    f"{MIN_TOKEN_LENGTH} characters with {MIN_TOKEN_SYMBOLS}+ distinct ones "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                )
         return self
+
+    def exposure_error(self) -> str | None:
+        """Why the inference API must not start with these settings (None: it may): auth off on
+        an address other than loopback would let anyone who reaches it move models."""
+        host = self.serving.host.strip("[]")
+        if self.auth_enabled or host in LOOPBACK_HOSTS or host.startswith("127."):
+            return None
+        return (
+            f"refusing to serve on {self.serving.host} with auth off: set "
+            "DRIFTLOOP_SERVING__AUTH__ENABLED=true with admin and predict tokens (or "
+            "DRIFTLOOP_ENVIRONMENT=production), or bind DRIFTLOOP_SERVING__HOST=127.0.0.1"
+        )
 
     @property
     def state(self) -> Path:
@@ -382,6 +412,12 @@ class Settings(BaseSettings):
     @property
     def dvc_remote_url(self) -> str:
         return self.data.dvc_remote or str(self.state / "dvc-remote")
+
+
+def _weak(token: str) -> bool:
+    if token.startswith("sha256:"):
+        return False
+    return len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_SYMBOLS
 
 
 _current: dict[str, Settings] = {}

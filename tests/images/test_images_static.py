@@ -305,3 +305,11 @@ def test_k8s_local_values_use_local_images_and_exec_probes() -> None:
     assert values["probes"]["mode"] == "exec"
     for component in ("postgresql", "redis", "mlflow", "prefect", "worker", "deploy"):
         assert values[component]["enabled"] is False
+
+
+def test_serving_image_runs_in_production_so_auth_is_on() -> None:
+    """The image binds 0.0.0.0: it must fail closed (auth on, weak tokens refused), not serve
+    a development API to the network."""
+    text = (DOCKER / "Dockerfile.serving").read_text()
+    assert "DRIFTLOOP_SERVING__HOST=0.0.0.0" in text
+    assert "DRIFTLOOP_ENVIRONMENT=production" in text

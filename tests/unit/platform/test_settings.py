@@ -51,3 +51,41 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRIFTLOOP_DATA__MAX_INVALID_SHARE", "1.5")
     with pytest.raises(ValueError, match="max_invalid_share"):
         Settings()
+
+
+def test_production_refuses_auth_off_and_weak_tokens() -> None:
+    with pytest.raises(ValueError, match=r"auth\.enabled=false is refused in production"):
+        Settings(environment="production", serving={"auth": {"enabled": False}})
+    for weak in ("short-token", "a" * 40, "abababababababababababab"):
+        with pytest.raises(ValueError, match="too weak for production"):
+            Settings(environment="production", serving={"auth": {"predict_tokens": [weak]}})
+    strong = "k3J9x-Vq7_Tn2Lw8RzPa4Yb6Hd1"
+    digest = "sha256:" + "ab" * 32  # a digest cannot be checked: taken as given
+    ok = Settings(
+        environment="production",
+        serving={"auth": {"admin_tokens": [strong], "predict_tokens": [digest]}},
+    )
+    assert ok.auth_enabled
+    # development keeps short tokens convenient
+    assert Settings(serving={"auth": {"predict_tokens": ["dev"]}}).serving.auth.predict_tokens
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "refused"),
+    [
+        ("127.0.0.1", False, False),
+        ("localhost", False, False),
+        ("::1", False, False),
+        ("0.0.0.0", False, True),
+        ("10.1.2.3", False, True),
+        ("0.0.0.0", True, False),
+    ],
+)
+def test_serving_refuses_a_non_loopback_address_with_auth_off(
+    host: str, auth: bool, refused: bool
+) -> None:
+    s = Settings(serving={"host": host, "auth": {"enabled": auth}})
+    error = s.exposure_error()
+    assert (error is not None) == refused
+    if refused:
+        assert f"refusing to serve on {host} with auth off" in str(error)

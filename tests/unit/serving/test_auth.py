@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,24 @@ def test_child_environment_carries_token_digests_only(
         child.require(
             "Bearer " + json.loads(env["DRIFTLOOP_SERVING__AUTH__ADMIN_TOKENS"])[0], ADMIN
         )
+
+
+def test_the_server_refuses_to_start_open_on_a_public_address(tmp_path: Path) -> None:
+    """Auth off is for 127.0.0.1: bound elsewhere the app is not built, and ``python -m
+    serving`` says why in one line and exits 1 (it would let anyone move models)."""
+    import subprocess
+    import sys
+
+    from driftloop.errors import ConfigurationError
+    from serving.app import create_app
+
+    open_settings = Settings(state_dir=tmp_path, serving={"host": "0.0.0.0"})
+    with pytest.raises(ConfigurationError, match=r"refusing to serve on 0\.0\.0\.0 with auth off"):
+        create_app(open_settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "PREFECT_"))}
+    env.update(DRIFTLOOP_STATE_DIR=str(tmp_path), DRIFTLOOP_SERVING__HOST="0.0.0.0")
+    out = subprocess.run(
+        [sys.executable, "-m", "serving"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to serve on 0.0.0.0")
