@@ -205,12 +205,19 @@ def _latency(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerd
     return _verdict("latency", "unpaired", margin, bounds, ga, gb, (a.n, b.n), enough, show)
 
 
+def _labelled(
+    ev: CanaryEvidence, r: RolloutSettings, a: MeanStats, b: MeanStats
+) -> tuple[tuple[int, int], bool]:
+    """Labelled rows per variant, and whether a quality metric may be judged on them."""
+    rows = (ev.champion.labeled, ev.challenger.labeled)
+    return rows, min(rows) >= r.min_labeled_rows and min(a.n, b.n) >= 2
+
+
 def _log_loss(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerdict:
     a, b = ev.champion.log_loss, ev.challenger.log_loss
     margin = r.log_loss_margin
     paired = ev.paired_log_loss
-    rows = (ev.champion.labeled, ev.challenger.labeled)
-    enough = min(rows) >= r.min_labeled_rows and min(a.n, b.n) >= 2
+    rows, enough = _labelled(ev, r, a, b)
     if paired is not None and paired.n >= 2 and enough:
         bounds = mean_bounds(paired, alpha, margin)
         comparison = "paired"
@@ -250,8 +257,7 @@ def _calibration(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> Metric
     a, b = ev.champion.residual, ev.challenger.residual
     margin = r.calibration_margin
     shift = ev.paired_shift
-    n = (ev.champion.labeled, ev.challenger.labeled)
-    enough = min(n) >= r.min_labeled_rows and min(a.n, b.n) >= 2
+    n, enough = _labelled(ev, r, a, b)
     if shift is not None and shift.n >= 2 and enough:
         ra = mean_bounds(a, alpha / 2, margin)
         rd = mean_bounds(shift, alpha / 2, margin)
