@@ -262,3 +262,31 @@ def test_the_sample_ratio_check_counts_routing_keys_not_requests(same: pd.DataFr
     assert 295 <= ev.keys <= 300  # champion requests before the challenger's first are left out
     assert sample_ratio_mismatch(ev.treated, ev.routed, 0.5, 0.001).mismatch  # per request
     assert not decide(ev, ROLLOUT, final=False).srm.mismatch  # per key
+
+
+def test_replay_from_the_inference_log_regathers_the_same_evidence(
+    same: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The capture on disk (predictions and feedback files, as serving writes them) gives the
+    same first requests and the same decision; a label changed afterwards makes it differ."""
+    from driftloop.data.capture import PREDICTION_COLUMNS
+    from driftloop.loop.decisions import replay_from_log
+
+    settings = Settings(state_dir=tmp_path)
+    day = tmp_path / "capture"
+    frame = same.head(20 * 800)
+    preds = frame.reindex(columns=PREDICTION_COLUMNS)
+    preds["model_name"] = "m"
+    feedback = frame[["prediction_id", "request_id", "row", LABEL, "ts"]].astype({LABEL: "int8"})
+    for kind, df in (("predictions", preds), ("feedback", feedback)):
+        folder = day / kind / f"date={T0.date().isoformat()}"
+        folder.mkdir(parents=True)
+        df.to_parquet(folder / "part-0.parquet", index=False)
+    d = decide(evidence(frame, limit=600), ROLLOUT, final=True)
+    record = record_rollout(d, 3, settings, started=T0.isoformat())
+    out = replay_from_log(record, settings)
+    assert out["evidence"]["same_requests"]
+    assert out["same"], out
+    flipped = feedback.assign(**{LABEL: 1 - feedback[LABEL]})
+    flipped.to_parquet(day / "feedback" / f"date={T0.date().isoformat()}" / "part-0.parquet")
+    assert replay_from_log(record, settings)["replayed"]["reasons"] != out["replayed"]["reasons"]
