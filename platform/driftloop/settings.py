@@ -168,6 +168,11 @@ class AuthSettings(BaseModel):
     predict_tokens: list[BearerToken] = Field(
         default_factory=list, description="Tokens with the predict scope (plain or sha256:HEX)."
     )
+    feedback_tokens: list[BearerToken] = Field(
+        default_factory=list,
+        description="Tokens with the feedback scope: may post ground-truth labels (plain or "
+        "sha256:HEX). Predict tokens may not; admin tokens may.",
+    )
 
     def hashed(self, tokens: list[BearerToken]) -> set[str]:
         """Hex SHA-256 digests of ``tokens``."""
@@ -187,6 +192,32 @@ class ServingSettings(BaseModel):
     capture_flush_rows: int = Field(2000, description="Capture writer flushes at this many rows.")
     capture_flush_s: float = Field(1.0, description="... or after this many seconds.")
     mode: Literal["canary", "shadow"] = Field("canary", description="Challenger traffic mode.")
+    max_inputs: int = Field(
+        32, ge=1, description="Requests with more input tensors (or outputs) get 400."
+    )
+    max_id_length: int = Field(
+        128,
+        ge=8,
+        description="Longest request id, routing key or prediction id (characters); longer: 400.",
+    )
+    max_text_length: int = Field(
+        256, ge=8, description="Longest text (BYTES) input value (characters); longer: 400."
+    )
+    rate_limit_per_s: float = Field(
+        5000.0,
+        ge=0,
+        description="Requests per second per caller (bearer token, or client address with auth "
+        "off) before 429; 0 turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        10_000, ge=1, description="Requests a caller may send at once above the rate."
+    )
+    capture_shutdown_s: float = Field(
+        20.0,
+        gt=0,
+        description="On SIGTERM the capture writers flush for at most this long (keep it below "
+        "the pod's termination grace period).",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
@@ -261,6 +292,12 @@ class RolloutSettings(BaseModel):
         description="A look judges requests at least this old, so their labels can arrive.",
     )
     poll_s: float = Field(2.0, gt=0, description="How often the rollout reads the inference log.")
+    stale_grace_minutes: float = Field(
+        10.0,
+        gt=0,
+        description="A rollout still open this long after its time budget (max_minutes) is taken "
+        "as crashed: its canary weight is reset and the challenger dropped (audited).",
+    )
 
 
 class MonitoringSettings(BaseModel):
@@ -315,6 +352,12 @@ class MonitoringSettings(BaseModel):
     )
     min_labeled_rows: int = Field(100, description="Live quality is judged from this many labels.")
     retrain_window_months: int = Field(3, ge=1, description="Months a drift retrain trains on.")
+    retrain_lease_minutes: float = Field(
+        240.0,
+        gt=0,
+        description="A retrain claim (cooldown and budget) whose run neither finished nor "
+        "failed within this is taken as killed: its window may be retrained again.",
+    )
 
 
 class KubernetesSettings(BaseModel):
