@@ -412,7 +412,7 @@ class Settings(BaseSettings):
     def _refuse_placeholders(self) -> Settings:
         if self.environment == "production":
             auth = self.serving.auth
-            tokens = auth.admin_tokens + auth.predict_tokens
+            tokens = auth.admin_tokens + auth.predict_tokens + auth.feedback_tokens
             if any(t == PLACEHOLDER_SECRET for t in tokens):
                 raise ValueError("a serving token is the placeholder 'change-me' in production")
             if auth.enabled is False:
@@ -493,7 +493,12 @@ def child_environ(settings: Settings) -> dict[str, str]:
     only as their ``sha256:HEX`` digests (which serving accepts), never in plain text."""
     env = {**os.environ, **QUIET_ENV}
     auth = settings.serving.auth
-    for scope, tokens in (("ADMIN", auth.admin_tokens), ("PREDICT", auth.predict_tokens)):
+    scopes = (
+        ("ADMIN", auth.admin_tokens),
+        ("PREDICT", auth.predict_tokens),
+        ("FEEDBACK", auth.feedback_tokens),
+    )
+    for scope, tokens in scopes:
         key = f"DRIFTLOOP_SERVING__AUTH__{scope}_TOKENS"
         if tokens or key in env:
             env[key] = json.dumps(sorted(f"sha256:{d}" for d in auth.hashed(tokens)))
