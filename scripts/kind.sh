@@ -43,7 +43,7 @@ up() {
   log "loading images into the nodes"
   kind load docker-image --name "$CLUSTER" "driftloop-platform:$TAG" "driftloop-serving:$TAG"
   local values=()
-  [[ -f "$CHART/ci/kind-values.yaml" ]] && values+=(-f "$CHART/ci/kind-values.yaml")
+  values+=(-f "$CHART/ci/minimal-kind-values.yaml")
   [[ -n "${VALUES:-}" ]] && values+=(-f "$VALUES")
   log "installing the chart (release $RELEASE, namespace $NAMESPACE)"
   "$helm" upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" --create-namespace \

@@ -206,10 +206,7 @@ def test_only_the_worker_mounts_an_api_token(docs: list[Doc]) -> None:
         assert account, f"{pod.where} uses the namespace's default ServiceAccount"
         is_worker = pod.labels["app.kubernetes.io/component"] == "prefect-worker"
         assert pod.spec.get("automountServiceAccountToken") is is_worker, pod.where
-        if "{{" not in account:  # the job template names it with a Prefect variable
-            assert account in accounts, pod.where
-    template_account = base_job_template(docs)["variables"]["properties"]["service_account_name"]
-    assert template_account["default"] in accounts
+        assert account in accounts, pod.where
     for name, sa in accounts.items():
         expected = name == "rel-driftloop-prefect-worker"
         assert sa.get("automountServiceAccountToken") is expected, name
@@ -287,6 +284,8 @@ def test_generated_secrets_differ_per_render(helm_bin: Path, render: Render) -> 
         "rel-driftloop-postgresql",
         "rel-driftloop-redis",
         "rel-driftloop-serving-auth",
+        "rel-driftloop-mlflow-auth",
+        "rel-driftloop-prefect-auth",
     }
     for key, value in first.items():
         assert value != second[key], f"{key} is the same in two renders"
@@ -358,8 +357,6 @@ def test_images_are_pinned_and_pull_policy_is_set(render: Render) -> None:
         for pod in pods(render(scenario, NEW_KUBE)):
             for c in pod.containers():
                 image = c["image"]
-                if "{{" in image:  # Prefect variable; default checked below
-                    continue
                 assert ":" in image.rsplit("/", 1)[-1], image
                 assert not image.endswith(":latest"), image
                 assert c.get("imagePullPolicy"), (pod.where, c["name"])
@@ -370,9 +367,10 @@ def test_images_are_pinned_and_pull_policy_is_set(render: Render) -> None:
     }
     assert driftloop_images == {"driftloop-platform:dev", "driftloop-serving:dev"}
     assert "Never" in policies
-    variables = base_job_template(kind)["variables"]["properties"]
-    assert variables["image"]["default"] == "driftloop-platform:dev"
-    assert variables["image_pull_policy"]["default"] == "Never"
+    manifest = base_job_template(kind)["job_configuration"]["job_manifest"]
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "driftloop-platform:dev"
+    assert container["imagePullPolicy"] == "Never"
 
 
 def test_gpu_training_job_template_requests_gpus_on_gpu_nodes(render: Render) -> None:
@@ -399,9 +397,9 @@ def test_gpu_training_job_template_requests_gpus_on_gpu_nodes(render: Render) ->
 def test_job_template_keeps_prefect_placeholders(render: Render) -> None:
     config = base_job_template(render("default", NEW_KUBE))["job_configuration"]
     manifest = config["job_manifest"]
-    assert config["command"] == "{{ command }}"
-    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "{{ image }}"
     assert manifest["metadata"]["generateName"] == "{{ name }}-"
+    assert manifest["metadata"]["labels"] == "{{ labels }}"
+    assert manifest["spec"]["backoffLimit"] == "{{ backoff_limit }}"
     env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"]["value"] == "http://rel-driftloop-mlflow:5000"
     assert env["DRIFTLOOP_FEATURES__ONLINE_STORE"]["value"] == "redis"

@@ -143,7 +143,15 @@ cluster, else a fresh random one. (dict "ctx" $ "name" SECRET "key" KEY "length"
 {{- if and $existing $existing.data (hasKey $existing.data .key) -}}
 {{- index $existing.data .key | b64dec -}}
 {{- else -}}
-{{- randAlphaNum (.length | default 32) -}}
+{{- /* Remembered for the rest of this render (the root context is shared by every template),
+so two templates that need the same generated value (e.g. a Secret and a checksum) agree. */ -}}
+{{- $memo := index .ctx "driftloopGenerated" | default dict -}}
+{{- $id := printf "%s/%s" .name .key -}}
+{{- if not (hasKey $memo $id) -}}
+{{- $_ := set $memo $id (randAlphaNum (.length | default 32)) -}}
+{{- $_ := set .ctx "driftloopGenerated" $memo -}}
+{{- end -}}
+{{- index $memo $id -}}
 {{- end -}}
 {{- end -}}
 
@@ -157,11 +165,15 @@ cluster, else a fresh random one. (dict "ctx" $ "name" SECRET "key" KEY "length"
 {{- end -}}
 {{- end -}}
 
+{{/* Key of one database user's password: (dict "ctx" $ "user" "superuser|mlflow|prefect") */}}
 {{- define "driftloop.postgresql.passwordKey" -}}
-{{- if .Values.postgresql.existingSecret -}}
-{{- .Values.postgresql.existingSecretPasswordKey -}}
+{{- $v := .ctx.Values.postgresql -}}
+{{- if $v.existingSecret -}}
+{{- if eq .user "mlflow" -}}{{ $v.existingSecretMlflowPasswordKey }}
+{{- else if eq .user "prefect" -}}{{ $v.existingSecretPrefectPasswordKey }}
+{{- else -}}{{ $v.existingSecretPasswordKey }}{{- end -}}
 {{- else -}}
-password
+{{- if eq .user "superuser" -}}password{{- else -}}{{ printf "%s-password" .user }}{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -188,12 +200,13 @@ password
 {{- end -}}
 {{- end -}}
 
-{{/* EnvVar POSTGRES_PASSWORD from the Secret; later env values use $(POSTGRES_PASSWORD). */}}
+{{/* EnvVar <name> with one database user's password from the Secret; later env values use
+$(<name>). (dict "ctx" $ "user" "superuser|mlflow|prefect" "name" "POSTGRES_PASSWORD") */}}
 {{- define "driftloop.postgresql.passwordEnv" -}}
-- name: POSTGRES_PASSWORD
+- name: {{ .name }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "driftloop.postgresql.secretName" . }}
+      name: {{ include "driftloop.postgresql.secretName" .ctx }}
       key: {{ include "driftloop.postgresql.passwordKey" . }}
 {{- end -}}
 
@@ -223,6 +236,88 @@ password
 {{- end -}}
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- MLflow auth */}}
+{{/* "true" when clients get MLflow credentials: auth on, and the chart runs MLflow or an
+existing Secret holds the credentials of an external one. */}}
+{{- define "driftloop.mlflow.authOn" -}}
+{{- if and .Values.mlflow.auth.enabled (or .Values.mlflow.enabled .Values.mlflow.auth.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.mlflow.authSecretName" -}}
+{{- if .Values.mlflow.auth.existingSecret -}}
+{{- .Values.mlflow.auth.existingSecret -}}
+{{- else -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "mlflow-auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MLflow user of one role as the MLflow client's own variables:
+(dict "ctx" $ "role" "flows|serving") */}}
+{{- define "driftloop.mlflow.clientEnv" -}}
+{{- if include "driftloop.mlflow.authOn" .ctx }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ index .ctx.Values.mlflow.auth.users .role | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftloop.mlflow.authSecretName" .ctx }}
+      key: {{ printf "%s-password" .role }}
+{{- end }}
+{{- end -}}
+
+{{/* The rollout user of the inference service. Its variable names live only here, so a rename
+in driftloop's settings is a one-line change. */}}
+{{- define "driftloop.mlflow.rolloutEnv" -}}
+{{- if include "driftloop.mlflow.authOn" . }}
+- name: DRIFTLOOP_MLFLOW__AUTH__ROLLOUT_USERNAME
+  value: {{ .Values.mlflow.auth.users.rollout | quote }}
+- name: DRIFTLOOP_MLFLOW__AUTH__ROLLOUT_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftloop.mlflow.authSecretName" . }}
+      key: rollout-password
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- Prefect auth */}}
+{{- define "driftloop.prefect.authSecretName" -}}
+{{- if .Values.prefect.auth.existingSecret -}}
+{{- .Values.prefect.auth.existingSecret -}}
+{{- else -}}
+{{- include "driftloop.componentName" (dict "ctx" . "component" "prefect-auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "driftloop.prefect.authSecretKey" -}}
+{{- if .Values.prefect.auth.existingSecret -}}
+{{- .Values.prefect.auth.existingSecretKey -}}
+{{- else -}}
+auth-string
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when Prefect clients send an auth string: auth on, and the chart runs Prefect or an
+existing Secret holds the string of an external server. */}}
+{{- define "driftloop.prefect.authOn" -}}
+{{- if and .Values.prefect.auth.enabled (or .Values.prefect.enabled .Values.prefect.auth.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* PREFECT_API_AUTH_STRING of every Prefect client (worker, flow runs, monitoring, deploy). */}}
+{{- define "driftloop.prefect.clientAuthEnv" -}}
+{{- if include "driftloop.prefect.authOn" . }}
+- name: PREFECT_API_AUTH_STRING
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftloop.prefect.authSecretName" . }}
+      key: {{ include "driftloop.prefect.authSecretKey" . }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- serving auth */}}
 {{- define "driftloop.serving.authSecretName" -}}
 {{- if .Values.serving.auth.existingSecret -}}
 {{- .Values.serving.auth.existingSecret -}}
@@ -290,6 +385,19 @@ tell driftloop where its services are. */}}
   value: "false"
 - name: DRIFTLOOP_MONITORING__SCHEDULE_MINUTES
   value: {{ .Values.monitoring.scheduleMinutes | quote }}
+# Distributed training Jobs (`driftloop train --on kubernetes`) mount the same state claim.
+- name: DRIFTLOOP_KUBERNETES__NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+- name: DRIFTLOOP_KUBERNETES__STATE_CLAIM
+  value: {{ include "driftloop.state.claimName" . | quote }}
+- name: DRIFTLOOP_KUBERNETES__IMAGE
+  value: {{ include "driftloop.image" (dict "ctx" . "image" .Values.image.platform) | quote }}
+- name: DRIFTLOOP_KUBERNETES__IMAGE_PULL_POLICY
+  value: {{ .Values.image.platform.pullPolicy | quote }}
+{{- if .Values.worker.enabled }}
+- name: DRIFTLOOP_KUBERNETES__SERVICE_ACCOUNT
+  value: {{ include "driftloop.componentName" (dict "ctx" . "component" "flow-run") | quote }}
+{{- end }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -318,17 +426,43 @@ tell driftloop where its services are. */}}
   value: "1"
 {{- end -}}
 
-{{/* Volumes for /tmp and the state folder: (dict "ctx" $ "shared" true) */}}
+{{/* ---------------------------------------------------------------- state */}}
+{{/* The state claim's name. State never lives on a per-pod emptyDir. */}}
+{{- define "driftloop.state.claimName" -}}
+{{- if not .Values.sharedState.enabled -}}
+{{- fail "sharedState.enabled=false is refused: state (data repo, feature registry, capture, audit log, ledger) would live on per-pod emptyDirs and be lost on every restart. Keep sharedState.enabled=true (a new claim) or set sharedState.existingClaim." -}}
+{{- end -}}
+{{- default (include "driftloop.componentName" (dict "ctx" . "component" "state")) .Values.sharedState.existingClaim -}}
+{{- end -}}
+
+{{/* Label of every pod that mounts the state claim (co-location on ReadWriteOnce claims). */}}
+{{- define "driftloop.state.podLabel" -}}
+driftloop.io/state: {{ include "driftloop.state.claimName" . | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* Affinity of a state pod: the component's own affinity, plus (claims that are not
+ReadWriteMany, when the component sets no podAffinity itself) a required podAffinity to the
+node where the other state pods run, so a ReadWriteOnce volume is attached to one node only.
+(dict "ctx" $ "affinity" .Values.serving.affinity); renders "affinity:" or nothing. */}}
+{{- define "driftloop.state.affinity" -}}
+{{- $aff := deepCopy (.affinity | default dict) -}}
+{{- if and (not (has "ReadWriteMany" .ctx.Values.sharedState.accessModes)) (not (hasKey $aff "podAffinity")) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "driftloop.state.podLabel" .ctx | fromYaml)) -}}
+{{- $_ := set $aff "podAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) -}}
+{{- end -}}
+{{- with $aff }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes for /tmp and the state folder (the state claim, never an emptyDir). */}}
 {{- define "driftloop.stateVolumes" -}}
 - name: tmp
   emptyDir: {}
 - name: state
-{{- if and .shared .ctx.Values.sharedState.enabled }}
   persistentVolumeClaim:
-    claimName: {{ default (include "driftloop.componentName" (dict "ctx" .ctx "component" "state")) .ctx.Values.sharedState.existingClaim }}
-{{- else }}
-  emptyDir: {}
-{{- end }}
+    claimName: {{ include "driftloop.state.claimName" . }}
 {{- end -}}
 
 {{- define "driftloop.stateMounts" -}}

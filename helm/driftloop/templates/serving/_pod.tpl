@@ -16,7 +16,7 @@ env:
   - name: DRIFTLOOP_SERVING__RECONCILE_INTERVAL_S
     value: {{ $.Values.serving.reconcileIntervalSeconds | quote }}
   - name: DRIFTLOOP_SERVING__AUTH__ENABLED
-    value: "true"
+    value: {{ $.Values.serving.auth.enabled | quote }}
   - name: DRIFTLOOP_SERVING__AUTH__ADMIN_TOKENS
     valueFrom:
       secretKeyRef:
@@ -27,6 +27,16 @@ env:
       secretKeyRef:
         name: {{ include "driftloop.serving.authSecretName" $ }}
         key: predict-tokens
+  # Optional in an existing Secret: without it nobody but admins may post labels.
+  - name: DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "driftloop.serving.authSecretName" $ }}
+        key: feedback-tokens
+        optional: true
+  # MLflow: the serving user (read-only) for loading models, the rollout user for aliases.
+  {{- include "driftloop.mlflow.clientEnv" (dict "ctx" $ "role" "serving") | nindent 2 }}
+  {{- include "driftloop.mlflow.rolloutEnv" $ | nindent 2 }}
 ports:
   - name: http
     containerPort: {{ $.Values.serving.port }}

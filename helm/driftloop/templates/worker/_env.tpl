@@ -5,6 +5,7 @@
   value: /tmp/prefect
 - name: PREFECT_API_URL
   value: {{ include "driftloop.prefect.apiUrl" . | quote }}
+{{- include "driftloop.prefect.clientAuthEnv" . }}
 # Watch flow-run pods in this namespace only (the Role is namespaced).
 - name: PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES
   value: {{ .Release.Namespace | quote }}

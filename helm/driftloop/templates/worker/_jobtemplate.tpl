@@ -1,7 +1,10 @@
 {{/* The work pool's base job template (Prefect's format: job_configuration + variables).
 Prefect placeholders are written as {{ $o }} var {{ $c }} so Helm leaves them alone. Everything
-that comes from values (security, GPU, node selection, volumes, env) is literal; what a
-deployment may override per flow is a Prefect variable. */}}
+that decides what runs and with which rights is literal, never a variable a deployment or a
+flow run could override: image, pull policy, command, service account, namespace, environment
+(settings and credentials), security, GPU, node selection, volumes. Variables are limited to
+naming, labels, retries, TTL and watch timeouts, and `additionalProperties: false` makes
+Prefect reject job variables for anything else (HTTP 422) instead of ignoring them. */}}
 {{- define "driftloop.worker.baseJobTemplate" -}}
 {{- $o := "{{" -}}
 {{- $c := "}}" -}}
@@ -13,11 +16,9 @@ deployment may override per flow is a Prefect variable. */}}
 {{- $_ := set $resources "limits" $limits -}}
 {{- end -}}
 job_configuration:
-  command: "{{ $o }} command {{ $c }}"
-  env: "{{ $o }} env {{ $c }}"
   labels: "{{ $o }} labels {{ $c }}"
   name: "{{ $o }} name {{ $c }}"
-  namespace: "{{ $o }} namespace {{ $c }}"
+  namespace: {{ .Release.Namespace | quote }}
   stream_output: "{{ $o }} stream_output {{ $c }}"
   job_watch_timeout_seconds: "{{ $o }} job_watch_timeout_seconds {{ $c }}"
   pod_watch_timeout_seconds: "{{ $o }} pod_watch_timeout_seconds {{ $c }}"
@@ -26,7 +27,7 @@ job_configuration:
     kind: Job
     metadata:
       generateName: "{{ $o }} name {{ $c }}-"
-      namespace: "{{ $o }} namespace {{ $c }}"
+      namespace: {{ .Release.Namespace | quote }}
       labels: "{{ $o }} labels {{ $c }}"
     spec:
       backoffLimit: "{{ $o }} backoff_limit {{ $c }}"
@@ -35,9 +36,10 @@ job_configuration:
         metadata:
           labels:
             {{- include "driftloop.labels" (dict "ctx" . "component" "flow-run" "activity" "training") | nindent 12 }}
+            {{- include "driftloop.state.podLabel" . | nindent 12 }}
         spec:
           restartPolicy: Never
-          serviceAccountName: "{{ $o }} service_account_name {{ $c }}"
+          serviceAccountName: {{ include "driftloop.componentName" (dict "ctx" . "component" "flow-run") }}
           automountServiceAccountToken: false
           {{- include "driftloop.imagePullSecrets" . | nindent 10 }}
           securityContext:
@@ -53,15 +55,23 @@ job_configuration:
           tolerations:
             {{- toYaml . | nindent 12 }}
           {{- end }}
+          {{- include "driftloop.state.affinity" (dict "ctx" . "affinity" $jt.affinity) | nindent 10 }}
           containers:
             - name: prefect-job
-              image: "{{ $o }} image {{ $c }}"
-              imagePullPolicy: "{{ $o }} image_pull_policy {{ $c }}"
-              args: "{{ $o }} command {{ $c }}"
+              image: {{ include "driftloop.image" (dict "ctx" . "image" .Values.image.platform) | quote }}
+              imagePullPolicy: {{ .Values.image.platform.pullPolicy | quote }}
+              # Fixed: the worker leaves a list of args alone (the flow run's id comes from
+              # PREFECT__FLOW_RUN_ID, set by the worker).
+              command: ["prefect"]
+              args: ["flow-run", "execute"]
               securityContext:
                 {{- include "driftloop.containerSecurityContext" . | nindent 16 }}
+              # Literal (the worker prepends its own PREFECT_* run variables): settings, the flows
+              # user of MLflow and the Prefect auth string from Secrets.
               env:
                 {{- include "driftloop.env" . | nindent 16 }}
+                {{- include "driftloop.mlflow.clientEnv" (dict "ctx" . "role" "flows") | nindent 16 }}
+                {{- include "driftloop.prefect.clientAuthEnv" . | nindent 16 }}
               resources:
                 {{- toYaml $resources | nindent 16 }}
               volumeMounts:
@@ -71,7 +81,7 @@ job_configuration:
                   mountPath: /dev/shm
                 {{- end }}
           volumes:
-            {{- include "driftloop.stateVolumes" (dict "ctx" . "shared" true) | nindent 12 }}
+            {{- include "driftloop.stateVolumes" . | nindent 12 }}
             {{- if $jt.shmSize }}
             - name: dshm
               emptyDir:
@@ -80,17 +90,13 @@ job_configuration:
             {{- end }}
 variables:
   type: object
+  # Job variables for anything not listed (image, command, service account, env ...) are refused.
+  additionalProperties: false
   properties:
     name:
       type: string
       title: Name
       description: Name given to infrastructure created by the worker.
-    env:
-      type: object
-      title: Environment Variables
-      description: Environment variables to set when starting a flow run.
-      additionalProperties: {type: string}
-      default: {}
     labels:
       type: object
       title: Labels
@@ -99,27 +105,6 @@ variables:
       default:
         driftloop.io/activity: training
         app.kubernetes.io/part-of: driftloop
-    command:
-      type: string
-      title: Command
-      description: The command to use when starting a flow run (default from Prefect).
-    namespace:
-      type: string
-      title: Namespace
-      default: {{ .Release.Namespace | quote }}
-    image:
-      type: string
-      title: Image
-      default: {{ include "driftloop.image" (dict "ctx" . "image" .Values.image.platform) | quote }}
-    service_account_name:
-      type: string
-      title: Service Account Name
-      default: {{ include "driftloop.componentName" (dict "ctx" . "component" "flow-run") | quote }}
-    image_pull_policy:
-      type: string
-      title: Image Pull Policy
-      enum: ["IfNotPresent", "Always", "Never"]
-      default: {{ .Values.image.platform.pullPolicy | quote }}
     backoff_limit:
       type: integer
       title: Backoff Limit
