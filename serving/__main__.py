@@ -1,5 +1,12 @@
 """``python -m serving``: the inference API on settings.serving.host/port (uvicorn, one worker,
-access log off: it costs ~20 % throughput; requests are in the inference log and /metrics)."""
+access log off: it costs ~20 % throughput; requests are in the inference log and /metrics).
+
+SIGTERM (Kubernetes stopping the pod) is a graceful shutdown: uvicorn stops accepting, answers
+the requests in flight (for at most :func:`request_drain_s`; a request still running then is cut
+and never acknowledged), then runs the app's lifespan shutdown, where the capture writers flush
+every acknowledged prediction within ``serving.capture_shutdown_s``. The pod's termination grace
+period must cover both (the chart's default leaves room).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,11 @@ from driftloop.settings import Settings, get_settings
 from serving.app import create_app
 
 
+def request_drain_s(settings: Settings) -> int:
+    """Seconds uvicorn waits on SIGTERM for the requests in flight (model calls take ms)."""
+    return max(1, min(5, int(settings.serving.capture_shutdown_s / 4)))
+
+
 def run(settings: Settings) -> None:
     """Serve ``settings`` in the foreground until interrupted (``driftloop serve`` uses it)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -24,6 +36,7 @@ def run(settings: Settings) -> None:
         workers=1,
         access_log=False,
         log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=request_drain_s(settings),
     )
 
 

@@ -7,7 +7,7 @@ Endpoints:
   ``degraded`` when models serve but the registry is unreachable; 503 ``not_ready`` without a
   champion), ``GET /v2/models/{name}[/versions/{v}]``, ``.../ready``, ``POST .../infer``.
 * ``POST /v2/models/{name}/feedback``: ground-truth labels by request id.
-* ``GET /metrics``: Prometheus.
+* ``GET /metrics``: Prometheus (with the capture writers' counters of :class:`CaptureCollector`).
 * admin (admin scope): ``GET /admin/state``, ``GET /admin/audit``, ``POST /admin/weight``,
   ``POST /admin/promote``, ``POST /admin/rollback``.
 
@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from driftloop import __version__
 from driftloop.data.capture import FEEDBACK, PREDICTIONS
@@ -59,6 +62,47 @@ class InferenceAPI(FastAPI):
         return self.openapi_schema
 
 
+class CaptureCollector(Collector):
+    """The capture writers' counters on ``/metrics``, read from the writers at each scrape:
+    ``driftloop_capture_rows_written_total{kind}``,
+    ``driftloop_capture_rows_dropped_total{kind, reason}`` (queue_full, encode, write, shutdown),
+    ``driftloop_capture_write_failures_total{kind}`` (failed file writes, e.g. a full disk; their
+    rows are kept for a retry)."""
+
+    def __init__(self, *writers: CaptureWriter) -> None:
+        self.writers = writers
+
+    def collect(self) -> Iterator[Metric]:
+        written = CounterMetricFamily(
+            "driftloop_capture_rows_written", "Rows written to capture files.", labels=["kind"]
+        )
+        dropped = CounterMetricFamily(
+            "driftloop_capture_rows_dropped",
+            "Rows that never reached a capture file, by reason.",
+            labels=["kind", "reason"],
+        )
+        failures = CounterMetricFamily(
+            "driftloop_capture_write_failures",
+            "Capture file writes that failed (rows kept for a retry, up to a bound).",
+            labels=["kind"],
+        )
+        for writer in self.writers:
+            written.add_metric([writer.kind], writer.rows_written)
+            failures.add_metric([writer.kind], writer.write_failures)
+            for reason, rows in sorted(writer.rows_dropped.items()):
+                dropped.add_metric([writer.kind, reason], rows)
+        yield from (written, dropped, failures)
+
+
+async def stop_writers(writers: list[CaptureWriter], timeout_s: float) -> None:
+    """Flush and stop ``writers`` together, within ``timeout_s`` in all (off the event loop)."""
+    deadline = time.monotonic() + timeout_s
+    for writer in writers:
+        writer.request_stop()
+    for writer in writers:
+        await asyncio.to_thread(writer.join, deadline - time.monotonic())
+
+
 async def keep_features_warm(features: FeatureLookup, retry_s: float) -> None:
     """Open the online store in a thread, retrying until it opens (flight mode needs it)."""
     while not features.ready:
@@ -71,7 +115,9 @@ async def keep_features_warm(features: FeatureLookup, retry_s: float) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the capture writers and the reconciler (first models before the first request);
-    flush and stop everything on shutdown."""
+    flush and stop everything on shutdown. uvicorn runs the shutdown on SIGTERM once the
+    requests in flight are answered, so every acknowledged prediction is queued by then; the
+    writers get ``serving.capture_shutdown_s`` to put it on disk."""
     services: Services = app.state.services
     settings, reconciler, plane = services.settings, services.reconciler, services.plane
     services.capture.start()
@@ -85,11 +131,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         warm.cancel()
-        await reconciler.stop()
-        await plane.drain()
-        plane.close()
-        services.capture.stop()
-        services.feedback.stop()
+        try:
+            await reconciler.stop()
+            await plane.drain()  # shadow copies in flight still write capture rows
+            plane.close()
+        finally:
+            writers = [services.capture, services.feedback]
+            await stop_writers(writers, settings.serving.capture_shutdown_s)
+            logger.info(
+                "capture flushed: %s",
+                {w.kind: (w.rows_written, w.dropped, w.write_failures) for w in writers},
+            )
 
 
 def create_app(
@@ -128,6 +180,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    metrics.registry.register(CaptureCollector(capture, feedback_writer))
     add_error_handlers(app, metrics)
     for module in (inference, feedback, admin, ops):
         # The routes join the app's own router: ``include_router`` wraps a router in a matcher

@@ -2,13 +2,37 @@
 :mod:`driftloop.data.capture`).
 
 Requests only put a small tuple on a queue (no I/O, no pandas work); a background thread turns
-items into columns and writes one parquet file per day and flush, when ``capture_flush_rows``
-rows are waiting or ``capture_flush_s`` has passed. Files are written under a temporary name and
-renamed. A full queue (writer far behind) drops items with a warning instead of slowing requests.
+each item into one Arrow record batch and writes one parquet file per day and flush, when
+``capture_flush_rows`` rows are waiting or ``capture_flush_s`` has passed. Files are written
+under a temporary name and renamed.
+
+Memory: a request's metadata (request id, routing key, variant, model, error, timestamps,
+latencies) is encoded once per request, never copied per row: text as a dictionary array of one
+value (a 4-byte index per row), numbers and times as one repeated fixed-width value. The parquet
+file stores them dictionary-encoded and reads back as plain columns of
+:data:`~driftloop.data.capture.PREDICTION_SCHEMA`; a long routing key over 10k rows costs the key
+once.
+
+Losses are counted, never silent (and exported on ``/metrics`` by :mod:`serving.app`):
+
+* ``rows_written`` / ``files_written``;
+* ``rows_dropped[reason]``: ``queue_full`` (the writer far behind: the request is answered, its
+  rows not kept), ``encode`` (rows that could not be encoded), ``write`` (rows of a failed write
+  that did not fit the retry buffer, or still unwritten at shutdown), ``shutdown`` (rows still
+  queued when the shutdown time ran out);
+* ``write_failures``: failed file writes (a full disk, a read-only folder).
+
+A failed write removes its temporary file (a full disk keeps no ``.tmp`` behind) and keeps the
+rows for a retry at the next flush, up to :data:`RETRY_ROWS` rows in all; rows beyond that are
+dropped (``write``) at once, and so are those still failing at shutdown.
+
+Shutdown: :meth:`CaptureWriter.stop` (the app's lifespan, on SIGTERM) flushes everything queued
+before it returns, within a deadline (``settings.serving.capture_shutdown_s``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -16,7 +40,6 @@ import queue
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -28,7 +51,6 @@ import pyarrow.parquet as pq
 
 from driftloop.data.capture import (
     FEEDBACK,
-    FEEDBACK_COLUMNS,
     FEEDBACK_SCHEMA,
     PREDICTION_META_COLUMNS,
     PREDICTION_SCHEMA,
@@ -41,6 +63,10 @@ from driftloop.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_QUEUE = 200_000
+#: Rows of failed writes kept for a retry (per writer); more are dropped as ``write``.
+RETRY_ROWS = 100_000
+#: The reasons of ``rows_dropped``.
+DROP_REASONS = ("queue_full", "encode", "write", "shutdown")
 #: A queued request's predictions: (meta, n, probabilities, inputs, event timestamps).
 PredictionItem = tuple[dict[str, Any], int, np.ndarray | None, Mapping[str, Any], list[Any] | None]
 #: Queued feedback rows as columns.
@@ -49,6 +75,33 @@ FeedbackItem = dict[str, list[Any]]
 #: per row (id, row number, outputs, departure time, inputs).
 PER_ROW = {"prediction_id", "row", "late_probability", "predicted_label", EVENT_TIMESTAMP}
 META_FROM_REQUEST = [c for c in PREDICTION_META_COLUMNS if c not in PER_ROW]
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+
+def _buffer_schema(schema: pa.Schema, per_request: list[str]) -> pa.Schema:
+    """``schema`` with the text columns in ``per_request`` dictionary-encoded (in memory)."""
+    return pa.schema(
+        [
+            pa.field(f.name, _DICT) if f.name in per_request and f.type == pa.string() else f
+            for f in schema
+        ]
+    )
+
+
+def _per_request(value: Any, n: int, type_: pa.DataType) -> pa.Array:
+    """``value`` for ``n`` rows without ``n`` copies: a one-value dictionary for text, one
+    repeated fixed-width value else, all-null for None."""
+    if type_ == _DICT:
+        if value is None:
+            return pa.DictionaryArray.from_arrays(
+                pa.nulls(n, pa.int32()), pa.array([], pa.string())
+            )
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, np.int32)), pa.array([str(value)], pa.string())
+        )
+    if value is None:
+        return pa.nulls(n, type_)
+    return pa.repeat(pa.scalar(value, type_), n)
 
 
 class CaptureWriter:
@@ -60,17 +113,37 @@ class CaptureWriter:
         self.settings = settings
         self.kind = kind
         self.schema = PREDICTION_SCHEMA if kind == PREDICTIONS else FEEDBACK_SCHEMA
+        self._batch_schema = (
+            _buffer_schema(self.schema, META_FROM_REQUEST) if kind == PREDICTIONS else self.schema
+        )
         self.flush_rows = max(1, settings.serving.capture_flush_rows)
         self.flush_s = settings.serving.capture_flush_s
         self._queue: queue.Queue[PredictionItem | FeedbackItem | None] = queue.Queue(MAX_QUEUE)
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self._lock = threading.Lock()  # the counters: request threads and the writer both count
         self.rows_written = 0
         self.files_written = 0
-        self.dropped = 0
+        self.write_failures = 0
+        self.rows_dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        #: tables of failed writes waiting for a retry, and their rows
+        self._retry: list[pa.Table] = []
+        self._retry_rows = 0
         self._idle = threading.Event()
         self._idle.set()
+
+    @property
+    def dropped(self) -> int:
+        """All rows dropped, whatever the reason."""
+        return sum(self.rows_dropped.values())
+
+    def _drop(self, reason: str, rows: int) -> None:
+        with self._lock:
+            self.rows_dropped[reason] += rows
+            total = self.rows_dropped[reason]
+        if total == rows or total // 10_000 != (total - rows) // 10_000:
+            logger.warning("capture %s: %d rows dropped so far (%s)", self.kind, total, reason)
 
     # -- request side -----------------------------------------------------------------------
     def put_predictions(
@@ -82,22 +155,20 @@ class CaptureWriter:
         event_timestamps: list[Any] | None,
     ) -> None:
         """Queue ``n`` prediction rows sharing ``meta`` (request_id, ts, routing_key, variant,
-        served, model_name, model_version, latency_ms, model_ms, error); ``inputs`` maps model input
-        columns to lists or numpy arrays of length ``n`` (NaN/None = missing)."""
-        self._put((meta, n, probabilities, inputs, event_timestamps))
+        served, routed, model_name, model_version, latency_ms, model_ms, error); ``inputs`` maps
+        model input columns to lists or numpy arrays of length ``n`` (NaN/None = missing)."""
+        self._put((meta, n, probabilities, inputs, event_timestamps), n)
 
     def put_feedback(self, rows: dict[str, list[Any]]) -> None:
-        """Queue feedback rows given as columns (prediction_id, request_id, row, is_late, ts)."""
-        self._put(rows)
+        """Queue feedback rows given as columns (those of FEEDBACK_SCHEMA)."""
+        self._put(rows, len(next(iter(rows.values()), [])))
 
-    def _put(self, item: PredictionItem | FeedbackItem) -> None:
+    def _put(self, item: PredictionItem | FeedbackItem, n: int) -> None:
         try:
             self._queue.put_nowait(item)
             self._idle.clear()
         except queue.Full:
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                logger.warning("capture queue full: %d items dropped so far", self.dropped)
+            self._drop("queue_full", n)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,12 +178,36 @@ class CaptureWriter:
             )
             self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Flush everything queued and end the thread."""
+    def request_stop(self) -> None:
+        """Ask the thread to flush everything queued so far and end (see :meth:`join`)."""
         if self._thread is not None:
+            # blocking put: the end marker must get in even when the queue is full
             self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the thread to end; False (logged, the rows still queued
+        counted as dropped ``shutdown``) when it did not."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(max(0.0, timeout))
+        if thread.is_alive():
+            left = self._queue.qsize()
+            logger.error(
+                "capture %s writer did not finish within the shutdown time: ~%d queued "
+                "requests not written",
+                self.kind,
+                left,
+            )
+            self._drop("shutdown", left)
+            return False
+        self._thread = None
+        return True
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Flush everything queued and end the thread (at most ``timeout`` s)."""
+        self.request_stop()
+        return self.join(timeout)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is on disk (for tests and shutdown)."""
@@ -120,12 +215,15 @@ class CaptureWriter:
 
     # -- writer thread --------------------------------------------------------------------
     def _run(self) -> None:
-        columns: dict[str, list[Any]] = defaultdict(list)
+        batches: list[pa.RecordBatch] = []
         rows = 0
         first_at = 0.0
         stopping = False
         while not stopping:
-            timeout = None if rows == 0 else max(0.0, first_at + self.flush_s - time.monotonic())
+            if rows:
+                timeout: float | None = max(0.0, first_at + self.flush_s - time.monotonic())
+            else:
+                timeout = self.flush_s if self._retry else None  # retry failed writes
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -135,73 +233,124 @@ class CaptureWriter:
             if item is not None:
                 if rows == 0:
                     first_at = time.monotonic()
-                try:
-                    rows += self._expand(item, columns)
-                except Exception:
-                    logger.exception("capture item could not be encoded: dropped")
+                batch = self._encode(item)
+                if batch is not None:
+                    batches.append(batch)
+                    rows += batch.num_rows
             due = rows >= self.flush_rows or (rows and time.monotonic() - first_at >= self.flush_s)
-            if rows and (due or stopping):
-                self._write(columns)
-                columns, rows = defaultdict(list), 0
-            if rows == 0 and self._queue.empty():
+            if (rows and (due or stopping)) or (self._retry and (item is None or stopping)):
+                self._flush(batches)
+                batches, rows = [], 0
+            if rows == 0 and not self._retry and self._queue.empty():
                 self._idle.set()
+        if self._retry_rows:  # the last retry failed too: what is left is lost
+            self._drop("write", self._retry_rows)
+            self._retry, self._retry_rows = [], 0
         self._idle.set()
 
-    def _expand(self, item: PredictionItem | FeedbackItem, columns: dict[str, list[Any]]) -> int:
-        if isinstance(item, dict):  # feedback
-            n = len(item["prediction_id"])
-            for col in FEEDBACK_COLUMNS:
-                columns[col].extend(item[col])
-            return n
-        meta, n, probs, inputs, event_ts = item
-        request_id = meta["request_id"]
-        columns["prediction_id"].extend(f"{request_id}:{i}" for i in range(n))
-        columns["row"].extend(range(n))
-        for key in META_FROM_REQUEST:
-            columns[key].extend([meta.get(key)] * n)
-        if probs is None:
-            columns["late_probability"].extend([None] * n)
-            columns["predicted_label"].extend([None] * n)
-        else:
-            columns["late_probability"].extend(probs.tolist())
-            columns["predicted_label"].extend((probs >= 0.5).astype(np.int8).tolist())
-        columns[EVENT_TIMESTAMP].extend(event_ts if event_ts is not None else [None] * n)
-        for col in MODEL_INPUT_COLUMNS:
-            values = inputs.get(col)
-            if values is None:
-                columns[col].extend([None] * n)
-            elif isinstance(values, np.ndarray):
-                columns[col].extend(values.tolist())
-            else:
-                columns[col].extend(values)
-        return n
-
-    def _write(self, columns: dict[str, list[Any]]) -> None:
+    def _encode(self, item: PredictionItem | FeedbackItem) -> pa.RecordBatch | None:
+        """One queued item as a record batch of the buffer schema (None: dropped, counted)."""
         try:
-            table = pa.table(
-                [
-                    pa.array(columns.get(f.name, []), type=f.type, from_pandas=True)
-                    for f in self.schema
-                ],
-                schema=self.schema,
+            if isinstance(item, dict):
+                return pa.RecordBatch.from_arrays(
+                    [
+                        pa.array(item.get(f.name, [None] * len(item["prediction_id"])), f.type)
+                        for f in self.schema
+                    ],
+                    schema=self.schema,
+                )
+            return self._encode_predictions(*item)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, KeyError, IndexError):
+            n = len(item.get("prediction_id", [])) if isinstance(item, dict) else item[1]
+            logger.exception("capture %s item of %d rows could not be encoded", self.kind, n)
+            self._drop("encode", n)
+            return None
+
+    def _encode_predictions(
+        self,
+        meta: dict[str, Any],
+        n: int,
+        probs: np.ndarray | None,
+        inputs: Mapping[str, Any],
+        event_ts: list[Any] | None,
+    ) -> pa.RecordBatch:
+        request_id = str(meta["request_id"])
+        columns: dict[str, pa.Array] = {
+            "prediction_id": pa.array([f"{request_id}:{i}" for i in range(n)], pa.string()),
+            "row": pa.array(np.arange(n, dtype=np.int32)),
+        }
+        for key in META_FROM_REQUEST:
+            columns[key] = _per_request(meta.get(key), n, self._batch_schema.field(key).type)
+        if probs is None:
+            columns["late_probability"] = pa.nulls(n, pa.float64())
+            columns["predicted_label"] = pa.nulls(n, pa.int8())
+        else:
+            p = np.asarray(probs, dtype=np.float64)
+            columns["late_probability"] = pa.array(p)
+            columns["predicted_label"] = pa.array((p >= 0.5).astype(np.int8))
+        ts_type = self._batch_schema.field(EVENT_TIMESTAMP).type
+        columns[EVENT_TIMESTAMP] = (
+            pa.array(event_ts, ts_type, from_pandas=True)
+            if event_ts is not None
+            else pa.nulls(n, ts_type)
+        )
+        for col in MODEL_INPUT_COLUMNS:
+            type_ = self._batch_schema.field(col).type
+            values = inputs.get(col)
+            columns[col] = (
+                pa.nulls(n, type_) if values is None else pa.array(values, type_, from_pandas=True)
             )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-            n = max((len(v) for v in columns.values()), default=0)
-            logger.exception("capture batch of %d rows could not be encoded: dropped", n)
-            return
+        arrays = [columns[f.name] for f in self._batch_schema]
+        if any(len(a) != n for a in arrays):
+            raise ValueError(f"capture columns do not all have {n} rows")
+        return pa.RecordBatch.from_arrays(arrays, schema=self._batch_schema)
+
+    def _flush(self, batches: list[pa.RecordBatch]) -> None:
+        """Write the failed tables waiting for a retry, then ``batches``."""
+        retry, self._retry, self._retry_rows = self._retry, [], 0
+        for table in retry:
+            self._write(table)
+        if batches:
+            table = pa.Table.from_batches(batches, schema=self._batch_schema)
+            if self.kind == PREDICTIONS:
+                table = table.unify_dictionaries()
+            self._write(table)
+
+    def _write(self, table: pa.Table) -> None:
         days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
         for day in pc.unique(days).to_pylist():
             part = table.filter(pc.equal(days, day)) if day is not None else table
             folder = partition_dir(self.kind, datetime.fromisoformat(day).date(), self.settings)
-            folder.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             name = f"part-{stamp}-{self._tag}-{next(self._seq):06d}.parquet"
             tmp = folder / f".{name}.tmp"
             try:
-                pq.write_table(part, tmp)
+                folder.mkdir(parents=True, exist_ok=True)
+                # dictionary columns are written as parquet dictionaries; without the Arrow
+                # schema in the file they read back as the plain types of self.schema
+                pq.write_table(part, tmp, store_schema=False)
                 os.replace(tmp, folder / name)
-            except OSError:
-                logger.exception("could not write capture file %s", folder / name)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                self._failed(part, f"{folder / name}: {type(exc).__name__}: {exc}")
                 continue
-            self.rows_written += part.num_rows
-            self.files_written += 1
+            with self._lock:
+                self.rows_written += part.num_rows
+                self.files_written += 1
+
+    def _failed(self, part: pa.Table, what: str) -> None:
+        with self._lock:
+            self.write_failures += 1
+            failures = self.write_failures
+        if self._retry_rows + part.num_rows <= RETRY_ROWS:
+            self._retry.append(part)
+            self._retry_rows += part.num_rows
+            kept = "kept for a retry"
+        else:
+            self._drop("write", part.num_rows)
+            kept = "dropped (the retry buffer is full)"
+        if failures & (failures - 1) == 0:  # 1, 2, 4, 8, ... failures: do not flood the log
+            logger.error(
+                "capture write %d failed (%s); %d rows %s", failures, what, part.num_rows, kept
+            )

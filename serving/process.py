@@ -84,9 +84,13 @@ class ServerProcess:
         self.stop()
         raise ServiceUnavailableError(f"serving did not answer {path} within {self.timeout} s")
 
-    def stop(self, timeout_s: float = 20.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM the process group (a graceful shutdown: requests in flight answered, capture
+        flushed), SIGKILL after ``timeout_s`` (default: the time serving may take for that)."""
         if self.proc is None:
             return
+        if timeout_s is None:
+            timeout_s = self.settings.serving.capture_shutdown_s + 15.0
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:

@@ -21,9 +21,18 @@ app = typer.Typer(
 
 def _register_all() -> None:
     # Sub-modules of this package: imported when the CLI runs, not while its __init__ is half done.
-    from driftloop.cli import data, features, monitoring, services, serving, training
+    from driftloop.cli import (
+        audit,
+        auth,
+        data,
+        features,
+        monitoring,
+        services,
+        serving,
+        training,
+    )
 
-    for module in (services, data, features, training, serving, monitoring):
+    for module in (services, data, features, training, serving, monitoring, auth, audit):
         module.register(app)
 
 

@@ -3,7 +3,10 @@ canary weight, mode and rollout tags happens here, and each is appended to the a
 
 MLflow keeps no alias history, so every change is appended as one JSON line to
 ``{state}/audit/promotions.jsonl``: ts (UTC ISO), then the fields of :class:`RegistryChange`
-(action, actor, model, from_version, to_version, weight_before, weight_after, reason, metrics).
+(action, actor, model, from_version, to_version, weight_before, weight_after, reason, metrics,
+error), ``after`` (the registry state once the writes are done: champion, challenger, weight,
+mode; null when it could not be read), and the hash chain (``prev``, ``hash``) of
+:mod:`driftloop.registry.audit`. The record is fsynced before the change is acknowledged.
 
 Writers and their audit actions: ``assign_alias_after_gate`` (``register_champion`` or
 ``register_challenger``, the training gate), ``promote`` (``promote``), ``rollback``
@@ -18,9 +21,7 @@ answer.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import ConflictError, InvalidInputError
+from driftloop.registry import audit
 from driftloop.registry.client import (
     CHALLENGER,
     CHAMPION,
@@ -69,40 +71,21 @@ class RegistryChange:
 
 
 def audit_path(settings: Settings | None = None) -> Path:
-    settings = settings or get_settings()
-    return settings.state / "audit" / "promotions.jsonl"
+    return audit.audit_path(settings)
 
 
-def _audit(change: RegistryChange, settings: Settings) -> dict[str, Any]:
-    """Append ``change`` (with ``ts``) as one JSON line; returns the record as written."""
-    path = audit_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"ts": datetime.now(UTC).isoformat(), **change.record()}
-    line = json.dumps(record, default=str, sort_keys=False) + "\n"
-    # One write() on an O_APPEND descriptor: lines of concurrent writers do not interleave.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
-    logger.info("audit: %s", line.strip())
-    return record
+def _audit(
+    change: RegistryChange, settings: Settings, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Append ``change`` (with ``ts`` and ``extra`` fields) to the hash-chained audit log, fsynced
+    before this returns; returns the record as written (with ``prev`` and ``hash``)."""
+    record = {"ts": datetime.now(UTC).isoformat(), **change.record(), **(extra or {})}
+    return audit.append(record, settings)
 
 
 def read_audit(settings: Settings | None = None) -> list[dict[str, Any]]:
     """All audit records, oldest first (an unreadable line is skipped with a warning)."""
-    path = audit_path(settings)
-    if not path.exists():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("skipping malformed audit line %d of %s", n, path)
-    return out
+    return audit.read_records(settings)
 
 
 def _change(
@@ -130,19 +113,32 @@ def _change(
 def _apply(
     change: RegistryChange, writes: list[Callable[[], None]], settings: Settings
 ) -> dict[str, Any]:
-    """Run the registry writes of ``change`` in order, then audit it. When a write fails the
-    change is audited all the same (``error`` says which write, after how many succeeded), since
-    the writes before it did happen, and the failure is raised."""
-    done = 0
+    """Run the registry writes of ``change`` in order, then audit it with the registry state
+    after them (``after``). When a write fails the change is audited all the same (``error``
+    says which write, after how many succeeded), since the writes before it did happen, and the
+    failure is raised. The audit log's lock is held from the first write to the fsynced record,
+    so the external-change check (``audit.detect_external``) never mistakes a change in
+    progress for one made outside driftloop."""
+    with audit.holding(settings):
+        done = 0
+        try:
+            for write in writes:
+                write()
+                done += 1
+        except Exception as exc:
+            error = f"write {done + 1} of {len(writes)} failed: {type(exc).__name__}: {exc}"
+            _audit(replace(change, error=error[:500]), settings, {"after": _state_after(settings)})
+            raise
+        return _audit(change, settings, {"after": _state_after(settings)})
+
+
+def _state_after(settings: Settings) -> dict[str, Any] | None:
+    """The registry state for the audit record (one registry read; None when it fails)."""
     try:
-        for write in writes:
-            write()
-            done += 1
-    except Exception as exc:
-        error = f"write {done + 1} of {len(writes)} failed: {type(exc).__name__}: {exc}"
-        _audit(replace(change, error=error[:500]), settings)
-        raise
-    return _audit(change, settings)
+        return audit.registry_state(registry_snapshot(settings))
+    except Exception:
+        logger.warning("could not read the registry state after a change", exc_info=True)
+        return None
 
 
 def _retire_challenger(settings: Settings) -> list[Callable[[], None]]:
@@ -210,12 +206,19 @@ def promote(
     expected_challenger: str | None = None,
 ) -> dict[str, Any]:
     """champion <- challenger's version, drop challenger, weight 0. 409 without a challenger,
-    or when it is not ``expected_challenger`` (when given)."""
+    when it is not ``expected_challenger`` (when given: compare-and-swap on the version the
+    caller means), or when it did not go through a canary (no rollout of this challenger was
+    started: the rollout tag names another version or none)."""
     settings = settings or get_settings()
     snap = registry_snapshot(settings)
     _expect(snap, expected_challenger, "promote")
     assert snap.challenger is not None
     challenger = snap.challenger
+    if snap.rollout_started is None:
+        raise ConflictError(
+            f"version {challenger} of model {snap.name} did not go through a canary (no rollout "
+            "of it was started): start one (`driftloop rollout start`) before promoting it"
+        )
     writes = [lambda: _set_alias(CHAMPION, challenger, settings), *_retire_challenger(settings)]
     change = _change("promote", snap, (snap.champion, challenger), 0, actor, reason, metrics)
     return _apply(change, writes, settings)

@@ -155,7 +155,9 @@ def test_every_alias_change_leaves_an_audit_record(
     record, snap = _audited(settings, lambda: promotion.set_mode("", "t", "back", settings))
     assert snap.mode is None
 
-    # Promote: champion <- challenger.
+    # Promote: champion <- challenger (only after its canary rollout started).
+    record, snap = _audited(settings, lambda: promotion.start_rollout(40, "rollout", settings))
+    assert _moved(record) == ("rollout_start", v1, v2)
     record, snap = _audited(settings, lambda: promotion.promote("t", "good", {"auc": 1}, settings))
     assert _moved(record) == ("promote", v1, v2)
     assert (record["weight_before"], record["weight_after"]) == (40, 0)
@@ -190,6 +192,7 @@ def test_every_alias_change_leaves_an_audit_record(
         "set_weight",
         "set_mode",
         "set_mode",
+        "rollout_start",
         "promote",
         "register_challenger",
         "rollout_start",

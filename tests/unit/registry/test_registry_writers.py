@@ -32,6 +32,9 @@ class FakeRegistry:
             weight=client._parse_weight(self.tags.get(WEIGHT_TAG)),
             mode=self.tags.get(MODE_TAG),
             tags=dict(self.tags),
+            rollout_started=client._parse_rollout(
+                self.tags.get(ROLLOUT_TAG), self.aliases.get("challenger")
+            ),
         )
 
     def set_alias(self, alias: str, version: str, settings: Settings) -> None:
@@ -93,6 +96,7 @@ def test_a_write_failing_part_way_is_audited_with_the_error_and_raised(
     def broken(alias: str, settings: Settings) -> None:
         raise ConnectionError("MLflow went away")
 
+    fake.tags[ROLLOUT_TAG] = "2026-01-01T00:00:00+00:00|2"  # its canary was started
     monkeypatch.setattr(promotion, "_delete_alias", broken)
     with pytest.raises(ConnectionError):
         promotion.promote("t", "why", None, settings)
@@ -156,6 +160,7 @@ def test_promote_moves_champion_first_then_weight_then_drops_challenger(
 ) -> None:
     fake.aliases.update(champion="1", challenger="2")
     fake.tags[WEIGHT_TAG] = "25"
+    fake.tags[ROLLOUT_TAG] = "2026-01-01T00:00:00+00:00|2"  # its canary was started
     record = promotion.promote("t", "good", {"auc": 0.7}, settings)
     assert fake.writes == [
         ("set_alias", "champion", "2"),
