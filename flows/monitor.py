@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 
 from driftloop.errors import NotFoundError
 from driftloop.loop.decisions import record_monitor
+from driftloop.loop.rollout import reset_stale_rollout
 from driftloop.loop.trigger import trigger_retrain
 from driftloop.monitoring.monitor import run_monitor
 
@@ -23,6 +24,12 @@ from driftloop.monitoring.monitor import run_monitor
 def judge_task(start: str | None, end: str | None, model_version: str | None) -> Any:
     """Run the drift report on the window and save it (disk + MLflow)."""
     return run_monitor(start=start, end=end, model_version=model_version)
+
+
+@task(name="reset-stale-rollout", cache_policy=NONE)
+def stale_rollout_task() -> dict[str, Any] | None:
+    """A rollout left open past its budget and grace (its flow crashed) is rolled back."""
+    return reset_stale_rollout(actor="monitor")
 
 
 @task(name="trigger-retrain", retries=2, retry_delay_seconds=3, cache_policy=NONE)
@@ -110,6 +117,12 @@ def monitor(
     ``monitoring.window_minutes``) of the champion (or ``model_version``); with ``trigger``,
     emit the drift event that starts a retrain when thresholds are crossed."""
     logger = get_run_logger()
+    try:
+        stale = stale_rollout_task()
+        if stale is not None:
+            logger.warning("monitor: %s", stale["reason"])
+    except Exception as exc:  # the watchdog must not keep the drift check from running
+        logger.warning("monitor: could not check for a stale rollout: %s", exc)
     try:
         result: Any = judge_task(start, end, model_version)
     except NotFoundError as exc:  # no champion yet (or no reference): nothing to judge

@@ -18,9 +18,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from driftloop.loop.ledger import claim_retrain, finish_retrain
-from driftloop.loop.trigger import default_retrain_window
-from driftloop.months import month_range, next_month, parse_month
+from driftloop.loop.ledger import finish_retrain
+from driftloop.loop.trigger import claim_window, default_retrain_window
 from driftloop.registry.client import CHAMPION, get_alias
 from flows.features import features as features_flow
 from flows.ingest import ingest as ingest_flow
@@ -31,8 +30,10 @@ from flows.train import train as train_flow
 @task(name="claim-window", cache_policy=NONE)
 def claim_task(
     start_month: str, end_month: str, reason: str, source: str, force: bool
-) -> tuple[Any, Any]:
-    return claim_retrain(start_month, end_month, reason=reason, source=source, force=force)
+) -> tuple[dict[str, str], Any, Any]:
+    """Clamp the window to data that exists, then claim it (in this order: a window that
+    cannot be trained on never takes the cooldown and budget)."""
+    return claim_window(start_month, end_month, reason=reason, source=source, force=force)
 
 
 def _artifact(outcome: dict[str, Any]) -> str:
@@ -70,10 +71,10 @@ def retrain(
     if not start_month or not end_month:
         window = default_retrain_window()
         start_month, end_month = window["start_month"], window["end_month"]
-    start_month, end_month = parse_month(start_month), parse_month(end_month)
-    month_range(start_month, end_month)  # a reversed range fails here, before any claim
-    holdout = next_month(end_month)
-    record, guard = claim_task(start_month, end_month, reason, source, force)
+    # Malformed, reversed or data-less windows fail here, before any claim.
+    window, record, guard = claim_task(start_month, end_month, reason, source, force)
+    start_month, end_month = window["start_month"], window["end_month"]
+    holdout = window["holdout_month"]
     outcome: dict[str, Any] = {
         "id": record.id,
         "window": f"{start_month}..{end_month}",

@@ -8,6 +8,12 @@ not hold yet in a worker thread (never on the event loop), and then swaps one im
 a request. Loaded handles are kept by version, so a promotion (challenger becomes champion) needs
 no reload. When the registry is unreachable the last good state keeps serving and readiness
 reports ``degraded``; a challenger that fails to load gets no traffic (retried after a while).
+
+The champion never disappears by accident: when the ``champion`` alias vanishes, or points at a
+version that cannot be loaded or whose artifact fails its integrity check
+(:mod:`driftloop.registry.integrity`), the last good champion keeps serving and readiness reports
+``degraded`` with the reason. A refused artifact is listed in ``refused`` and audited
+(``artifact_refused``) once per version and reason.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.registry.client import RegistrySnapshot, load_pyfunc, registry_snapshot
+from driftloop.errors import ModelIntegrityError
+from driftloop.registry.client import RegistrySnapshot, registry_snapshot
+from driftloop.registry.integrity import load_verified_pyfunc
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
 from serving.examples import ROW
@@ -68,9 +76,11 @@ class ServingState:
 
 
 def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
-    """Load ``models:/name/version`` as a pyfunc; use ``predict_proba`` of the unwrapped python
-    model when it has one (fast path, no schema enforcement), else ``predict``."""
-    model = load_pyfunc(f"models:/{name}/{version}", settings)
+    """Load ``models:/name/version`` as a pyfunc from a local copy whose content hash matched
+    the one recorded at registration (ModelIntegrityError otherwise: nothing is unpickled); use
+    ``predict_proba`` of the unwrapped python model when it has one (fast path, no schema
+    enforcement), else ``predict``."""
+    model = load_verified_pyfunc(f"models:/{name}/{version}", settings)
     inner: Any = None
     with contextlib.suppress(Exception):
         inner = model.unwrap_python_model()
@@ -129,6 +139,19 @@ def read_registry(settings: Settings, name: str) -> RegistrySnapshot:
     return registry_snapshot(settings, name)
 
 
+#: ``external(snapshot, settings)``: audits registry changes made outside driftloop.
+ExternalCheck = Callable[[RegistrySnapshot, Settings], object]
+
+
+def detect_external(snap: RegistrySnapshot, settings: Settings) -> object:
+    """:func:`driftloop.registry.audit.detect_external` (imported here: serving starts without
+    it when that module is absent)."""
+    from driftloop.registry import audit  # optional: added by the hash-chained audit log
+
+    detect = getattr(audit, "detect_external", None)
+    return None if detect is None else detect(snap, settings)
+
+
 class Reconciler:
     """Polls the registry and swaps :attr:`state`; thread-safe reads, one writer at a time."""
 
@@ -137,14 +160,21 @@ class Reconciler:
         settings: Settings,
         loader: Loader = load_handle,
         snapshot: SnapshotReader = read_registry,
+        external: ExternalCheck = detect_external,
     ) -> None:
         self.settings = settings
         self.name = settings.mlflow.registered_model
         self._loader = loader
         self._snapshot = snapshot
+        self._external = external
         self.state = ServingState(mode=settings.serving.mode)
         self._handles: dict[str, ModelHandle] = {}
         self._failed: dict[str, float] = {}
+        #: why the last load of a version failed (kept while its retry waits)
+        self._errors: dict[str, str] = {}
+        #: versions whose artifact failed its integrity check: version -> reason
+        self.refused: dict[str, str] = {}
+        self._audited: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self.last_ok: float | None = None
         self.last_error: str | None = None
@@ -172,13 +202,14 @@ class Reconciler:
             "canary_weight": st.weight if st.challenger else 0,
             "mode": st.mode,
             "last_error": self.last_error,
+            "refused": dict(self.refused),
             "last_reconciled_s_ago": (
                 round(time.time() - self.last_ok, 3) if self.last_ok is not None else None
             ),
         }
 
     # -- one pass -------------------------------------------------------------------------
-    def _handle(self, version: str | None, role: str) -> ModelHandle | None:
+    def _handle(self, version: str | None, role: str, snap: RegistrySnapshot) -> ModelHandle | None:
         if version is None:
             return None
         if version in self._handles:
@@ -191,6 +222,11 @@ class Reconciler:
             handle = self._loader(self.name, version, self.settings)
         except Exception as exc:
             self._failed[version] = time.monotonic()
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            self._errors[version] = reason
+            if isinstance(exc, ModelIntegrityError):
+                self.refused[version] = reason
+                self._audit_refusal(version, role, reason, snap)
             logger.error(
                 "could not load %s version %s (%s): it gets no traffic: %s",
                 self.name,
@@ -201,6 +237,8 @@ class Reconciler:
             )
             return None
         self._failed.pop(version, None)
+        self._errors.pop(version, None)
+        self.refused.pop(version, None)
         self._handles[version] = handle
         logger.info(
             "loaded %s version %s as %s in %.2f s (fast path: %s)",
@@ -212,9 +250,63 @@ class Reconciler:
         )
         return handle
 
+    def _audit_refusal(self, version: str, role: str, reason: str, snap: RegistrySnapshot) -> None:
+        """One ``artifact_refused`` audit record per version and reason (best effort: serving
+        goes on when the audit log cannot be written)."""
+        if (version, reason) in self._audited:
+            return
+        try:
+            # the registry's writer module: only this rare path needs it
+            from driftloop.registry.promotion import RegistryChange, _audit
+
+            change = RegistryChange(
+                action="artifact_refused",
+                actor="serving",
+                model=self.name,
+                from_version=self.state.champion.version if self.state.champion else None,
+                to_version=version,
+                weight_before=snap.weight,
+                weight_after=snap.weight,
+                reason=reason,
+                metrics={"role": role},
+            )
+            _audit(change, self.settings)
+            self._audited.add((version, reason))
+        except Exception:
+            logger.exception("could not audit the refusal of %s version %s", self.name, version)
+
+    def _detect_external(self, snap: RegistrySnapshot) -> None:
+        """Registry changes made outside driftloop are audited as external (best effort)."""
+        try:
+            self._external(snap, self.settings)
+        except Exception:
+            logger.debug("external change detection failed", exc_info=True)
+
+    def _champion(self, snap: RegistrySnapshot) -> tuple[ModelHandle | None, str | None]:
+        """(champion to serve, why serving is degraded or None). Without a champion alias, or
+        with one that cannot be served, the last good champion keeps serving."""
+        last = self.state.champion
+        if snap.champion is None:
+            if last is None:
+                return None, None  # no champion yet: not ready, nothing lost
+            return last, (
+                f"the champion alias of {self.name} is unset in the registry: serving the last "
+                f"good champion, version {last.version}"
+            )
+        champion = self._handle(snap.champion, "champion", snap)
+        if champion is not None:
+            return champion, None
+        why = self._errors.get(snap.champion, "it could not be loaded")
+        problem = f"champion version {snap.champion} cannot be served ({why})"
+        if last is None:
+            return None, problem
+        return last, f"{problem}: serving the last good champion, version {last.version}"
+
     def reconcile_once(self) -> ServingState:
         """Read the registry, load what is missing, swap the state (blocking; run in a thread).
-        Registry errors leave the state untouched and mark the service degraded."""
+        Registry errors leave the state untouched and mark the service degraded; so does a
+        champion alias that vanished or points at a version that cannot be served (the last
+        good champion keeps serving)."""
         with self._lock:
             try:
                 snap = self._snapshot(self.settings, self.name)
@@ -224,11 +316,10 @@ class Reconciler:
                     logger.warning("%s; serving the last good models", msg)
                 self.last_error = msg
                 return self.state
+            self._detect_external(snap)
             loaded_before = set(self._handles)
-            champion = self._handle(snap.champion, "champion")
-            if champion is None and snap.champion is not None:
-                champion = self.state.champion  # keep the last good champion serving
-            challenger = self._handle(snap.challenger, "challenger")
+            champion, problem = self._champion(snap)
+            challenger = self._handle(snap.challenger, "challenger", snap)
             if challenger and champion and challenger.version == champion.version:
                 challenger = None
             mode = snap.mode or self.settings.serving.mode
@@ -241,15 +332,23 @@ class Reconciler:
                     snap.weight,
                     mode,
                 )
+            if problem is not None and problem != self.last_error:
+                logger.warning("%s", problem)
             self.state = new  # one reference assignment: atomic for readers
             keep = set(new.versions())
             for version in list(self._handles):
                 if version not in keep:
                     del self._handles[version]
+            asked = (snap.champion, snap.challenger)
+            for version in [v for v in self.refused if v not in asked]:
+                del self.refused[version]  # no longer asked for
+            for version in [v for v in self._errors if v not in asked]:
+                del self._errors[version]  # and its back-off: asked again, it is retried at
+                self._failed.pop(version, None)  # once and its reason is current
             if set(self._handles) - loaded_before:
                 freeze_heap()
             self.last_ok = time.time()
-            self.last_error = None
+            self.last_error = problem
             self.reconciles += 1
             return new
 

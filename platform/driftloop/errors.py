@@ -40,6 +40,22 @@ class PayloadTooLargeError(InvalidInputError):
     status_code = 413
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A body not declared as JSON (a cross-site form or no-CORS post cannot declare it)."""
+
+    status_code = 415
+
+
+class TooManyRequestsError(DriftloopError):
+    """A caller above its rate limit; ``retry_after_s``: when a request would pass again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class DataQualityError(DriftloopError):
     """Data failed its contract beyond the configured limit."""
 
@@ -60,3 +76,10 @@ class TrainingError(DriftloopError, RuntimeError):
     """Training cannot proceed (no data, NaN loss ...)."""
 
     status_code = 422
+
+
+class ModelIntegrityError(DriftloopError):
+    """A model version's artifact does not match the content hash recorded when it was
+    registered (or none was recorded): it is refused, never loaded."""
+
+    status_code = 409

@@ -48,16 +48,18 @@ async def admin_weight(
 async def admin_promote(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
-    """champion <- challenger; drop challenger; weight 0 (409 without a challenger)."""
-    return await _write(reconciler, promote, actor, req.reason, req.metrics, settings)
+    """champion <- challenger; drop challenger; weight 0 (409 without a challenger, when it is
+    not ``version`` (when given) or when no canary rollout of it was started)."""
+    return await _write(reconciler, promote, actor, req.reason, req.metrics, settings, req.version)
 
 
 @router.post("/rollback", openapi_extra=documented_body(ActionRequest))
 async def admin_rollback(
     actor: AdminActor, req: ActionBody, settings: SettingsDep, reconciler: ReconcilerDep
 ) -> dict[str, Any]:
-    """Drop the challenger; weight 0 (409 without a challenger)."""
-    return await _write(reconciler, rollback, actor, req.reason, req.metrics, settings)
+    """Drop the challenger; weight 0 (409 without a challenger, or when it is not ``version``
+    when given)."""
+    return await _write(reconciler, rollback, actor, req.reason, req.metrics, settings, req.version)
 
 
 async def _write(

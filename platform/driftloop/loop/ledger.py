@@ -9,6 +9,8 @@ change of a retrain: ``started``, then ``finished`` or ``failed``; refused reque
 - **daily budget**: at most ``monitoring.daily_retrain_budget`` retrains per model per UTC day;
 - **de-duplication**: a window (model + train months) that already started or finished retrains
   once; a failed one may run again.
+- **lease**: a claim that neither finished nor failed within ``monitoring.retrain_lease_minutes``
+  (its run was killed) no longer counts for any guard; the next claim records it ``expired``.
 
 The monitor checks the guards before it emits ``driftloop.drift.detected`` (else it emits
 ``driftloop.drift.suppressed`` with the reason, for the record); the retrain flow claims its
@@ -24,7 +26,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from driftloop.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 STARTED, FINISHED, FAILED, SKIPPED = "started", "finished", "failed", "skipped"
+EXPIRED = "expired"
 
 
 def window_key(start_month: str, end_month: str) -> str:
@@ -115,11 +118,24 @@ def _now(now: datetime | None) -> datetime:
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
+def _expired(
+    records: list[RetrainRecord], settings: Settings, now: datetime
+) -> list[RetrainRecord]:
+    """Claims still ``started`` after their lease: their run was killed (no finish, no fail)."""
+    lease = timedelta(minutes=settings.monitoring.retrain_lease_minutes)
+    return [r for r in records if r.status == STARTED and now - r.requested >= lease]
+
+
 def _check(
     records: list[RetrainRecord], settings: Settings, model: str, window: str, now: datetime
 ) -> GuardDecision:
     m = settings.monitoring
-    ran = [r for r in records if r.model == model and r.status != SKIPPED]
+    expired = {r.id for r in _expired(records, settings, now)}
+    ran = [
+        r
+        for r in records
+        if r.model == model and r.status not in (SKIPPED, EXPIRED) and r.id not in expired
+    ]
     same = [r for r in ran if r.window == window and r.status in (STARTED, FINISHED)]
     if same:
         return GuardDecision(
@@ -175,10 +191,11 @@ def claim_retrain(
     window = window_key(start_month, end_month)
     at = _now(now)
     with _locked(settings) as path:
+        records = _read(path)
+        for stale in _expired(records, settings, at):
+            _append(path, _expire(stale, settings, at))
         decision = (
-            GuardDecision(True, "forced")
-            if force
-            else _check(_read(path), settings, model, window, at)
+            GuardDecision(True, "forced") if force else _check(records, settings, model, window, at)
         )
         record = RetrainRecord(
             id=uuid.uuid4().hex[:12],
@@ -194,6 +211,22 @@ def claim_retrain(
         _append(path, record)
     logger.info("retrain %s of %s %s: %s", record.id, model, window, decision.reason)
     return record, decision
+
+
+def _expire(record: RetrainRecord, settings: Settings, at: datetime) -> RetrainRecord:
+    lease = settings.monitoring.retrain_lease_minutes
+    logger.warning(
+        "retrain %s of %s %s neither finished nor failed within its %g min lease: expired",
+        record.id,
+        record.model,
+        record.window,
+        lease,
+    )
+    outcome = {
+        **record.outcome,
+        "expired": f"no finish or failure within the {lease:g} min lease (the run was killed?)",
+    }
+    return replace(record, status=EXPIRED, updated_at=at.isoformat(), outcome=outcome)
 
 
 def archive_ledger(settings: Settings | None = None) -> Path | None:

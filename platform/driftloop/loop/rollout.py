@@ -48,7 +48,9 @@ __all__ = [
     "act",
     "conclude",
     "judge_canary",
+    "reset_stale_rollout",
     "run_rollout",
+    "stale_rollout",
     "start",
     "wait_for_decision",
 ]
@@ -181,6 +183,49 @@ def abandon(exc: BaseException, actor: str, snap: RegistrySnapshot, settings: Se
         )
     except Exception as again:  # the original failure is what the caller must see
         logger.error("could not roll back after a failed rollout: %s", again)
+
+
+def stale_rollout(snap: RegistrySnapshot, settings: Settings, now: datetime | None = None) -> str:
+    """Why the rollout in ``snap`` is taken as crashed ("" when it is not): it is still open
+    (its challenger holds the alias) ``rollout.stale_grace_minutes`` after its time budget
+    (``rollout.max_minutes`` from the start stamped in the rollout tag)."""
+    if snap.challenger is None or snap.rollout_started is None:
+        return ""
+    try:
+        started = datetime.fromisoformat(snap.rollout_started)
+    except ValueError:
+        return ""
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    r = settings.rollout
+    limit = started + timedelta(minutes=r.max_minutes + r.stale_grace_minutes)
+    now = now or datetime.now(UTC)
+    if now < limit:
+        return ""
+    return (
+        f"stale rollout: version {snap.challenger} started {started.isoformat()} and is still "
+        f"open {(now - started).total_seconds() / 60:.0f} min later (budget {r.max_minutes:g} "
+        f"min + grace {r.stale_grace_minutes:g} min): its rollout crashed; canary weight "
+        f"{snap.weight}% reset, challenger dropped"
+    )
+
+
+def reset_stale_rollout(
+    actor: str = "rollout-watchdog", settings: Settings | None = None, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """Roll back a crashed rollout (see :func:`stale_rollout`), audited with the reason; None
+    when there is none. Only the challenger found stale is rolled back (compare-and-swap), so
+    a rollout started meanwhile is untouched."""
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    reason = stale_rollout(snap, settings, now)
+    if not reason:
+        return None
+    logger.warning("%s", reason)
+    try:
+        return rollback(actor, reason, None, settings, expected_challenger=snap.challenger)
+    except ConflictError as exc:  # another writer moved first: nothing stale any more
+        logger.info("stale rollout already handled: %s", exc)
+        return None
 
 
 def run_rollout(

@@ -22,6 +22,7 @@ import pandas as pd
 
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.registry import client as registry
+from driftloop.registry import integrity
 from driftloop.registry import tracking as tr
 from driftloop.registry.promotion import assign_alias_after_gate
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
@@ -97,7 +98,7 @@ def job_from_run(run_id: str, settings: Settings | None = None) -> tuple[TrainJo
     start, _, end = tags[tr.TAG_TRAIN_WINDOW].partition("..")
     data = load_training_data(start, end, settings, rev=tags[tr.TAG_DATA_REV])
     params = params_from_run(run_params, settings)
-    model = load_python_model(tags[TAG_MODEL_URI])
+    model = load_python_model(tags[TAG_MODEL_URI], settings)
     job = TrainJob(
         data=data,
         params=params,
@@ -227,6 +228,8 @@ def fit_and_log(
             }
         )
         info = log_model(bundle, data.train)
+        # The content hash, as a run parameter, right away: later steps load it verified.
+        integrity.record_digest(info.model_uri, run.info.run_id, settings)
         tr.set_tag(TAG_MODEL_URI, info.model_uri)
         _log_reference(bundle, data.holdout, params.seed)
     return FittedRun(
@@ -303,7 +306,8 @@ def register(
         tr.TAG_GATE: evaluation.decision_gate,
         tr.TAG_GATE_REASON: evaluation.decision_reason[:4000],
     }
-    version = registry.register_version(fitted.model_uri, fitted.run_id, tags, settings)
+    # Re-hashed against the run's parameter: an artifact changed since fit is not registered.
+    version = integrity.register_verified_version(fitted.model_uri, fitted.run_id, tags, settings)
     try:
         if evaluation.alias is not None:
             assign_alias_after_gate(

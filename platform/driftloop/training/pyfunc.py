@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from driftloop.registry.integrity import load_verified_pyfunc
 from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS
 from driftloop.schema import OUTPUT_PROBABILITY as PROBA
+from driftloop.settings import Settings
 from driftloop.training.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
@@ -113,9 +115,11 @@ def log_model(bundle: ModelBundle, example: pd.DataFrame, name: str = "model") -
         )
 
 
-def load_python_model(model_uri: str) -> DelayModel:
-    """Load a version and return its unwrapped :class:`DelayModel` (for predict_proba)."""
-    model = mlflow.pyfunc.load_model(model_uri)
+def load_python_model(model_uri: str, settings: Settings | None = None) -> DelayModel:
+    """Load a version (``models:/name/version``) or a training run's logged model
+    (``models:/m-...``) from a local copy whose content hash matched the one its run recorded
+    (:mod:`driftloop.registry.integrity`), and return its unwrapped :class:`DelayModel`."""
+    model = load_verified_pyfunc(model_uri, settings)
     python_model = model.unwrap_python_model()
     if not hasattr(python_model, "predict_proba"):
         raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")

@@ -142,9 +142,18 @@ def labels_of(df: pd.DataFrame) -> np.ndarray:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state in types ``torch.load(weights_only=True)`` accepts (tensors,
+    numbers, strings, tuples): numpy's key array travels as an int64 tensor."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -154,7 +163,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -217,7 +228,8 @@ def fit(
     start_epoch, resumed_from, finished = 1, None, False
     ckpt_path = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, strings), never code
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ckpt["params"] != params.to_dict():
             raise TrainingError(
                 f"checkpoint {ckpt_path} was written with other parameters: resume with the "

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from driftloop.embedded.services import free_port
-from driftloop.registry.client import register_version
+from driftloop.registry.integrity import register_verified_version
 from driftloop.registry.promotion import assign_alias_after_gate, set_mode, set_weight
 from driftloop.settings import Settings
 from serving.process import ServerProcess
@@ -88,7 +88,7 @@ def register(logged_models: dict[str, str]) -> Callable[..., str]:
     """``register(kind, settings, alias=None)`` -> new version of settings' registered model."""
 
     def reg(kind: str, settings: Settings, alias: str | None = None) -> str:
-        info = register_version(logged_models[kind], None, {"kind": kind}, settings)
+        info = register_verified_version(logged_models[kind], None, {"kind": kind}, settings)
         if alias:
             assign_alias_after_gate(info.version, alias, "test fixture", settings=settings)
         return info.version

@@ -1,5 +1,6 @@
 """The reconciler against a scripted registry (the real MLflow path is in the integration
-tests): hot swap, handle reuse on promotion, a challenger that fails to load, an outage."""
+tests): hot swap, handle reuse on promotion, a challenger that fails to load, an outage, and the
+champion that never disappears by accident (alias deleted, unloadable or tampered version)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftloop.errors import ServiceUnavailableError
+from driftloop.errors import ModelIntegrityError, ServiceUnavailableError
 from driftloop.registry.client import RegistrySnapshot
+from driftloop.registry.promotion import read_audit
 from driftloop.settings import Settings
 from serving.handles import ModelHandle, Reconciler
 
@@ -24,6 +26,8 @@ class ScriptedRegistry:
         self.down = False
         self.loads: list[str] = []
         self.broken: set[str] = set()
+        self.tampered: set[str] = set()
+        self.external: list[RegistrySnapshot] = []
 
     def snapshot(self, settings: Settings, name: str) -> RegistrySnapshot:
         if self.down:
@@ -34,13 +38,18 @@ class ScriptedRegistry:
         self.loads.append(version)
         if version in self.broken:
             raise RuntimeError("artifact missing")
+        if version in self.tampered:
+            raise ModelIntegrityError(f"artifact of version {version} hashes to 0badc0de...")
         return ModelHandle(name, version, lambda df: np.full(len(df), float(version) / 10))
 
 
 @pytest.fixture
 def scripted(tmp_path: Path) -> tuple[ScriptedRegistry, Reconciler]:
     reg = ScriptedRegistry()
-    return reg, Reconciler(Settings(state_dir=tmp_path), reg.load, reg.snapshot)
+    rec = Reconciler(
+        Settings(state_dir=tmp_path), reg.load, reg.snapshot, lambda s, _: reg.external.append(s)
+    )
+    return reg, rec
 
 
 def test_reconcile_loads_swaps_and_reuses_handles(
@@ -104,3 +113,111 @@ def test_a_new_champion_that_fails_to_load_keeps_the_old_one(
     state = rec.reconcile_once()
     assert state.champion is not None
     assert state.champion.version == "1"
+    health = rec.health()
+    assert health["status"] == "degraded"
+    assert health["champion"] == "1"
+    assert "champion version 5 cannot be served (artifact missing)" in health["last_error"]
+    reg.champion = "1"  # the registry is put right: ready again
+    rec.reconcile_once()
+    assert rec.health()["status"] == "ready"
+    assert rec.health()["last_error"] is None
+
+
+def test_champion_alias_deleted_keeps_the_last_champion_and_reports_degraded(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    rec.reconcile_once()
+    reg.champion = None
+    state = rec.reconcile_once()
+    assert state.champion is not None
+    assert state.champion.version == "1"
+    health = rec.health()
+    assert health["status"] == "degraded"
+    assert "champion alias" in health["last_error"]
+    assert "version 1" in health["last_error"]
+    reg.champion = "1"
+    rec.reconcile_once()
+    assert rec.health()["status"] == "ready"
+    assert reg.loads == ["1"]  # the kept handle is reused, never reloaded
+
+
+def test_no_champion_ever_is_not_ready_without_error(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    reg.champion = None
+    state = rec.reconcile_once()
+    assert state.champion is None
+    assert rec.health()["status"] == "not_ready"
+    assert rec.health()["last_error"] is None
+
+
+def test_a_first_champion_that_cannot_load_is_not_ready_with_the_reason(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    reg.broken = {"1"}
+    rec.reconcile_once()
+    health = rec.health()
+    assert health["status"] == "not_ready"
+    assert "artifact missing" in health["last_error"]
+
+
+def test_tampered_challenger_is_refused_listed_and_audited_once(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    reg.challenger, reg.weight, reg.tampered = "6", 30, {"6"}
+    state = rec.reconcile_once()
+    assert state.challenger is None  # no traffic
+    health = rec.health()
+    assert health["status"] == "ready"  # the champion serves everybody
+    assert "0badc0de" in health["refused"]["6"]
+    rec.reconcile_once()
+    (record,) = [r for r in read_audit(rec.settings) if r["action"] == "artifact_refused"]
+    assert (record["to_version"], record["actor"]) == ("6", "serving")
+    assert record["metrics"] == {"role": "challenger"}
+    assert "0badc0de" in record["reason"]
+    reg.challenger, reg.weight = None, 0  # dropped from the registry: no longer listed
+    rec.reconcile_once()
+    assert rec.health()["refused"] == {}
+
+
+def test_tampered_champion_keeps_the_last_good_one_and_says_why(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    rec.reconcile_once()
+    reg.champion, reg.tampered = "7", {"7"}
+    state = rec.reconcile_once()
+    assert state.champion is not None
+    assert state.champion.version == "1"
+    health = rec.health()
+    assert health["status"] == "degraded"
+    assert "champion version 7 cannot be served" in health["last_error"]
+    assert "7" in health["refused"]
+    actions = [(r["action"], r["to_version"]) for r in read_audit(rec.settings)]
+    assert actions == [("artifact_refused", "7")]
+
+
+def test_external_changes_are_checked_after_each_successful_snapshot_only(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    reg, rec = scripted
+    rec.reconcile_once()
+    reg.down = True
+    rec.reconcile_once()
+    assert [s.champion for s in reg.external] == ["1"]
+
+
+def test_a_failing_external_check_does_not_stop_serving(tmp_path: Path) -> None:
+    reg = ScriptedRegistry()
+
+    def broken(snap: RegistrySnapshot, settings: Settings) -> None:
+        raise RuntimeError("audit log unreadable")
+
+    rec = Reconciler(Settings(state_dir=tmp_path), reg.load, reg.snapshot, broken)
+    state = rec.reconcile_once()
+    assert state.champion is not None
+    assert rec.health()["status"] == "ready"
