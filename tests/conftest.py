@@ -88,12 +88,16 @@ def isolated_environment(
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow tracking server (SQLite backend, local artifacts) on a free port."""
+    """A real MLflow tracking server (SQLite backend, local artifacts) on a free port, without
+    MLflow's basic auth: the tests that use it exercise everything but access control (the
+    embedded platform's auth is tested in tests/integration/platform/test_platform_auth.py)."""
     from driftloop.embedded.services import free_port, mlflow_service, start_service, stop_service
     from driftloop.settings import MlflowSettings, Settings
 
     state = tmp_path_factory.mktemp("mlflow-server")
-    settings = Settings(state_dir=state, mlflow=MlflowSettings(port=free_port()))
+    settings = Settings(
+        state_dir=state, mlflow=MlflowSettings(port=free_port(), auth={"enabled": False})
+    )
     service = mlflow_service(settings)
     start_service(service, settings)
     try:
@@ -104,14 +108,17 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server (SQLite) on a free port; the test process is its client."""
+    """A real Prefect server (SQLite) on a free port; the test process is its client. Without
+    API auth (tested with the embedded platform in tests/integration/platform)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from driftloop.embedded.services import free_port, prefect_service, start_service, stop_service
     from driftloop.settings import PrefectSettings, Settings
 
     state = tmp_path_factory.mktemp("prefect-server")
-    settings = Settings(state_dir=state, prefect=PrefectSettings(port=free_port()))
+    settings = Settings(
+        state_dir=state, prefect=PrefectSettings(port=free_port(), auth={"enabled": False})
+    )
     service = prefect_service(settings)
     start_service(service, settings)
     # Subprocesses (CLI, workers) find the server through the variable; this process through

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,45 @@ QUIET_ENV = {
 }
 
 
+#: Users of the embedded MLflow server (basic auth), each with the least permission that works.
+MLFLOW_ROLES = ("flows", "serving", "rollout")
+MlflowRole = Literal["flows", "serving", "rollout"]
+#: The embedded MLflow server's administrator (provisions the users; no process runs as it).
+MLFLOW_ADMIN = "admin"
+#: User part of the embedded Prefect server's API auth string (``user:password``).
+PREFECT_USER = "driftloop"
+
+
+class MlflowAuthSettings(BaseModel):
+    """Who this process is on MLflow. The embedded server runs MLflow's basic auth with users
+    generated into ``{state}/secrets/``; an external ``tracking_uri`` takes its credentials from
+    the environment (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``), never
+    generated ones."""
+
+    enabled: bool = Field(
+        True,
+        description="The embedded MLflow server requires a user and password (MLflow basic auth);"
+        " false only for throwaway test servers.",
+    )
+    role: Literal["flows", "serving"] = Field(
+        "flows",
+        description="Generated user this process uses against the embedded server when no "
+        "credentials are given: flows (CLI, flows) or serving (read-only).",
+    )
+    username: str | None = Field(
+        None, description="MLflow user of this process (else MLFLOW_TRACKING_USERNAME)."
+    )
+    password: SecretStr | None = Field(
+        None, description="Password of `username` (else MLFLOW_TRACKING_PASSWORD)."
+    )
+    rollout_username: str | None = Field(
+        None,
+        description="User of the registry writers (aliases, canary tags); default: the embedded "
+        "platform's rollout user, else this process's user.",
+    )
+    rollout_password: SecretStr | None = Field(None, description="Password of rollout_username.")
+
+
 class MlflowSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Host the embedded MLflow server binds to.")
     port: int = Field(5000, description="Port of the embedded MLflow server.")
@@ -45,10 +85,29 @@ class MlflowSettings(BaseModel):
     experiment: str = Field("driftloop", description="MLflow experiment for training runs.")
     registered_model: str = Field("flight-delay", description="Registered model name.")
     request_timeout_s: float = Field(10.0, description="Timeout of one MLflow HTTP call.")
+    auth: MlflowAuthSettings = Field(default_factory=MlflowAuthSettings)
 
     @property
     def uri(self) -> str:
         return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded server (no tracking_uri given): its credentials live in the state."""
+        return self.tracking_uri is None
+
+
+class PrefectAuthSettings(BaseModel):
+    enabled: bool = Field(
+        True,
+        description="The embedded Prefect server requires its API auth string (basic auth, "
+        "generated into {state}/secrets/); false only for throwaway test servers.",
+    )
+    auth_string: SecretStr | None = Field(
+        None,
+        description="`user:password` for the Prefect API; default PREFECT_API_AUTH_STRING, "
+        "else the embedded server's generated one.",
+    )
 
 
 class PrefectSettings(BaseModel):
@@ -60,10 +119,15 @@ class PrefectSettings(BaseModel):
     work_pool: str = Field("driftloop-process", description="Work pool the deployments run on.")
     work_pool_type: str = Field("process", description="Work pool type: process or kubernetes.")
     start_worker: bool = Field(True, description="`driftloop up` starts a worker for the pool.")
+    auth: PrefectAuthSettings = Field(default_factory=PrefectAuthSettings)
 
     @property
     def url(self) -> str:
         return self.api_url or f"http://{self.host}:{self.port}/api"
+
+    @property
+    def embedded(self) -> bool:
+        return self.api_url is None
 
 
 class DataSettings(BaseModel):
@@ -248,10 +312,10 @@ class RolloutSettings(BaseModel):
         1.5,
         gt=1,
         description="Margin: allowed challenger/champion ratio of the geometric-mean model-call "
-        "latency (per request).",
+        "latency per row (model_ms / rows of the request).",
     )
     latency_floor_ms: float = Field(
-        5.0, ge=0, description="Model-call latencies below this count as this."
+        5.0, ge=0, description="Model-call ms per row below this count as this."
     )
     log_loss_margin: float = Field(
         0.02, gt=0, description="Margin: allowed challenger - champion log loss (labelled rows)."
@@ -456,6 +520,12 @@ class Settings(BaseSettings):
     def dvc_remote_url(self) -> str:
         return self.data.dvc_remote or str(self.state / "dvc-remote")
 
+    def with_mlflow_role(self, role: Literal["flows", "serving"]) -> Settings:
+        """These settings, using the embedded platform's ``role`` user (``driftloop serve``:
+        serving) when no MLflow credentials are given."""
+        auth = self.mlflow.auth.model_copy(update={"role": role})
+        return self.model_copy(update={"mlflow": self.mlflow.model_copy(update={"auth": auth})})
+
 
 def _weak(token: str) -> bool:
     if token.startswith("sha256:"):
@@ -488,10 +558,147 @@ def project_root() -> Path:
     return Path(root) if root else Path(__file__).resolve().parents[2]
 
 
+# ---- credentials of the embedded platform ------------------------------------------------------
+def secrets_dir(settings: Settings) -> Path:
+    """``{state}/secrets``: the embedded platform's generated passwords (folder 0700, files
+    0600). Back it up with the state; delete a file and run ``driftloop auth rotate`` to
+    replace one."""
+    return settings.state / "secrets"
+
+
+def embedded_secret(settings: Settings, name: str, prefix: str = "") -> str:
+    """The secret in ``{state}/secrets/{name}``, generated on first use (``prefix`` + 32 random
+    bytes, URL-safe) into a file only this user can read. Created atomically: two processes
+    asking at once read the same value."""
+    folder = secrets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    if not path.exists():
+        tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(prefix + secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # fails when another process won the race: its value stands
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # never readable by group or others
+    value = path.read_text().strip()
+    if not value:
+        raise ValueError(f"secret file {path} is empty: delete it to generate a new one")
+    return value
+
+
+def write_secret(settings: Settings, name: str, value: str) -> Path:
+    """Replace ``{state}/secrets/{name}`` with ``value`` (atomically, mode 0600)."""
+    folder = secrets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def mlflow_secret_name(role: str) -> str:
+    """File name of the password of MLflow user ``role`` (``admin`` or one of MLFLOW_ROLES)."""
+    return f"mlflow-{role}.password"
+
+
+def embedded_mlflow_credentials(settings: Settings, role: str) -> tuple[str, str] | None:
+    """(user, password) of ``role`` (admin, flows, serving, rollout) on the embedded MLflow
+    server; None for an external tracking URI or with auth off (nothing is generated then)."""
+    if not (settings.mlflow.embedded and settings.mlflow.auth.enabled):
+        return None
+    user = MLFLOW_ADMIN if role == "admin" else role
+    return user, embedded_secret(settings, mlflow_secret_name(role))
+
+
+def process_mlflow_credentials(settings: Settings) -> tuple[str, str] | None:
+    """The MLflow user of this process: ``mlflow.auth.username/password``, else None when
+    ``MLFLOW_TRACKING_USERNAME`` is set (MLflow reads it itself), else the embedded platform's
+    generated user for ``mlflow.auth.role``."""
+    auth = settings.mlflow.auth
+    if auth.username and auth.password is not None:
+        return auth.username, auth.password.get_secret_value()
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        return None
+    return embedded_mlflow_credentials(settings, auth.role)
+
+
+def rollout_mlflow_credentials(settings: Settings) -> tuple[str, str] | None:
+    """The user of the registry writers (aliases, canary tags): ``mlflow.auth.rollout_*``,
+    else the embedded platform's rollout user; None: the writers act as this process's user."""
+    auth = settings.mlflow.auth
+    if auth.rollout_username and auth.rollout_password is not None:
+        return auth.rollout_username, auth.rollout_password.get_secret_value()
+    return embedded_mlflow_credentials(settings, "rollout")
+
+
+def mlflow_client_environ(settings: Settings, role: str) -> dict[str, str]:
+    """Variables that make a child an MLflow client as ``role`` (flows or serving) with the
+    rollout user for its registry writers. Empty for an external server without configured
+    credentials: the child inherits MLFLOW_TRACKING_USERNAME/PASSWORD as they are."""
+    env: dict[str, str] = {}
+    auth = settings.mlflow.auth
+    creds = (
+        (auth.username, auth.password.get_secret_value())
+        if auth.username and auth.password is not None
+        else embedded_mlflow_credentials(settings, role)
+    )
+    if creds:
+        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = creds
+    rollout = rollout_mlflow_credentials(settings)
+    if rollout:
+        user, password = rollout
+        env["DRIFTLOOP_MLFLOW__AUTH__ROLLOUT_USERNAME"] = user
+        env["DRIFTLOOP_MLFLOW__AUTH__ROLLOUT_PASSWORD"] = password
+    return env
+
+
+PREFECT_SECRET = "prefect-api-auth"
+
+
+def prefect_auth_string(settings: Settings) -> str | None:
+    """``user:password`` of the Prefect API: ``prefect.auth.auth_string``, else
+    PREFECT_API_AUTH_STRING, else the embedded server's generated one (None: no auth)."""
+    auth = settings.prefect.auth
+    if auth.auth_string is not None:
+        return auth.auth_string.get_secret_value()
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        return os.environ["PREFECT_API_AUTH_STRING"]
+    if settings.prefect.embedded and auth.enabled:
+        return embedded_secret(settings, PREFECT_SECRET, prefix=f"{PREFECT_USER}:")
+    return None
+
+
+def prefect_basic_auth(settings: Settings) -> tuple[str, str] | None:
+    """(user, password) for a plain HTTP call to the Prefect API (``httpx.post(...,
+    auth=...)``); None when the API takes no auth string."""
+    auth = prefect_auth_string(settings)
+    if not auth:
+        return None
+    user, _, password = auth.partition(":")
+    return user, password
+
+
 def child_environ(settings: Settings) -> dict[str, str]:
-    """This process's environment for a child process: telemetry off, and the serving tokens
-    only as their ``sha256:HEX`` digests (which serving accepts), never in plain text."""
+    """This process's environment for a child process: telemetry off, the serving tokens only
+    as their ``sha256:HEX`` digests (which serving accepts), never in plain text, and the least
+    registry access: on the embedded platform the read-only ``serving`` MLflow user (plus the
+    rollout user for the registry writers) and no Prefect auth string. :func:`driftloop.
+    embedded.services.service_env` gives flow runners the ``flows`` user and Prefect's string."""
     env = {**os.environ, **QUIET_ENV}
+    env.pop("PREFECT_API_AUTH_STRING", None)
+    env.update(mlflow_client_environ(settings, "serving"))
     auth = settings.serving.auth
     scopes = (
         ("ADMIN", auth.admin_tokens),

@@ -49,21 +49,31 @@ def serve(
         f"http://{settings.serving.host}:{settings.serving.port} (docs at /docs)",
         err=True,
     )
+    settings = settings.with_mlflow_role("serving")  # read-only registry user
+    use_settings(settings)
     run(settings)
+
+
+VERSION_HELP = (
+    "The challenger version you mean: refused (exit 1) when the challenger is another one."
+)
 
 
 def promote_cmd(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual promotion",
+    version: Annotated[str | None, typer.Option(help=VERSION_HELP)] = None,
 ) -> None:
-    """champion <- challenger's version; drop the challenger; weight 0."""
-    _echo(promote(_actor(), reason))
+    """champion <- challenger's version; drop the challenger; weight 0. Only a challenger
+    whose canary rollout was started (`driftloop rollout start`) can be promoted."""
+    _echo(promote(_actor(), reason, expected_challenger=version))
 
 
 def rollback_cmd(
     reason: Annotated[str, typer.Option(help=REASON_HELP)] = "manual rollback",
+    version: Annotated[str | None, typer.Option(help=VERSION_HELP)] = None,
 ) -> None:
     """Drop the challenger; weight 0 (all traffic to the champion)."""
-    _echo(rollback(_actor(), reason))
+    _echo(rollback(_actor(), reason, expected_challenger=version))
 
 
 @rollout_app.command("start")
@@ -101,8 +111,12 @@ def rollout_start(
 def rollout_status_cmd() -> None:
     """Champion, challenger, weight and, during a rollout, the decision its evidence supports
     now: every metric's interval, margin and status, and the sample-ratio check."""
+    from driftloop.loop.rollout import reset_stale_rollout  # lazy: start-up cost
     from driftloop.monitoring.noninferiority import rollout_status  # lazy: start-up cost
 
+    stale = reset_stale_rollout(actor=_actor())
+    if stale is not None:
+        typer.echo(f"reset a stale rollout: {stale['reason']}", err=True)
     _echo(rollout_status())
 
 
@@ -113,13 +127,17 @@ def _numbers(decision: Any) -> dict[str, Any]:
 
 
 @rollout_app.command("promote")
-def rollout_promote(reason: Annotated[str, typer.Option(help=REASON_HELP)] = "") -> None:
+def rollout_promote(
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "",
+    version: Annotated[str | None, typer.Option(help=VERSION_HELP)] = None,
+) -> None:
     """Promote the challenger now (a human decision), recording what the evidence said."""
     from driftloop.loop.rollout import judge_canary  # lazy: start-up cost
 
     decision = judge_canary()
     why = reason or f"manual promotion; the evidence said {decision.decision}: {decision.reason}"
-    _echo(promote(_actor(), why, _numbers(decision)))
+    judged = version or decision.evidence.challenger.version
+    _echo(promote(_actor(), why, _numbers(decision), expected_challenger=judged))
 
 
 @rollout_app.command("rollback")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from driftloop.embedded.services import service_env, venv_bin
 from driftloop.errors import ServiceUnavailableError
 from driftloop.loop.automations import ensure_automations
-from driftloop.settings import Settings, get_settings, project_root
+from driftloop.settings import Settings, get_settings, prefect_auth_string, project_root
 
 logger = logging.getLogger(__name__)
 
@@ -68,5 +70,19 @@ def deploy_all(settings: Settings | None = None) -> None:
     ensure_work_pool(settings)
     _prefect(["deploy", "--all"], settings)
     logger.info("deployments registered on %s", settings.prefect.url)
-    for done in ensure_automations(settings):
-        logger.info("automations: %s", done)
+    with _prefect_auth(settings):
+        for done in ensure_automations(settings):
+            logger.info("automations: %s", done)
+
+
+@contextmanager
+def _prefect_auth(settings: Settings) -> Iterator[None]:
+    """This process's Prefect client sends the API auth string (when there is one)."""
+    auth = prefect_auth_string(settings)
+    if not auth:
+        yield
+        return
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_AUTH_STRING: auth}):
+        yield

@@ -1,5 +1,6 @@
 """``driftloop up`` / ``down`` / ``status``: the embedded platform's services and deployments
-together. ``start_all`` starts MLflow and Prefect, registers the deployments (and the loop's
+together. ``start_all`` starts MLflow (basic auth; its users provisioned from the passwords in
+``{state}/secrets``) and Prefect (API auth string), registers the deployments (and the loop's
 automation) and starts the worker; ``stop_all`` stops everything, including processes started
 beside them (the demo's inference API)."""
 
@@ -19,6 +20,7 @@ from driftloop.embedded.services import (
     stop_service,
     worker_service,
 )
+from driftloop.registry.access import provision_embedded
 from driftloop.settings import Settings, get_settings
 
 
@@ -36,10 +38,13 @@ def start_all(
 ) -> list[ServiceStatus]:
     """Start MLflow and Prefect, register the deployments, start the worker."""
     settings = settings or get_settings()
-    statuses = [
-        start_service(mlflow_service(settings), settings, progress),
-        start_service(prefect_service(settings), settings, progress),
-    ]
+    statuses = [start_service(mlflow_service(settings), settings, progress)]
+    if settings.mlflow.auth.enabled:
+        # Users and grants follow the passwords in {state}/secrets (idempotent).
+        if progress:
+            progress("provisioning MLflow users (flows, serving, rollout)")
+        provision_embedded(settings)
+    statuses.append(start_service(prefect_service(settings), settings, progress))
     if deploy:
         if progress:
             progress("registering Prefect deployments")

@@ -5,6 +5,13 @@ run as background processes on 127.0.0.1 with pid and log files in the state fol
 its health endpoint is reused; a port held by anything else is an error that names the port and
 the setting that moves it. ``stop_service`` terminates the process group and waits, so nothing is
 left. :mod:`driftloop.embedded.platform` starts and stops them together.
+
+Both servers are authenticated: MLflow runs its basic-auth app (``--app-name basic-auth``;
+users and grants in :mod:`driftloop.registry.access`), Prefect requires its API auth string;
+the secrets are generated into ``{state}/secrets`` (0600). Clients get what their role needs:
+:func:`service_env` (worker, flow runs) the ``flows`` MLflow user and the Prefect string,
+:func:`driftloop.settings.child_environ` (serving, anything else) the read-only ``serving``
+user plus the ``rollout`` user for the registry writers, and no Prefect string.
 """
 
 from __future__ import annotations
@@ -24,7 +31,16 @@ from pathlib import Path
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
-from driftloop.settings import Settings, child_environ, project_root
+from driftloop.settings import (
+    MLFLOW_ADMIN,
+    Settings,
+    child_environ,
+    embedded_mlflow_credentials,
+    embedded_secret,
+    mlflow_client_environ,
+    prefect_auth_string,
+    project_root,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +99,64 @@ def service_env(settings: Settings) -> dict[str, str]:
     # Flow results are kept (the UI and `run_deployment` callers can read them back).
     env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
     env["PREFECT_LOCAL_STORAGE_PATH"] = str(settings.state / "prefect" / "results")
+    # Flow runners train, register and move aliases: the `flows` MLflow user; and they talk
+    # to the Prefect API, which wants its auth string.
+    env.update(mlflow_client_environ(settings, "flows"))
+    auth = prefect_auth_string(settings)
+    if auth:
+        env["PREFECT_API_AUTH_STRING"] = auth
     return env
+
+
+def mlflow_auth_config(settings: Settings) -> Path:
+    """``{state}/mlflow/basic_auth.ini`` for ``mlflow server --app-name basic-auth``: users in
+    ``{state}/mlflow/auth.db``; an authenticated user without a grant can do nothing
+    (``NO_PERMISSIONS``), an unauthenticated request gets 401. The admin password is not in
+    the file: it comes from the environment on the first start only."""
+    root = settings.state / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "basic_auth.ini"
+    text = (
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{root / 'auth.db'}\n"
+        f"admin_username = {MLFLOW_ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+        # One worker: a password or admin change through the API takes effect at once; the
+        # cache spares the PBKDF2 check (~0.3 s) on every registry call and artifact download.
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    if not path.exists() or path.read_text() != text:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    return path
+
+
+def mlflow_server_auth_env(settings: Settings) -> dict[str, str]:
+    """What ``mlflow server --app-name basic-auth`` needs: its config, the admin password (read
+    on the first start only, when it creates the admin) and the Flask secret key."""
+    admin = embedded_mlflow_credentials(settings, "admin")
+    if admin is None:
+        return {}
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(mlflow_auth_config(settings)),
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": embedded_secret(settings, "mlflow-flask.key"),
+    }
 
 
 def mlflow_service(settings: Settings) -> Service:
     root = settings.state / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
     m = settings.mlflow
-    env = {**child_environ(settings), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    auth_env = mlflow_server_auth_env(settings)
+    env = {**child_environ(settings), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **auth_env}
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        env.pop(key, None)  # the server is nobody's client
+    app = ["--app-name", "basic-auth"] if auth_env else []
     return Service(
         name="mlflow",
         port=m.port,
@@ -98,6 +164,7 @@ def mlflow_service(settings: Settings) -> Service:
         command=[
             venv_bin("mlflow"),
             "server",
+            *app,
             "--workers",
             "1",
             "--backend-store-uri",
@@ -124,7 +191,18 @@ def prefect_server_env(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_UI_API_URL": settings.prefect.url,
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        **prefect_server_auth_env(settings),
     }
+
+
+def prefect_server_auth_env(settings: Settings) -> dict[str, str]:
+    """The embedded Prefect server's API auth string (every API call but the health check
+    needs it; the UI asks for it). Empty when auth is off or the server is external."""
+    p = settings.prefect
+    if not (p.embedded and p.auth.enabled):
+        return {}
+    auth = prefect_auth_string(settings)
+    return {"PREFECT_SERVER_API_AUTH_STRING": auth} if auth else {}
 
 
 def prefect_service(settings: Settings) -> Service:

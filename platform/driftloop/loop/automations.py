@@ -26,7 +26,7 @@ from typing import Any
 
 from driftloop.errors import NotFoundError, ServiceUnavailableError
 from driftloop.loop.events import DRIFT_EVENT, model_resource_id
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import Settings, get_settings, prefect_auth_string
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,14 @@ def automation_name(settings: Settings) -> str:
 def prefect_client(settings: Settings) -> Iterator[Any]:
     """A sync Prefect client for the configured server."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+    updates: dict[Any, Any] = {PREFECT_API_URL: settings.prefect.url}
+    auth = prefect_auth_string(settings)
+    if auth:
+        updates[PREFECT_API_AUTH_STRING] = auth
     with (
-        temporary_settings(updates={PREFECT_API_URL: settings.prefect.url}),
+        temporary_settings(updates=updates),
         get_client(sync_client=True) as client,
     ):
         yield client

@@ -13,11 +13,12 @@ import httpx
 
 from driftloop.data.capture import read_predictions
 from driftloop.data.store import available_months
-from driftloop.errors import NotFoundError, ServiceUnavailableError
+from driftloop.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from driftloop.loop.events import DRIFT_EVENT, SUPPRESSED_EVENT, model_resource_id
-from driftloop.loop.ledger import check_guards
+from driftloop.loop.ledger import GuardDecision, RetrainRecord, check_guards, claim_retrain
 from driftloop.monitoring.monitor import retrain_window, window_months
-from driftloop.settings import Settings, get_settings
+from driftloop.months import month_range, next_month, parse_month, shift_month
+from driftloop.settings import Settings, get_settings, prefect_basic_auth
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ def emit_event(
     )
     url = f"{settings.prefect.url.rstrip('/')}/events"
     try:
-        response = httpx.post(url, json=[evt.model_dump(mode="json")], timeout=10.0)
+        response = httpx.post(
+            url,
+            json=[evt.model_dump(mode="json")],
+            auth=prefect_basic_auth(settings),
+            timeout=10.0,
+        )
     except httpx.HTTPError as exc:
         raise ServiceUnavailableError(
             f"Prefect is unreachable at {settings.prefect.url} ({type(exc).__name__}): "
@@ -102,6 +108,10 @@ def trigger_retrain(
     window = result.retrain_window
     if not window:
         return TriggerDecision(False, None, None, "alarm, but no month to retrain on")
+    try:  # the window the retrain will claim: clamped to data that exists
+        window = clamp_window(window["start_month"], window["end_month"], settings)
+    except InvalidInputError as exc:
+        return TriggerDecision(False, None, None, f"alarm, but {exc}")
     payload = {
         **window,
         "model_version": result.model_version,
@@ -148,3 +158,76 @@ def default_retrain_window(settings: Settings | None = None) -> dict[str, str]:
             )
         newest = ingested[-1]
     return retrain_window(newest, settings)
+
+
+# ---- the window a retrain may claim ----------------------------------------------------------
+def data_months(settings: Settings | None = None) -> tuple[str, str]:
+    """First and last month of data that exists: ``data.first_month..data.last_month`` (what
+    ingestion can read), widened by what the data repo already holds."""
+    settings = settings or get_settings()
+    first, last = parse_month(settings.data.first_month), parse_month(settings.data.last_month)
+    try:
+        held = available_months(settings)
+    except (OSError, ValueError) as exc:
+        logger.warning("could not list the data repo's months: %s", exc)
+        held = []
+    if held:
+        first, last = min(first, held[0]), max(last, held[-1])
+    return first, last
+
+
+def clamp_window(
+    start_month: str, end_month: str, settings: Settings | None = None
+) -> dict[str, str]:
+    """``start_month..end_month`` clamped to data that exists (:func:`data_months`), keeping a
+    holdout month after it. InvalidInputError for a malformed or reversed window, or one that
+    holds no month to train on with a holdout after it."""
+    settings = settings or get_settings()
+    start, end = parse_month(start_month), parse_month(end_month)
+    month_range(start, end)  # a reversed range fails here
+    first, last = data_months(settings)
+    clamped_start, clamped_end = max(start, first), min(end, shift_month(last, -1))
+    if clamped_end < clamped_start:
+        raise InvalidInputError(
+            f"retrain window {start}..{end} holds no data to train on with a holdout month after "
+            f"it (data exists for {first}..{last})"
+        )
+    if (clamped_start, clamped_end) != (start, end):
+        logger.info(
+            "retrain window %s..%s clamped to %s..%s (data %s..%s)",
+            start,
+            end,
+            clamped_start,
+            clamped_end,
+            first,
+            last,
+        )
+    return {
+        "start_month": clamped_start,
+        "end_month": clamped_end,
+        "holdout_month": next_month(clamped_end),
+    }
+
+
+def claim_window(
+    start_month: str,
+    end_month: str,
+    settings: Settings | None = None,
+    reason: str = "",
+    source: str = "",
+    force: bool = False,
+) -> tuple[dict[str, str], RetrainRecord, GuardDecision]:
+    """Clamp the window to data that exists, THEN claim it in the ledger (cooldown, budget,
+    de-duplication): a window that cannot be trained on fails before it takes the cooldown
+    and the budget of the next legitimate retrain. Returns (window, record, decision)."""
+    settings = settings or get_settings()
+    window = clamp_window(start_month, end_month, settings)
+    record, decision = claim_retrain(
+        window["start_month"],
+        window["end_month"],
+        settings,
+        reason=reason,
+        source=source,
+        force=force,
+    )
+    return window, record, decision

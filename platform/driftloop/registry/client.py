@@ -7,7 +7,16 @@ Every call fails fast with :class:`ServiceUnavailableError` when MLflow cannot b
 
 The alias and registered-model tag writers (``_set_alias``, ``_delete_alias``,
 ``_set_model_tag``, ``_delete_model_tag``) are private to the registry package: only
-:mod:`driftloop.registry.promotion` calls them, and it audits every change.
+:mod:`driftloop.registry.promotion` calls them, and it audits every change. They act as the
+``rollout`` MLflow user when one is configured (the embedded platform's, or
+``mlflow.auth.rollout_username/password``), through a registry store of their own: MLflow's
+client reads one identity from the process environment, and serving's is read-only.
+
+Credentials: :func:`configure_client_env` puts this process's MLflow user (settings, else
+``MLFLOW_TRACKING_USERNAME/PASSWORD``, else the embedded platform's generated user) into the
+environment, where MLflow's client, artifact downloads and the fluent API read it. MLflow
+refusing a registry write surfaces as :class:`ServiceUnavailableError` naming the user and
+what would work (serving's admin routes answer 503 with it when serving has no rollout user).
 
 ``mlflow`` is imported inside the functions: importing it costs ~3 s, which the CLI, the serving
 start-up and test collection should not pay when they never reach the registry.
@@ -25,7 +34,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from driftloop.errors import NotFoundError, ServiceUnavailableError
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import (
+    Settings,
+    get_settings,
+    process_mlflow_credentials,
+    rollout_mlflow_credentials,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -85,6 +99,9 @@ def configure_client_env(settings: Settings) -> None:
     os.environ.setdefault(
         "MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.mlflow.request_timeout_s))
     )
+    creds = process_mlflow_credentials(settings)
+    if creds is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = creds
 
 
 def ping(settings: Settings | None = None, timeout: float = 3.0) -> None:
@@ -279,33 +296,105 @@ def registry_snapshot(
     )
 
 
+def _writer_store(settings: Settings) -> tuple[Any, str]:
+    """(model registry store, user name) the registry writers use: a REST store of their own
+    as the rollout user when one is configured, else this process's client's store."""
+    client = get_client(settings)  # health ping; this process's credentials in the env
+    creds = rollout_mlflow_credentials(settings)
+    uri = settings.mlflow.uri
+    if creds is None or not uri.startswith("http"):
+        registry = client._get_registry_client()  # type: ignore[no-untyped-call]  # untyped
+        return registry.store, os.environ.get("MLFLOW_TRACKING_USERNAME", "this process's user")
+    from mlflow.store.model_registry.rest_store import RestStore
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
+    username, password = creds
+
+    def host_creds() -> MlflowHostCreds:
+        # TLS settings as configured for MLflow; the identity is the rollout user's, only here.
+        host: MlflowHostCreds = get_default_host_creds(uri)  # type: ignore[no-untyped-call]
+        host.username, host.password, host.token = username, password, None
+        return host
+
+    return RestStore(host_creds), username  # type: ignore[no-untyped-call]  # untyped
+
+
+#: How a process gets the right to move aliases (said whenever MLflow refuses a write).
+WRITER_HINT = (
+    "registry writes need the rollout user (DRIFTLOOP_MLFLOW__AUTH__ROLLOUT_USERNAME and "
+    "_PASSWORD; the embedded platform passes its own) or the driftloop CLI"
+)
+
+
+def _write(settings: Settings, what: str, call: Callable[[Any], _T]) -> _T:
+    """``call(store)`` with the writers' store. MLflow refusing the write (401/403) is a
+    ServiceUnavailableError (503 where an API relays it: the caller may be entitled, this
+    process's MLflow user is not) that says which user and what would work."""
+    from mlflow.exceptions import MlflowException
+
+    store, user = _writer_store(settings)
+    try:
+        return call(store)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        text = str(exc).lower()
+        if code == "PERMISSION_DENIED" or "permission denied" in text:
+            reason = f"MLflow user {user!r} may not {what}"
+        elif code == "UNAUTHENTICATED" or "credentials" in text or "unauthorized" in text:
+            reason = f"MLflow refused the credentials of user {user!r} to {what}"
+        else:
+            raise
+        raise ServiceUnavailableError(f"{reason}: {WRITER_HINT}") from None
+
+
 def _set_alias(alias: str, version: str, settings: Settings, name: str | None = None) -> None:
     """Raw write; only :mod:`driftloop.registry.promotion` calls it (and audits)."""
     settings, name = _model(settings, name)
-    get_client(settings).set_registered_model_alias(name, alias, str(version))
+    _write(
+        settings,
+        f"set alias {alias} of {name}",
+        lambda store: store.set_registered_model_alias(name, alias, str(version)),
+    )
 
 
 def _delete_alias(alias: str, settings: Settings, name: str | None = None) -> None:
     """Raw write (an unset alias is no error); only promotion.py calls it."""
     settings, name = _model(settings, name)
-    client = get_client(settings)
-    _fetch_or(lambda: client.delete_registered_model_alias(name, alias), None)
+    _write(
+        settings,
+        f"delete alias {alias} of {name}",
+        lambda store: _fetch_or(lambda: store.delete_registered_model_alias(name, alias), None),
+    )
 
 
 def _set_model_tag(key: str, value: str, settings: Settings, name: str | None = None) -> None:
     """Raw write of a registered-model tag (the model is created when absent); only promotion.py
     calls it."""
+    from mlflow.entities.model_registry import RegisteredModelTag
+
     settings, name = _model(settings, name)
-    client = get_client(settings)
-    _ensure_registered_model(client, name)
-    client.set_registered_model_tag(name, key, str(value))
+
+    def write(store: Any) -> None:
+        if _fetch_or(lambda: store.get_registered_model(name), None) is None:
+            store.create_registered_model(
+                name,
+                description="P(arrival delay > 15 min) for NYC flights; served by driftloop.",
+            )
+        tag = RegisteredModelTag(key, str(value))  # type: ignore[no-untyped-call]  # untyped
+        store.set_registered_model_tag(name, tag)
+
+    _write(settings, f"set tag {key} of {name}", write)
 
 
 def _delete_model_tag(key: str, settings: Settings, name: str | None = None) -> None:
     """Raw write (an unset tag is no error); only promotion.py calls it."""
     settings, name = _model(settings, name)
-    client = get_client(settings)
-    _fetch_or(lambda: client.delete_registered_model_tag(name, key), None)
+    _write(
+        settings,
+        f"delete tag {key} of {name}",
+        lambda store: _fetch_or(lambda: store.delete_registered_model_tag(name, key), None),
+    )
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -362,6 +451,7 @@ def load_pyfunc(model_uri: str, settings: Settings) -> Any:
     """``mlflow.pyfunc.load_model`` against the configured registry (``models:/name/version``)."""
     import mlflow.pyfunc
 
+    configure_client_env(settings)
     mlflow.set_tracking_uri(settings.mlflow.uri)
     mlflow.set_registry_uri(settings.mlflow.uri)
     return mlflow.pyfunc.load_model(model_uri)

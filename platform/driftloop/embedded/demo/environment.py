@@ -52,7 +52,9 @@ def apply_demo_environment() -> Settings:
         os.environ.setdefault(key, value)
     use_settings(None)
     settings = get_settings()
-    os.environ.update(service_env(settings))  # PREFECT_API_URL, MLFLOW_TRACKING_URI, results
+    # PREFECT_API_URL, MLFLOW_TRACKING_URI, results; the flows MLflow user and the Prefect API
+    # auth string (the in-process flows act as the worker would); serving gets its own user.
+    os.environ.update(service_env(settings))
     # Prefect read its settings when it was imported (before the lines above): re-read them, or
     # the demo's in-process flows would start an ephemeral server instead of using the platform's.
     refresh_global_settings_context()

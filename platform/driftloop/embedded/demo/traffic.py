@@ -1,4 +1,8 @@
-"""The demo's client: a month's rows through the inference API, then their labels as feedback."""
+"""The demo's client: a month's rows through the inference API, then their labels as feedback.
+
+With auth on, inference goes with a predict token and labels with a feedback token (an admin
+token holds both): a predict token may not post labels. Only tokens the settings hold in plain
+text can be sent (a ``sha256:`` digest cannot)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import httpx
 
 from driftloop.schema import EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
-from driftloop.settings import Settings
+from driftloop.settings import BearerToken, Settings
 from serving import codec
 
 logger = logging.getLogger(__name__)
@@ -20,6 +24,17 @@ def _body(chunk: Any, request_id: str) -> dict[str, Any]:
     return codec.request_body(chunk[[*MODEL_INPUT_COLUMNS, EVENT_TIMESTAMP]], request_id)
 
 
+def _bearer(*scopes: list[BearerToken]) -> dict[str, str]:
+    """An Authorization header with the first plain-text token of ``scopes`` (none: no header,
+    as with auth off)."""
+    for tokens in scopes:
+        for token in tokens:
+            value = token.get_secret_value()
+            if not value.startswith("sha256:"):
+                return {"Authorization": f"Bearer {value}"}
+    return {}
+
+
 class Traffic:
     """Sends a month's rows to the inference API and posts their labels as feedback."""
 
@@ -28,6 +43,9 @@ class Traffic:
         self.base = f"http://{s.host}:{s.port}"
         self.url = f"{self.base}/v2/models/{settings.mlflow.registered_model}"
         self.client = httpx.Client(timeout=30.0)
+        auth = s.auth
+        self.predict_auth = _bearer(auth.predict_tokens, auth.admin_tokens)
+        self.feedback_auth = _bearer(auth.feedback_tokens, auth.admin_tokens)
         self.size = rows_per_request
         self.sent = 0
         self.errors = 0
@@ -56,7 +74,9 @@ class Traffic:
 
     def send_chunk(self, chunk: Any, request_id: str) -> bool:
         try:
-            response = self.client.post(f"{self.url}/infer", json=_body(chunk, request_id))
+            response = self.client.post(
+                f"{self.url}/infer", json=_body(chunk, request_id), headers=self.predict_auth
+            )
             if response.status_code != 200:
                 logger.warning(
                     "infer %s: HTTP %s %s", request_id, response.status_code, response.text[:200]
@@ -65,7 +85,9 @@ class Traffic:
                 return False
             labels = [int(v) for v in chunk[LABEL]]
             fb = self.client.post(
-                f"{self.url}/feedback", json={"request_id": request_id, "labels": labels}
+                f"{self.url}/feedback",
+                json={"request_id": request_id, "labels": labels},
+                headers=self.feedback_auth,
             )
             if fb.status_code != 200:
                 logger.warning("feedback %s: HTTP %s", request_id, fb.status_code)
