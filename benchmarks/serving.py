@@ -440,7 +440,12 @@ def main(argv: list[str] | None = None) -> int:
 
         with ServerProcess(serve_settings) as dl:
             url = f"{dl.url}/v2/models/{name}/infer"
-            assert httpx.post(url, content=oip_body).status_code == 200
+            assert (
+                httpx.post(
+                    url, content=oip_body, headers={"Content-Type": "application/json"}
+                ).status_code
+                == 200
+            )
             throughput(url, oip_body, args.connections, 2, args.generator)  # warm-up
             ours = throughput(url, oip_body, args.connections, args.duration, args.generator)
             flight = orjson.dumps(flight_request(1))
@@ -449,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                 if httpx.get(f"{dl.url}/v2/health/ready").json().get("online_features"):
                     break
                 time.sleep(0.5)
-            probe = httpx.post(url, content=flight)
+            probe = httpx.post(url, content=flight, headers={"Content-Type": "application/json"})
             if probe.status_code == 200:
                 fixed = open_loop(url, flight, args.rate, args.rate_duration)
                 fixed.name = "driftloop flight rows (online features) at fixed rate"

@@ -1,11 +1,16 @@
-"""Bearer-token auth with two scopes: ``predict`` (inference, feedback) and ``admin`` (weight,
-promote, rollback, rollout state; an admin token may also predict).
+"""Bearer-token auth with three scopes: ``predict`` (inference), ``feedback`` (ground-truth
+labels) and ``admin`` (weight, promote, rollback, rollout state; an admin token may also predict
+and post labels).
 
-Tokens come from settings (``serving.auth.admin_tokens`` / ``predict_tokens``, plain or
-``sha256:HEX``, held there as secrets: :class:`driftloop.settings.BearerToken`) and are kept
-here only as SHA-256 digests; a presented token is hashed and compared in constant time.
-No/unknown token: 401; a known token without the scope: 403. Auth is on by default outside
-development (``settings.auth_enabled``).
+Labels steer the loop (the monitor and the canary judge on them), so posting them is a scope of
+its own: a predict token, handed to every client application, cannot post labels.
+
+Tokens come from settings (``serving.auth.admin_tokens`` / ``predict_tokens`` /
+``feedback_tokens``, plain or ``sha256:HEX``, held there as secrets:
+:class:`driftloop.settings.BearerToken`) and are kept here only as SHA-256 digests; a presented
+token is hashed and compared in constant time. No/unknown token: 401; a known token without the
+scope: 403 naming the scope. Auth is on by default outside development
+(``settings.auth_enabled``).
 """
 
 from __future__ import annotations
@@ -17,15 +22,23 @@ from driftloop.errors import AuthenticationError, PermissionDeniedError
 from driftloop.settings import Settings
 
 PREDICT = "predict"
+FEEDBACK = "feedback"
 ADMIN = "admin"
+SCOPES = (PREDICT, FEEDBACK, ADMIN)
 
 
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         auth = settings.serving.auth
         self.enabled = settings.auth_enabled
-        self._admin = auth.hashed(auth.admin_tokens)
-        self._predict = auth.hashed(auth.predict_tokens) | self._admin
+        admin = auth.hashed(auth.admin_tokens)
+        #: digests holding each scope (admin holds them all)
+        self._scopes = {
+            PREDICT: auth.hashed(auth.predict_tokens) | admin,
+            FEEDBACK: auth.hashed(auth.feedback_tokens) | admin,
+            ADMIN: admin,
+        }
+        self._known_tokens = set().union(*self._scopes.values())
 
     @staticmethod
     def _digest(header: str | None) -> str:
@@ -46,9 +59,11 @@ class Authenticator:
         log (``token:<first 8 hex of the digest>``, or ``anonymous`` with auth off)."""
         if not self.enabled:
             return "anonymous"
+        if scope not in self._scopes:
+            raise ValueError(f"unknown scope {scope!r} (known: {', '.join(SCOPES)})")
         digest = self._digest(header)
-        if not self._known(digest, self._predict):
+        if not self._known(digest, self._known_tokens):
             raise AuthenticationError("unknown bearer token")
-        if scope == ADMIN and not self._known(digest, self._admin):
-            raise PermissionDeniedError("this token lacks the admin scope")
+        if not self._known(digest, self._scopes[scope]):
+            raise PermissionDeniedError(f"this token lacks the {scope} scope")
         return f"token:{digest[:8]}"

@@ -5,19 +5,28 @@
 tests, examples), built on the same :data:`TEXT_COLUMNS`.
 
 Validation names the problem in every 400: malformed JSON, unknown or duplicated inputs, wrong
-shape, wrong datatype, non-numeric or NaN/inf values, nulls where a value is required, rows
-above ``max_rows_per_request`` (413). ``null`` is allowed only where a value may be unknown:
-the online-store features (FEATURE_COLUMNS) and ``tailnum``.
+shape, wrong datatype, non-numeric or NaN/inf values, numbers beyond FP64 (``1e400``,
+``10**400``), nulls where a value is required, rows above ``max_rows_per_request`` (413).
+``null`` is allowed only where a value may be unknown: the online-store features
+(FEATURE_COLUMNS) and ``tailnum``.
+
+Bounds (:class:`Limits`, from ``settings.serving``), so one request cannot stall a replica:
+the request ``id`` and ``parameters.routing_key`` at most ``max_id_length`` characters (the
+routing key a string or an integer), text (BYTES) values at most ``max_text_length``
+characters, at most ``max_inputs`` input tensors and as many requested outputs, at most
+:data:`MAX_PARAMETERS` request parameters. Every check is linear in the request (duplicate
+names through a set); the cost of a request is bounded by ``max_body_bytes`` before decoding.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import orjson
@@ -35,6 +44,7 @@ from driftloop.schema import (
     OUTPUT_PROBABILITY,
     REQUEST_FIELDS,
 )
+from driftloop.settings import ServingSettings
 from serving.schemas import NUMERIC_DATATYPES, InferenceRequest
 
 FLIGHT = "flight"
@@ -48,6 +58,33 @@ NULLABLE = frozenset([*FEATURE_COLUMNS, "tailnum", FLIGHT_KEY, EVENT_TIMESTAMP])
 KNOWN_INPUTS = frozenset([*MODEL_INPUT_COLUMNS, *REQUEST_FIELDS, FLIGHT_KEY, EVENT_TIMESTAMP])
 OUTPUTS = (OUTPUT_PROBABILITY, OUTPUT_LABEL)
 REQUIRED = {FLIGHT: list(REQUEST_FIELDS), FEATURES: list(MODEL_INPUT_COLUMNS)}
+#: Most entries of a request's ``parameters`` (driftloop reads two).
+MAX_PARAMETERS = 32
+#: Largest magnitude of a finite FP64 (an integer literal above it does not convert).
+_FLOAT_MAX = sys.float_info.max
+
+
+def _default(name: str) -> int:
+    value = ServingSettings.model_fields[name].default
+    assert isinstance(value, int)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size caps of a request (defaults: those of ``ServingSettings``)."""
+
+    max_inputs: int = _default("max_inputs")
+    max_id_length: int = _default("max_id_length")
+    max_text_length: int = _default("max_text_length")
+    max_parameters: int = MAX_PARAMETERS
+
+    @classmethod
+    def of(cls, serving: ServingSettings) -> Self:
+        return cls(serving.max_inputs, serving.max_id_length, serving.max_text_length)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -71,15 +108,26 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """One line naming the first of pydantic-style ``errors`` (dicts with loc, msg, type)."""
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
-        return f"malformed JSON: {first.get('msg', '')}".rstrip(": ")
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    return f"invalid request at {loc or 'body'}: {first.get('msg', 'invalid')}"
+        return _clip(f"malformed JSON: {first.get('msg', '')}".rstrip(": "))
+    loc = _clip(".".join(str(p) for p in first.get("loc", ())))
+    return f"invalid request at {loc or 'body'}: {_clip(str(first.get('msg', 'invalid')))}"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (an error message never echoes a whole field)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _shape(shape: list[int]) -> str:
+    return str(shape) if len(shape) <= 4 else f"of {len(shape)} dimensions"
 
 
 def _flatten(data: list[Any], shape: list[int], name: str) -> list[Any]:
     if data and isinstance(data[0], list):
         if len(shape) != 2:
-            raise InvalidInputError(f"input {name!r} holds nested data but has shape {shape}")
+            raise InvalidInputError(
+                f"input {name!r} holds nested data but has shape {_shape(shape)}"
+            )
         flat: list[Any] = []
         for row in data:
             if not isinstance(row, list):
@@ -89,10 +137,22 @@ def _flatten(data: list[Any], shape: list[int], name: str) -> list[Any]:
     return data
 
 
+def _out_of_range(name: str, data: list[Any]) -> InvalidInputError:
+    """The error for an integer beyond FP64 (``np.asarray`` raised OverflowError)."""
+    i = next(
+        (i for i, v in enumerate(data) if type(v) is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX),
+        0,
+    )
+    return InvalidInputError(f"input {name!r} holds a number beyond FP64 range at row {i}")
+
+
 def _numeric(name: str, data: list[Any]) -> np.ndarray:
     nullable = name in NULLABLE
     if all(type(v) is float or type(v) is int for v in data):
-        arr = np.asarray(data, dtype=np.float64)
+        try:
+            arr = np.asarray(data, dtype=np.float64)
+        except OverflowError:
+            raise _out_of_range(name, data) from None
     else:
         for i, v in enumerate(data):
             if v is None:
@@ -102,7 +162,10 @@ def _numeric(name: str, data: list[Any]) -> np.ndarray:
                 raise InvalidInputError(
                     f"input {name!r} holds a non-numeric value {str(v)[:40]!r} at row {i}"
                 )
-        arr = np.asarray([math.nan if v is None else v for v in data], dtype=np.float64)
+        try:
+            arr = np.asarray([math.nan if v is None else v for v in data], dtype=np.float64)
+        except OverflowError:
+            raise _out_of_range(name, data) from None
         nulls = np.fromiter((v is None for v in data), dtype=bool, count=len(data))
         bad = ~np.isfinite(arr) & ~nulls
         if bad.any():
@@ -114,10 +177,15 @@ def _numeric(name: str, data: list[Any]) -> np.ndarray:
     return arr
 
 
-def _text(name: str, data: list[Any]) -> list[Any]:
+def _text(name: str, data: list[Any], max_length: int) -> list[Any]:
     nullable = name in NULLABLE
     for i, v in enumerate(data):
         if type(v) is str:
+            if len(v) > max_length:
+                raise InvalidInputError(
+                    f"input {name!r} holds a text of {len(v)} characters at row {i} "
+                    f"(at most {max_length})"
+                )
             continue
         if v is None and nullable:
             continue
@@ -129,25 +197,65 @@ def _text(name: str, data: list[Any]) -> list[Any]:
     return data
 
 
-def decode(body: bytes, max_rows: int) -> Decoded:
-    """Parse and validate an inference request body."""
+def _routing_key(value: Any, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        value = str(value)
+    if type(value) is not str:
+        raise InvalidInputError("parameters.routing_key must be a string")
+    if len(value) > max_length:
+        raise InvalidInputError(
+            f"parameters.routing_key has {len(value)} characters (at most {max_length})"
+        )
+    return value
+
+
+def _check_names(names: list[str], max_length: int) -> None:
+    """Duplicated and unknown input names (one pass over a set: linear)."""
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for x in names:
+        if x in seen:
+            dup.add(x)
+        seen.add(x)
+    if dup:
+        shown = sorted(d[:max_length] for d in dup)[:5]
+        raise InvalidInputError(f"duplicated input(s) {shown}")
+    unknown = [x for x in names if x not in KNOWN_INPUTS]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown input {unknown[0][:max_length]!r}: send {REQUEST_FIELDS} (flight) "
+            f"or {MODEL_INPUT_COLUMNS} (features)"
+        )
+
+
+def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decoded:
+    """Parse and validate an inference request body (caps: ``limits``, see the module)."""
     try:
         req = InferenceRequest.model_validate_json(body)
     except ValidationError as err:
         raise InvalidInputError(describe_validation_error(err)) from None
+    if req.id is not None and len(req.id) > limits.max_id_length:
+        raise InvalidInputError(f"id has {len(req.id)} characters (at most {limits.max_id_length})")
     params = req.parameters or {}
+    if len(params) > limits.max_parameters:
+        raise InvalidInputError(
+            f"{len(params)} parameters exceed the limit of {limits.max_parameters}"
+        )
+    key = _routing_key(params.get("routing_key"), limits.max_id_length)
     if not req.inputs:
         raise InvalidInputError("request has no inputs")
-    names = [t.name for t in req.inputs]
-    dup = {x for x in names if names.count(x) > 1}
-    if dup:
-        raise InvalidInputError(f"duplicated input(s) {sorted(dup)}")
-    unknown = [x for x in names if x not in KNOWN_INPUTS]
-    if unknown:
+    if len(req.inputs) > limits.max_inputs:
         raise InvalidInputError(
-            f"unknown input {unknown[0]!r}: send {REQUEST_FIELDS} (flight) "
-            f"or {MODEL_INPUT_COLUMNS} (features)"
+            f"{len(req.inputs)} inputs exceed the limit of {limits.max_inputs} per request"
         )
+    if req.outputs is not None and len(req.outputs) > limits.max_inputs:
+        raise InvalidInputError(
+            f"{len(req.outputs)} outputs exceed the limit of {limits.max_inputs} per request"
+        )
+    names = [t.name for t in req.inputs]
+    _check_names(names, limits.max_id_length)
     mode = params.get("content_type")
     if mode is None:
         mode = FEATURES if set(MODEL_INPUT_COLUMNS) <= set(names) else FLIGHT
@@ -162,7 +270,7 @@ def decode(body: bytes, max_rows: int) -> Decoded:
         shape = t.shape
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
             raise InvalidInputError(
-                f"input {t.name!r} has shape {shape}: expected [n] or [n, 1] (one column)"
+                f"input {t.name!r} has shape {_shape(shape)}: expected [n] or [n, 1] (one column)"
             )
         if n < 0:
             n = shape[0]
@@ -175,14 +283,14 @@ def decode(body: bytes, max_rows: int) -> Decoded:
         data = _flatten(t.data, shape, t.name)
         if len(data) != n:
             raise InvalidInputError(
-                f"input {t.name!r} has shape {shape} but holds {len(data)} values"
+                f"input {t.name!r} has shape {_shape(shape)} but holds {len(data)} values"
             )
         if t.name in TEXT_COLUMNS:
             if t.datatype != "BYTES":
                 raise InvalidInputError(
                     f"input {t.name!r} has datatype {t.datatype}, expected BYTES"
                 )
-            columns[t.name] = _text(t.name, data)
+            columns[t.name] = _text(t.name, data, limits.max_text_length)
         else:
             if t.datatype not in NUMERIC_DATATYPES:
                 raise InvalidInputError(
@@ -195,15 +303,16 @@ def decode(body: bytes, max_rows: int) -> Decoded:
         wanted = [o.name for o in req.outputs]
         bad = [o for o in wanted if o not in OUTPUTS]
         if bad:
-            raise InvalidInputError(f"unknown output {bad[0]!r}: available {list(OUTPUTS)}")
+            raise InvalidInputError(
+                f"unknown output {_clip(bad[0], 40)!r}: available {list(OUTPUTS)}"
+            )
         outputs = tuple(wanted)
-    key = params.get("routing_key")
     return Decoded(
         request_id=req.id or uuid.uuid4().hex,
         n=n,
         mode=mode,
         columns=columns,
-        routing_key=None if key is None else str(key),
+        routing_key=key,
         outputs=outputs,
     )
 

@@ -6,6 +6,13 @@ challenger predicts in its own worker thread, so a slow challenger cannot stall 
 requests; if it raises, the champion answers instead and the challenger's error is captured
 (callers never see it). In shadow mode the challenger scores a copy after the answer is
 computed, off the request path.
+
+Feedback (ground-truth labels) steers the loop, so it is checked: a label is accepted only for a
+prediction that was served (:class:`serving.labels.ServedIndex`, then the capture files) and a
+row below its request's row count; the whole call is refused otherwise (404 naming the first
+unknown id, 400/413 for malformed or oversized calls) and nothing of it is stored. Every label
+carries its labeler (the token's fingerprint); the first label of a prediction wins and a later
+one is stored as a conflict (counted in the answer and in ``/metrics``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
+from driftloop.data.capture import served_row_counts
+from driftloop.errors import (
+    DriftloopError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from driftloop.errors import ServiceUnavailableError as Unavailable
 from driftloop.schema import MODEL_INPUT_COLUMNS, REQUEST_FIELDS
 from driftloop.settings import Settings
@@ -29,6 +42,7 @@ from serving import codec
 from serving.capture import CaptureWriter
 from serving.features import FeatureLookup
 from serving.handles import ModelHandle, Reconciler
+from serving.labels import LABEL_MEMORY_SIZE, SERVED_INDEX_SIZE, LabelMemory, ServedIndex
 from serving.metrics import ServingMetrics
 from serving.router import Route, Variant, route
 from serving.rows import Rows, model_rows
@@ -70,6 +84,9 @@ class DataPlane:
         capture: CaptureWriter,
         feedback: CaptureWriter,
         metrics: ServingMetrics,
+        *,
+        served_index_size: int = SERVED_INDEX_SIZE,
+        label_memory_size: int = LABEL_MEMORY_SIZE,
     ) -> None:
         self.settings = settings
         self.model_name = settings.mlflow.registered_model
@@ -78,11 +95,17 @@ class DataPlane:
         self.capture = capture
         self.feedback_writer = feedback
         self.metrics = metrics
+        self.limits = codec.Limits.of(settings.serving)
         self._challenger_pool = ThreadPoolExecutor(2, thread_name_prefix="challenger")
         self._background: set[asyncio.Future[Any]] = set()
+        self.served = ServedIndex(served_index_size)
+        self.labels = LabelMemory(label_memory_size)
+        # look-ups of labelled predictions in the capture files: one at a time, off the loop
+        self._lookup_pool = ThreadPoolExecutor(1, thread_name_prefix="feedback-lookup")
 
     def close(self) -> None:
         self._challenger_pool.shutdown(wait=True, cancel_futures=False)
+        self._lookup_pool.shutdown(wait=True, cancel_futures=True)
 
     # -- metadata / health -------------------------------------------------------------------
     def check_model(self, name: str, version: str | None = None) -> ModelHandle | None:
@@ -199,12 +222,13 @@ class DataPlane:
             "error": error,
         }
         self.capture.put_predictions(meta, decoded.n, outcome.probs, rows.columns, rows.event_ts)
+        self.served.add(decoded.request_id, decoded.n)
 
     async def infer(self, name: str, body: bytes, version: str | None = None) -> bytes:
         """Answer one OIP v2 inference request body with a response body."""
         started = time.perf_counter()
         pinned = self.check_model(name, version)
-        decoded = codec.decode(body, self.settings.serving.max_rows_per_request)
+        decoded = codec.decode(body, self.settings.serving.max_rows_per_request, self.limits)
         rows = model_rows(decoded, self.features)
         state = self.reconciler.state
         key = decoded.routing_key
@@ -290,41 +314,129 @@ class DataPlane:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, name: str, body: bytes) -> dict[str, int]:
-        """Store ground-truth labels for earlier predictions (by request id or prediction id)."""
+    async def feedback(self, name: str, body: bytes, labeler: str = "anonymous") -> dict[str, int]:
+        """Store ground-truth labels for served predictions (by request id or prediction ids),
+        each with ``labeler`` (the caller's token fingerprint). Returns ``{"accepted": n,
+        "conflicts": k}``: k of the n labels are for predictions this replica had seen
+        labelled differently (stored, but the first label wins)."""
         self.check_model(name)
+        try:
+            request_ids, rows, labels, by_request = self._parse_feedback(body)
+        except InvalidInputError as err:
+            too_large = isinstance(err, PayloadTooLargeError)
+            self.metrics.reject_feedback("too_large" if too_large else "invalid")
+            raise
+        counts = await self._served_rows(request_ids)
+        try:
+            self._check_served(request_ids, rows, counts, by_request)
+        except NotFoundError:
+            self.metrics.reject_feedback("unknown_prediction")
+            raise
+        except InvalidInputError:
+            self.metrics.reject_feedback("invalid")
+            raise
+        prediction_ids = [f"{r}:{i}" for r, i in zip(request_ids, rows, strict=True)]
+        conflicts = self.labels.record(zip(prediction_ids, labels, strict=True))
+        now = datetime.now(UTC)
+        self.feedback_writer.put_feedback(
+            {
+                "prediction_id": prediction_ids,
+                "request_id": request_ids,
+                "row": rows,
+                "is_late": labels,
+                "ts": [now] * len(rows),
+                "labeler": [labeler] * len(rows),
+            }
+        )
+        self.metrics.count_feedback_conflicts(conflicts)
+        return {"accepted": len(rows), "conflicts": conflicts}
+
+    def _parse_feedback(self, body: bytes) -> tuple[list[str], list[int], list[int], bool]:
+        """(request ids, rows, labels, whether by request id) of a feedback body; 400/413
+        naming the problem."""
         try:
             req = FeedbackRequest.model_validate_json(body)
         except ValidationError as err:
             raise InvalidInputError(codec.describe_validation_error(err)) from None
-        if any(label not in (0, 1) for label in req.labels):
-            raise InvalidInputError("labels must be 0 (on time) or 1 (late, > 15 min)")
         if (req.request_id is None) == (req.prediction_ids is None):
             raise InvalidInputError("send exactly one of request_id or prediction_ids")
+        limit = self.settings.serving.max_rows_per_request
+        if len(req.labels) > limit:
+            raise PayloadTooLargeError(
+                f"{len(req.labels)} labels exceed the limit of {limit} per call"
+            )
+        if any(label not in (0, 1) for label in req.labels):
+            raise InvalidInputError("labels must be 0 (on time) or 1 (late, > 15 min)")
+        max_id = self.settings.serving.max_id_length
         if req.request_id is not None:
-            request_ids = [req.request_id] * len(req.labels)
-            rows = list(range(len(req.labels)))
-        else:
-            ids = req.prediction_ids or []
-            if len(ids) != len(req.labels):
-                raise InvalidInputError(f"{len(ids)} prediction_ids but {len(req.labels)} labels")
-            request_ids, rows = [], []
-            for pid in ids:
-                rid, sep, row = pid.rpartition(":")
-                if not sep or not rid or not row.isdigit():
-                    raise InvalidInputError(
-                        f"prediction id {pid!r} is not of the form '<request_id>:<row>'"
-                    )
-                request_ids.append(rid)
-                rows.append(int(row))
-        now = datetime.now(UTC)
-        self.feedback_writer.put_feedback(
-            {
-                "prediction_id": [f"{r}:{i}" for r, i in zip(request_ids, rows, strict=True)],
-                "request_id": request_ids,
-                "row": rows,
-                "is_late": list(req.labels),
-                "ts": [now] * len(rows),
-            }
-        )
-        return {"accepted": len(rows)}
+            if len(req.request_id) > max_id:
+                raise InvalidInputError(
+                    f"request_id of {len(req.request_id)} characters exceeds {max_id}"
+                )
+            n = len(req.labels)
+            return [req.request_id] * n, list(range(n)), req.labels, True
+        ids = req.prediction_ids or []
+        if len(ids) != len(req.labels):
+            raise InvalidInputError(f"{len(ids)} prediction_ids but {len(req.labels)} labels")
+        request_ids, rows = [], []
+        row_digits = len(str(limit))
+        for pid in ids:
+            rid, sep, row = pid.rpartition(":")
+            if len(rid) > max_id or len(row) > row_digits:
+                raise InvalidInputError(
+                    f"prediction id {pid[:40]!r}... of {len(pid)} characters is too long "
+                    f"(request ids hold at most {max_id})"
+                )
+            if not sep or not rid or not row.isdigit():
+                raise InvalidInputError(
+                    f"prediction id {pid!r} is not of the form '<request_id>:<row>'"
+                )
+            request_ids.append(rid)
+            rows.append(int(row))
+        return request_ids, rows, req.labels, False
+
+    async def _served_rows(self, request_ids: list[str]) -> dict[str, int]:
+        """Rows served per request id, from the index, else from the capture files."""
+        counts: dict[str, int] = {}
+        missing: set[str] = set()
+        for rid in dict.fromkeys(request_ids):
+            n = self.served.rows(rid)
+            if n is None:
+                missing.add(rid)
+            else:
+                counts[rid] = n
+        if missing:
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(
+                self._lookup_pool, served_row_counts, missing, self.settings
+            )
+            self.served.update(found)
+            counts.update(found)
+        return counts
+
+    @staticmethod
+    def _check_served(
+        request_ids: list[str], rows: list[int], counts: dict[str, int], by_request: bool
+    ) -> None:
+        """404 naming the first label without a served prediction; 400 for a request id call
+        with more labels than the request had rows."""
+        if by_request:
+            rid = request_ids[0]
+            if rid not in counts:
+                raise NotFoundError(
+                    f"unknown request_id {rid!r}: no served prediction has it "
+                    "(labels are accepted only for served predictions)"
+                )
+            if len(rows) > counts[rid]:
+                raise InvalidInputError(
+                    f"{len(rows)} labels but request {rid!r} has {counts[rid]} rows"
+                )
+            return
+        for rid, row in zip(request_ids, rows, strict=True):
+            n = counts.get(rid)
+            if n is None or row >= n:
+                why = f"request {rid!r} has {n} rows" if n is not None else "it was never served"
+                raise NotFoundError(
+                    f"unknown prediction id '{rid}:{row}': {why} "
+                    "(labels are accepted only for served predictions)"
+                )

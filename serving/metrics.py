@@ -6,7 +6,12 @@
 * ``driftloop_inference_rows_total{model_version, variant}``
 * ``driftloop_inference_latency_seconds{model_version, variant}`` (histogram)
 * ``driftloop_rejected_requests_total{status}`` (4xx answers)
+* ``driftloop_feedback_rejected_total{reason}`` (label calls refused: ``unauthenticated``,
+  ``forbidden``, ``invalid``, ``too_large``, ``unknown_prediction``)
+* ``driftloop_feedback_conflicts_total`` (labels for predictions this replica had seen labelled
+  differently: stored as conflicts, the first label wins)
 * ``driftloop_serving_info{champion, challenger, weight, mode}`` and ``driftloop_registry_up``
+* ``driftloop_rate_limited_total`` (requests answered 429 by the per-caller rate limit)
 """
 
 from __future__ import annotations
@@ -47,6 +52,17 @@ class ServingMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.feedback_rejected = Counter(
+            "driftloop_feedback_rejected",
+            "Feedback calls refused, by reason (nothing of the call is stored).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.feedback_conflicts = Counter(
+            "driftloop_feedback_conflicts",
+            "Labels for predictions already labelled differently (the first label wins).",
+            registry=self.registry,
+        )
         self.registry_up = Gauge(
             "driftloop_registry_up",
             "1 when the last registry read worked.",
@@ -56,6 +72,11 @@ class ServingMetrics:
             "driftloop_serving_info",
             "What serves (value 1).",
             ["champion", "challenger", "weight", "mode"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "driftloop_rate_limited",
+            "Requests answered 429 by the per-caller rate limit (serving.ratelimit).",
             registry=self.registry,
         )
         self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
@@ -80,6 +101,13 @@ class ServingMetrics:
         lat.observe(seconds)
         if error:
             err.inc()
+
+    def reject_feedback(self, reason: str) -> None:
+        self.feedback_rejected.labels(reason).inc()
+
+    def count_feedback_conflicts(self, n: int) -> None:
+        if n:
+            self.feedback_conflicts.inc(n)
 
     def set_state(self, health: dict[str, Any]) -> None:
         self.registry_up.set(0 if health.get("last_error") else 1)

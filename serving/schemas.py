@@ -83,10 +83,21 @@ class InferenceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, max_length=200)
-    parameters: dict[str, Any] | None = None
-    inputs: list[RequestInput]
-    outputs: list[RequestOutput] | None = None
+    id: str | None = Field(
+        None, description="Request id; at most serving.max_id_length (128) characters."
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="content_type (flight | features) and routing_key (a string of at most "
+        "serving.max_id_length characters); at most 32 entries.",
+    )
+    inputs: list[RequestInput] = Field(
+        description="One tensor per column; at most serving.max_inputs (32), names unique. "
+        "BYTES values at most serving.max_text_length (256) characters."
+    )
+    outputs: list[RequestOutput] | None = Field(
+        None, description="Outputs wanted (default: all); at most serving.max_inputs."
+    )
 
 
 class ResponseOutput(BaseModel):
@@ -173,6 +184,10 @@ class FeedbackRequest(BaseModel):
 
     {"request_id": "req-1", "labels": [0, 1]}            labels of rows 0..n-1 of a request
     {"prediction_ids": ["req-1:0", "req-2:3"], "labels": [1, 0]}
+
+    Needs the ``feedback`` scope. Each label must be for a prediction that was served (and a
+    row below its request's row count): an unknown one is 404 and nothing of the call is
+    stored. The first label of a prediction wins; a later one is kept as a conflict.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -183,9 +198,11 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    """``{"accepted": 2}``"""
+    """``{"accepted": 2, "conflicts": 0}``: labels stored; of them, labels for predictions this
+    replica had already seen labelled differently (stored as conflicts: the first label wins)."""
 
     accepted: int
+    conflicts: int = 0
 
 
 class WeightRequest(BaseModel):
@@ -198,12 +215,15 @@ class WeightRequest(BaseModel):
 
 
 class ActionRequest(BaseModel):
-    """``POST /admin/promote`` or ``/admin/rollback``: ``{"reason": "p95 fine, AUC +0.01"}``"""
+    """``POST /admin/promote`` or ``/admin/rollback``:
+    ``{"reason": "p95 fine, AUC +0.01", "version": "7"}`` (``version``: the challenger version
+    the caller means; 409 when the challenger is another one)"""
 
     model_config = ConfigDict(extra="forbid")
 
     reason: str = ""
     metrics: dict[str, Any] | None = None
+    version: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
 
 
 class ErrorResponse(BaseModel):

@@ -7,6 +7,25 @@ The app factory puts one :class:`Services` on ``app.state``; the dependencies ha
 Dependencies of a route run in the order of its parameters: the scope check comes first, so a
 caller without a valid token learns nothing about the body (401/403 before 400/413).
 
+Every route with a scope (inference, feedback, admin) checks, in this order:
+
+1. **Host** (auth off only, i.e. development on loopback): only ``127.0.0.1``, ``localhost`` and
+   ``[::1]`` (any port) are served, else 403. A web page the developer visits could otherwise
+   rebind its own DNS name to 127.0.0.1 and read or move models (DNS rebinding). With auth on
+   the Host is not checked: the server is reached under any name (ingress, Service DNS, pod IP)
+   and a cross-site page cannot attach the bearer token, which is what protects it. The
+   metadata, readiness and metrics routes check the Host too (through :func:`get_plane`);
+   ``/v2``, ``/v2/health/live`` and the docs, which reveal nothing of this server, do not.
+2. **Token and scope** (auth on): 401 / 403.
+3. **Rate limit** per caller (:mod:`serving.ratelimit`): the token (auth on) or the client
+   address (auth off); 429 with ``Retry-After``, counted in ``driftloop_rate_limited_total``.
+4. **Content type** of every POST: ``application/json`` (parameters such as ``charset``
+   allowed), else 415. A cross-site form or ``no-cors`` fetch cannot send it, so a page the
+   developer visits cannot promote a model on the auth-off development server.
+5. **Body size**: 413 above ``serving.max_body_bytes``, by Content-Length before reading and by
+   counting while the body streams in, so a chunked body is cut off at the limit, never
+   buffered whole.
+
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
 one thread hop per dependency per request, which halved throughput and put the p99 at 500 req/s
 from 4 ms to over 100 ms (benchmarks/serving.py). None of them blocks.
@@ -15,13 +34,19 @@ from 4 ms to over 100 ms (benchmarks/serving.py). None of them blocks.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from driftloop.errors import InvalidInputError, PayloadTooLargeError
+from driftloop.errors import (
+    InvalidInputError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    TooManyRequestsError,
+    UnsupportedMediaTypeError,
+)
 from driftloop.settings import Settings
 from serving.auth import ADMIN, PREDICT, Authenticator
 from serving.capture import CaptureWriter
@@ -30,13 +55,19 @@ from serving.dataplane import DataPlane
 from serving.features import FeatureLookup
 from serving.handles import Reconciler
 from serving.metrics import ServingMetrics
+from serving.ratelimit import RateLimiter
 
 Body = TypeVar("Body", bound=BaseModel)
+
+#: Host names (without port) served with auth off: this machine's loopback names.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+JSON_MEDIA_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
 class Services:
-    """The components of one app (built by :func:`serving.app.create_app`)."""
+    """The components of one app (built by :func:`serving.app.create_app`). ``limiter``: the
+    per-caller rate limit of ``settings.serving`` (None when ``rate_limit_per_s`` is 0)."""
 
     settings: Settings
     plane: DataPlane
@@ -46,6 +77,13 @@ class Services:
     feedback: CaptureWriter
     metrics: ServingMetrics
     auth: Authenticator
+    limiter: RateLimiter | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        serving = self.settings.serving
+        if self.limiter is None and serving.rate_limit_per_s > 0:
+            limiter = RateLimiter(serving.rate_limit_per_s, serving.rate_limit_burst)
+            object.__setattr__(self, "limiter", limiter)
 
 
 def _services(request: Request) -> Services:
@@ -59,7 +97,12 @@ async def app_settings(request: Request) -> Settings:
 
 
 async def get_plane(request: Request) -> DataPlane:
-    return _services(request).plane
+    """The data plane; with auth off also the Host check (the metadata, readiness and metrics
+    routes use it: a rebinding page must not read them either)."""
+    services = _services(request)
+    if not services.auth.enabled:
+        check_host(request)
+    return services.plane
 
 
 async def get_reconciler(request: Request) -> Reconciler:
@@ -76,12 +119,59 @@ ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]
 
 
+def host_name(host: str) -> str:
+    """The name part of a ``Host`` header, lower case: ``localhost:8000`` -> ``localhost``,
+    ``[::1]:8000`` -> ``[::1]``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host if end < 0 else host[: end + 1]
+    return host.partition(":")[0]
+
+
+def check_host(request: Request) -> None:
+    """403 unless the ``Host`` header names this machine's loopback (used with auth off)."""
+    host = request.headers.get("host")
+    if host is None or host_name(host) not in LOOPBACK_NAMES:
+        shown = "none" if host is None else repr(host[:100])
+        raise PermissionDeniedError(
+            f"Host {shown} is not served: with auth off only 127.0.0.1, localhost and [::1] "
+            "are (DNS rebinding protection)"
+        )
+
+
+def admit_caller(services: Services, request: Request, scope: str) -> str:
+    """Host (auth off), token and ``scope``, then the caller's rate limit; returns the actor.
+    Every route with a scope admits its caller through here (steps 1-3 of the module)."""
+    auth = services.auth
+    if not auth.enabled:
+        check_host(request)
+    actor = auth.require(request.headers.get("authorization"), scope)
+    limiter = services.limiter
+    if limiter is not None:
+        if auth.enabled:
+            key = actor
+        else:
+            client = request.client
+            key = client.host if client is not None else "unknown"
+        wait_s = limiter.wait_s(key)
+        if wait_s > 0.0:
+            services.metrics.rate_limited.inc()
+            raise TooManyRequestsError(
+                f"rate limit of {limiter.rate:g} requests/s (burst {limiter.burst:g}) "
+                f"exceeded; retry in {wait_s:.3f} s",
+                wait_s,
+            )
+    return actor
+
+
 def require_scope(scope: str) -> Callable[..., Awaitable[str]]:
     """A dependency that checks the Authorization header for ``scope`` and returns the actor
-    name for the audit log (401 without a known token, 403 without the scope)."""
+    name for the audit log (401 without a known token, 403 without the scope); also the Host
+    with auth off (403) and the caller's rate limit (429), see the module docstring."""
 
     async def check(request: Request) -> str:
-        return _services(request).auth.require(request.headers.get("authorization"), scope)
+        return admit_caller(_services(request), request, scope)
 
     # The OpenAPI document marks every route that depends on a scope check as bearer-secured
     # (serving.routes.openapi); a security dependency here would cost a dependency per request.
@@ -94,18 +184,35 @@ AdminActor = Annotated[str, Depends(require_scope(ADMIN))]
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body; 413 above ``serving.max_body_bytes`` (by Content-Length before reading)."""
+    """The raw JSON body: 415 unless declared ``application/json``, 413 above
+    ``serving.max_body_bytes`` (by Content-Length before reading, and while streaming)."""
     return await _read_limited(request, _services(request).settings.serving.max_body_bytes)
 
 
+def check_json(request: Request) -> None:
+    """415 unless the request declares ``Content-Type: application/json``."""
+    declared = request.headers.get("content-type")
+    media = "" if declared is None else declared.partition(";")[0].strip().lower()
+    if media != JSON_MEDIA_TYPE:
+        shown = "none" if declared is None else repr(declared[:100])
+        raise UnsupportedMediaTypeError(f"Content-Type must be {JSON_MEDIA_TYPE}, got {shown}")
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body within ``limit`` bytes, counted while it streams in (a chunked body has no
+    Content-Length): at most ``limit`` bytes (plus one chunk) are ever held."""
+    check_json(request)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(f"body of {length} bytes exceeds {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"body of {len(body)} bytes exceeds {limit} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body exceeds {limit} bytes (counted while streaming)")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]
@@ -136,7 +243,7 @@ class InferenceCall:
 
 async def inference_call(request: Request) -> InferenceCall:
     services = _services(request)
-    actor = services.auth.require(request.headers.get("authorization"), PREDICT)
+    actor = admit_caller(services, request, PREDICT)
     body = await _read_limited(request, services.settings.serving.max_body_bytes)
     return InferenceCall(actor, body, services.plane)
 

@@ -1,7 +1,8 @@
 """The one place where exceptions become HTTP answers, always ``{"error": "..."}``.
 
 * :class:`driftloop.errors.DriftloopError` (and subclasses): its ``status_code`` and message;
-  4xx are counted in ``driftloop_rejected_requests_total``, 5xx are logged;
+  4xx are counted in ``driftloop_rejected_requests_total``, 5xx are logged; a 429
+  (:class:`driftloop.errors.TooManyRequestsError`) carries ``Retry-After`` (seconds);
 * request validation (FastAPI's own parameter checks): 400 naming the first problem;
 * Starlette HTTP errors (unknown route 404, wrong method 405): their status and detail;
 * anything else: a logged 500 that names only the exception type.
@@ -16,15 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from driftloop.errors import DriftloopError
+from driftloop.errors import DriftloopError, TooManyRequestsError
 from serving.codec import describe_errors
 from serving.metrics import ServingMetrics
+from serving.ratelimit import retry_after_header
 
 logger = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def add_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
@@ -36,6 +40,9 @@ def add_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
             logger.error("%s %s: %s", request.method, request.url.path, exc)
         else:
             metrics.rejected.labels(str(status)).inc()
+        if isinstance(exc, TooManyRequestsError):
+            retry = {"Retry-After": retry_after_header(exc.retry_after_s)}
+            return error_response(status, str(exc), retry)
         return error_response(status, str(exc))
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -26,9 +26,10 @@ from serving.schemas import (
 )
 
 JSON = "application/json"
-#: Error answers of the routes that take a body or a model name.
+#: Error answers of the routes that take a body or a model name (403 also: a Host other than
+#: loopback with auth off; 415: a POST not declared application/json; 429: rate limited).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 503)
+    s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 415, 429, 503)
 }
 #: Example bodies by model: each is valid (a test posts them all).
 EXAMPLES: dict[type[BaseModel], dict[str, dict[str, Any]]] = {

@@ -16,7 +16,13 @@ latency_ms (whole request), model_ms (the model call alone; null on error and in
 before it existed), late_probability (null on error), predicted_label, error (null when fine),
 event_timestamp (scheduled departure, UTC, when known) and every column of
 :data:`driftloop.schema.MODEL_INPUT_COLUMNS`. Feedback rows: prediction_id, request_id, row,
-is_late, ts.
+is_late, ts, labeler (the fingerprint of the token that posted the label, ``token:ab12cd34``, or
+``anonymous`` with auth off; null in files from before the column).
+
+Labels: the FIRST label of a prediction (by ``ts``) is its label; a later one stays in the files
+as a *conflict* (:func:`feedback_conflicts` counts them by labeler), so whoever may post labels
+cannot overwrite the ground truth that the monitor and the canary judge on. Serving accepts a
+label only for a prediction it can find: :func:`served_row_counts` is its look-up in the files.
 
 Files are written under a temporary name and renamed, so a reader never sees half a file; many
 replicas may write to the same folder (file names carry host, pid and a sequence number).
@@ -25,11 +31,15 @@ replicas may write to the same folder (file names carry host, pid and a sequence
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings, get_settings
@@ -77,6 +87,7 @@ FEEDBACK_SCHEMA = pa.schema(
         ("row", pa.int32()),
         (LABEL, pa.int8()),
         ("ts", _TS),
+        ("labeler", pa.string()),
     ]
 )
 PREDICTION_META_COLUMNS = [name for name, _ in PREDICTION_META_FIELDS]
@@ -137,24 +148,115 @@ def _read(files: list[Path], columns: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def read_feedback(
-    settings: Settings | None = None,
-    start: datetime | str | None = None,
-    end: datetime | str | None = None,
+def _all_feedback(
+    settings: Settings, lo: pd.Timestamp | None, hi: pd.Timestamp | None
 ) -> pd.DataFrame:
-    """Feedback rows (last label per prediction_id wins), optionally within [start, end]."""
-    settings = settings or get_settings()
-    lo, hi = _utc(start), _utc(end)
+    """Every feedback row with ``lo <= ts <= hi``, in posting order (ts, then file order)."""
     df = _read(_files(FEEDBACK, settings, lo, hi), FEEDBACK_COLUMNS)
+    if "labeler" not in df.columns:  # only files from before the column
+        df["labeler"] = None
     if df.empty:
         return df
     if lo is not None:
         df = df[df["ts"] >= lo]
     if hi is not None:
         df = df[df["ts"] <= hi]
-    df = df.sort_values("ts").drop_duplicates("prediction_id", keep="last")
+    df = df.astype({"labeler": "object"})
+    df["labeler"] = df["labeler"].where(df["labeler"].notna(), None)
+    return df.sort_values("ts", kind="stable")
+
+
+def read_feedback(
+    settings: Settings | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pd.DataFrame:
+    """Feedback rows, the FIRST label per prediction_id (by ts), optionally within [start, end].
+    Later labels of the same prediction are conflicts (:func:`feedback_conflicts`), never an
+    overwrite."""
+    settings = settings or get_settings()
+    df = _all_feedback(settings, _utc(start), _utc(end))
+    if df.empty:
+        return df
+    df = df.drop_duplicates("prediction_id", keep="first")
     df[LABEL] = df[LABEL].astype("Int8")
     return df.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class FeedbackConflicts:
+    """Predictions that got a later label differing from their first one. ``by_labeler``: the
+    number of such predictions per labeler of a differing later label (``unknown`` for files
+    from before the column)."""
+
+    predictions: int = 0
+    by_labeler: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"predictions": self.predictions, "by_labeler": dict(self.by_labeler)}
+
+
+def feedback_conflicts(
+    settings: Settings | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> FeedbackConflicts:
+    """Count the predictions whose labels within [start, end] disagree: a later label that
+    differs from the first (the one :func:`read_feedback` keeps). A repeat of the same label is
+    no conflict."""
+    settings = settings or get_settings()
+    df = _all_feedback(settings, _utc(start), _utc(end))
+    if df.empty:
+        return FeedbackConflicts()
+    first = df.drop_duplicates("prediction_id", keep="first").set_index("prediction_id")[LABEL]
+    later = df[df.duplicated("prediction_id", keep="first")]
+    differing = later[later[LABEL].to_numpy() != later["prediction_id"].map(first).to_numpy()]
+    if differing.empty:
+        return FeedbackConflicts()
+    who = differing.assign(labeler=differing["labeler"].fillna("unknown"))
+    counts = who.drop_duplicates(["prediction_id", "labeler"]).groupby("labeler").size()
+    return FeedbackConflicts(
+        predictions=int(differing["prediction_id"].nunique()),
+        by_labeler={str(k): int(v) for k, v in counts.items()},
+    )
+
+
+def served_row_counts(
+    request_ids: Iterable[str],
+    settings: Settings | None = None,
+    horizon: timedelta = timedelta(days=8),
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Rows served per request id, for the ids among ``request_ids`` that the prediction files
+    of the last ``horizon`` hold (ids not found are absent). Reads only the request_id and row
+    columns, filtered to the ids, newest day first, and stops once every id was found: serving
+    calls it for a label whose prediction this replica did not serve itself."""
+    settings = settings or get_settings()
+    wanted = set(request_ids)
+    found: dict[str, int] = {}
+    if not wanted:
+        return found
+    lo = pd.Timestamp(now or datetime.now(UTC)) - horizon
+    for path in reversed(_files(PREDICTIONS, settings, _utc(lo), None)):
+        missing = pa.array(sorted(wanted - found.keys()), type=pa.string())
+        try:
+            table = pq.read_table(
+                path,
+                columns=["request_id", "row"],
+                filters=pc.field("request_id").isin(missing),
+            )
+        except (OSError, ValueError, pa.ArrowException) as exc:  # removed, or not ours
+            logger.warning("skipping unreadable capture file %s: %s", path, exc)
+            continue
+        if table.num_rows:
+            ids = table.column("request_id").to_pylist()
+            rows = table.column("row").to_pylist()
+            for rid, row in zip(ids, rows, strict=True):
+                if row is not None and row + 1 > found.get(rid, 0):
+                    found[rid] = row + 1
+            if wanted <= found.keys():
+                break
+    return found
 
 
 def read_predictions(

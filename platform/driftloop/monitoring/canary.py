@@ -12,8 +12,11 @@ rows, so a decision can be stored and recomputed from its record:
 
 - ``error``: per request, 1 when any row failed (a challenger failure answered by the champion
   still counts against the challenger);
-- ``latency``: per successful request, log of the model call in ms (floored at
-  ``latency_floor_ms``): differences of means are log ratios of geometric means;
+- ``latency``: per successful request, log of the model call's milliseconds *per row*
+  (``model_ms`` / the request's rows, floored at ``latency_floor_ms``): differences of means are
+  log ratios of geometric means. Per row, because the caller chooses the batch size: a routed
+  caller sending huge batches to whichever variant answers them cannot make it look slow (the
+  fixed cost of a call still favours larger batches a little);
 - ``log_loss`` and ``residual`` (predicted probability - label): the mean over a request's
   labelled rows, one observation per request (rows of one request are not independent).
 
@@ -204,9 +207,15 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
     per_request = (
         rows.assign(model=model_ms.fillna(rows["latency_ms"]), failed=failed)
         .groupby("request_id", sort=False)
-        .agg(latency=("latency_ms", "max"), model=("model", "max"), failed=("failed", "any"))
+        .agg(
+            latency=("latency_ms", "max"),
+            model=("model", "max"),
+            failed=("failed", "any"),
+            size=("failed", "size"),
+        )
     )
-    ok_model = per_request.loc[~per_request["failed"], "model"].dropna().to_numpy(dtype=float)
+    fine = per_request.loc[~per_request["failed"]].dropna(subset=["model"])
+    per_row_ms = fine["model"].to_numpy(dtype=float) / fine["size"].to_numpy(dtype=float)
     ok = rows[~failed & rows[OUTPUT_PROBABILITY].notna()]
     labeled = ok[ok[LABEL].notna()] if LABEL in ok.columns else ok.iloc[0:0]
     y = labeled[LABEL].to_numpy(dtype=np.float64)
@@ -218,7 +227,7 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
         rows=len(rows),
         labeled=len(labeled),
         error=MeanStats.of(per_request["failed"].to_numpy(dtype=float), binary=True),
-        latency=MeanStats.of(np.log(np.maximum(ok_model, max(latency_floor_ms, 1e-3)))),
+        latency=MeanStats.of(np.log(np.maximum(per_row_ms, max(latency_floor_ms, 1e-6)))),
         log_loss=log_loss,
         residual=residual,
         p95_model_ms=_p95(per_request.loc[~per_request["failed"], "model"]),

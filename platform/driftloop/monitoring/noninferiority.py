@@ -7,8 +7,8 @@ and has a non-inferiority margin (``settings.rollout``): how much worse is still
 metric           difference (challenger - champion)          margin
 ===============  =========================================  ====================================
 ``error_rate``   per-request error rate                      ``max_error_rate_increase``
-``latency``      mean log model-call ms (log of the ratio    ``log(max_latency_ratio)``
-                 of geometric means)
+``latency``      mean log model-call ms per row (log of the  ``log(max_latency_ratio)``
+                 ratio of geometric means)
 ``log_loss``     per labelled row; paired per row in shadow  ``log_loss_margin``
                  mode
 ``calibration``  |mean(p - y)| (calibration gap) per variant; ``calibration_margin``
@@ -199,8 +199,8 @@ def _latency(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> MetricVerd
     enough = min(a.n, b.n) >= r.min_requests
     ga, gb = math.exp(a.mean) if a.n else math.nan, math.exp(b.mean) if b.n else math.nan
     show = (
-        f"model-call latency (geometric mean) {_num(gb, '.2f')} ms vs {_num(ga, '.2f')} ms, "
-        "log ratio"
+        f"model-call latency per row (geometric mean) {_num(gb, '.2f')} ms vs "
+        f"{_num(ga, '.2f')} ms, log ratio"
     )
     return _verdict("latency", "unpaired", margin, bounds, ga, gb, (a.n, b.n), enough, show)
 

@@ -17,8 +17,9 @@ from polling import wait_for
 
 from driftloop.data.capture import read_predictions
 from driftloop.embedded.services import free_port
-from driftloop.registry.client import get_alias, register_version, registry_snapshot
-from driftloop.registry.promotion import assign_alias_after_gate, read_audit
+from driftloop.registry.client import get_alias, registry_snapshot
+from driftloop.registry.integrity import register_verified_version as register_version
+from driftloop.registry.promotion import assign_alias_after_gate, read_audit, start_rollout
 from driftloop.settings import Settings, use_settings
 from serving.examples import features_request, flight_request
 from serving.process import ServerProcess
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PREDICT = {"Authorization": "Bearer predict-secret"}
+FEEDBACK = {"Authorization": "Bearer feedback-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def api(
                 "enabled": True,
                 "admin_tokens": ["admin-secret"],
                 "predict_tokens": ["predict-secret"],
+                "feedback_tokens": ["feedback-secret"],
             },
         },
     )
@@ -60,7 +63,7 @@ def api(
 
 def _post(client: httpx.Client, path: str, body: Any, headers: dict[str, str] = PREDICT):
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(path, content=raw, headers=headers)
+    return client.post(path, content=raw, headers=headers | {"Content-Type": "application/json"})
 
 
 def test_health_metadata_and_docs(api: tuple[Settings, httpx.Client]) -> None:
@@ -113,8 +116,9 @@ def test_feedback_is_joined_and_metrics_count_requests(api: tuple[Settings, http
     name = settings.mlflow.registered_model
     rid = f"fb-{uuid.uuid4().hex[:6]}"
     assert _post(client, f"/v2/models/{name}/infer", features_request(2, request_id=rid)).is_success
-    r = _post(client, f"/v2/models/{name}/feedback", {"request_id": rid, "labels": [1, 0]})
-    assert r.json() == {"accepted": 2}
+    body = {"request_id": rid, "labels": [1, 0]}
+    r = _post(client, f"/v2/models/{name}/feedback", body, FEEDBACK)
+    assert r.json() == {"accepted": 2, "conflicts": 0}
 
     def labelled() -> bool:
         log = read_predictions(settings)
@@ -142,6 +146,9 @@ def test_admin_weight_promote_rollback_and_audit(
     assert registry_snapshot(settings).weight == 30
     state = client.get("/admin/state", headers=ADMIN).json()
     assert state["replica"]["challenger"] == v2  # reconciled at once
+    r = _post(client, "/admin/promote", {"reason": "no canary yet"}, ADMIN)
+    assert r.status_code == 409, r.text  # only a challenger whose canary started is promoted
+    start_rollout(30, "test", settings)
     r = _post(client, "/admin/promote", {"reason": "looks good", "metrics": {"auc": 0.7}}, ADMIN)
     assert r.status_code == 200
     champion = get_alias("champion", settings)
@@ -150,7 +157,7 @@ def test_admin_weight_promote_rollback_and_audit(
     assert get_alias("challenger", settings) is None
     assert registry_snapshot(settings).weight == 0
     audit = client.get("/admin/audit", headers=ADMIN).json()
-    assert [a["action"] for a in audit[-2:]] == ["set_weight", "promote"]
+    assert [a["action"] for a in audit[-3:]] == ["set_weight", "rollout_start", "promote"]
     last = audit[-1]
     assert (last["from_version"], last["to_version"]) == (before.version, v2)
     assert last["reason"] == "looks good"

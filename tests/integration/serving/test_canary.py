@@ -29,7 +29,9 @@ async def _send(url: str, bodies: list[bytes], concurrency: int = 8) -> list[dic
         async def worker() -> None:
             while not queue.empty():
                 i, body = queue.get_nowait()
-                r = await client.post(url, content=body)
+                r = await client.post(
+                    url, content=body, headers={"Content-Type": "application/json"}
+                )
                 assert r.status_code == 200, r.text
                 out[i] = r.json()
 

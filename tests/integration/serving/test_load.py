@@ -14,7 +14,13 @@ import orjson
 import pytest
 from polling import wait_for
 
-from driftloop.registry.promotion import assign_alias_after_gate, promote, rollback, set_weight
+from driftloop.registry.promotion import (
+    assign_alias_after_gate,
+    promote,
+    rollback,
+    set_weight,
+    start_rollout,
+)
 from serving.examples import features_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -24,6 +30,7 @@ def test_promote_and_rollback_under_load_fail_no_request(
     canary: Callable[..., Any], register: Callable[..., str]
 ) -> None:
     c = canary("better", weight=50)
+    start_rollout(50, "test", c.settings)  # promote takes only a challenger whose canary ran
     settings, url, v1, v2 = c.settings, c.infer, c.v1, c.v2
     ready = f"{c.url}/v2/health/ready"
     stop = threading.Event()
@@ -39,7 +46,9 @@ def test_promote_and_rollback_under_load_fail_no_request(
                 while not stop.is_set():
                     body = orjson.dumps(features_request(1 + i % 3, request_id=f"w{w}-{i}"))
                     try:
-                        r = await client.post(url, content=body)
+                        r = await client.post(
+                            url, content=body, headers={"Content-Type": "application/json"}
+                        )
                     except httpx.HTTPError as exc:
                         failures.append(repr(exc))
                         continue

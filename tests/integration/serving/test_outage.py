@@ -12,7 +12,7 @@ import pytest
 from polling import wait_for
 
 from driftloop.embedded.services import free_port, mlflow_service, start_service, stop_service
-from driftloop.registry.client import register_version
+from driftloop.registry.integrity import register_verified_version as register_version
 from driftloop.registry.promotion import assign_alias_after_gate, set_weight
 from driftloop.settings import MlflowSettings, Settings
 from serving.examples import features_request
@@ -26,7 +26,9 @@ CODE = __import__("pathlib").Path(__file__).with_name("fake_model.py")
 def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A dedicated MLflow server (this test stops and restarts it)."""
     state = tmp_path_factory.mktemp("own-mlflow")
-    settings = Settings(state_dir=state, mlflow=MlflowSettings(port=free_port()))
+    settings = Settings(
+        state_dir=state, mlflow=MlflowSettings(port=free_port(), auth={"enabled": False})
+    )
     start_service(mlflow_service(settings), settings)
     try:
         yield settings
@@ -78,7 +80,7 @@ def test_serving_survives_an_mlflow_outage_and_resumes(
     assert "unreachable" in health.json()["last_error"]
     assert httpx.get(f"{proc.url}/v2/health/live").status_code == 200
     for _ in range(50):
-        r = httpx.post(url, content=body)
+        r = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 200
         assert r.json()["model_version"] == v1
 
@@ -93,4 +95,9 @@ def test_serving_survives_an_mlflow_outage_and_resumes(
         ),
         timeout=30,
     )
-    assert httpx.post(url, content=body).json()["model_version"] == v2
+    assert (
+        httpx.post(url, content=body, headers={"Content-Type": "application/json"}).json()[
+            "model_version"
+        ]
+        == v2
+    )

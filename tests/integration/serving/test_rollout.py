@@ -54,7 +54,13 @@ def traffic(url: str) -> Iterator[list[int]]:
                 i = 0
                 while not stop.is_set():
                     body = orjson.dumps(features_request(1, request_id=f"t{w}-{i}"))
-                    statuses.append((await client.post(url, content=body)).status_code)
+                    statuses.append(
+                        (
+                            await client.post(
+                                url, content=body, headers={"Content-Type": "application/json"}
+                            )
+                        ).status_code
+                    )
                     i += 1
 
             await asyncio.gather(*(worker(w) for w in range(4)))

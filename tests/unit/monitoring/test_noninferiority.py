@@ -142,6 +142,35 @@ def test_a_slow_challenger_is_inferior_on_latency() -> None:
     assert {m.metric: m.status for m in d.metrics}["latency"] == "inferior"
 
 
+def test_latency_is_judged_per_row_so_huge_batches_do_not_make_a_variant_look_slow() -> None:
+    """A routed caller can send its largest batches to whichever variant answers them (the
+    split is by key): 20x the rows at 20x the model time is the same speed per row."""
+    base = capture(800, rows=2, seed=7)
+    # one model time per request, as serving captures it
+    base["model_ms"] = base.groupby(["variant", "request_id"])["model_ms"].transform("max")
+    champ, chall = base[base["variant"] == "champion"], base[base["variant"] == "challenger"]
+    copies = []
+    for k in range(20):
+        row = chall["row"] + 2 * k
+        copies.append(
+            chall.assign(row=row, prediction_id=chall["request_id"] + ":" + row.astype(str))
+        )
+    batched = pd.concat([champ, *copies]).assign(
+        model_ms=lambda f: f["model_ms"].where(f["variant"] == "champion", f["model_ms"] * 20)
+    )
+    ev = gather_evidence(batched.sort_values("ts", kind="stable"), "1", "2", "canary", 50, 0.01)
+    assert ev.challenger.rows == 40 * ev.challenger.requests
+    # per request the challenger looks 20x slower; per row it is as fast as the champion
+    slow, fast = ev.challenger.p95_model_ms, ev.champion.p95_model_ms
+    assert slow is not None
+    assert fast is not None
+    assert slow > 10 * fast
+    assert abs(ev.challenger.latency.mean - ev.champion.latency.mean) < np.log(1.1)
+    latency_only = ROLLOUT.model_copy(update={"metrics": ["latency"]})
+    d = decide(ev, latency_only, final=False)
+    assert {m.metric: m.status for m in d.metrics} == {"latency": "non_inferior"}
+
+
 def test_an_error_rate_breach_is_a_hard_guard() -> None:
     d = decide(evidence(capture(80, chall_error=1.0, seed=4)), ROLLOUT, final=False)
     assert d.decision == "rollback"

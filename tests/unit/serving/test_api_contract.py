@@ -44,6 +44,7 @@ from serving.schemas import (
 MODEL = "delay"
 PREDICT = {"Authorization": "Bearer predict-secret"}
 ADMIN = {"Authorization": "Bearer admin-secret"}
+FEEDBACK = {"Authorization": "Bearer feedback-secret"}
 MAX_ROWS, MAX_BODY = 50, 200_000
 
 
@@ -60,6 +61,7 @@ def _settings(state: Path) -> Settings:
                 "enabled": True,
                 "admin_tokens": ["admin-secret"],
                 "predict_tokens": ["predict-secret"],
+                "feedback_tokens": ["feedback-secret"],
             },
         },
     )
@@ -90,9 +92,12 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield test_client
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def _post(client: TestClient, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(path, content=raw, headers=PREDICT if headers is None else headers)
+    return client.post(path, content=raw, headers=(PREDICT if headers is None else headers) | JSON)
 
 
 def _error(response: Any, status: int) -> str:
@@ -192,7 +197,7 @@ def test_flight_mode_takes_features_from_the_online_store(client: TestClient) ->
 def test_bad_input_is_a_4xx_naming_the_problem(
     client: TestClient, path: str, body: Any, status: int, message: str
 ) -> None:
-    r = _post(client, f"/v2/models/{MODEL}/{path}", body)
+    r = _post(client, f"/v2/models/{MODEL}/{path}", body, FEEDBACK if path == "feedback" else None)
     assert message in _error(r, status)
 
 
@@ -210,9 +215,11 @@ def test_feedback_is_accepted_by_request_id(client: TestClient) -> None:
     assert _post(
         client, f"/v2/models/{MODEL}/infer", features_request(2, request_id="fb1")
     ).is_success
-    r = _post(client, f"/v2/models/{MODEL}/feedback", {"request_id": "fb1", "labels": [1, 0]})
+    r = _post(
+        client, f"/v2/models/{MODEL}/feedback", {"request_id": "fb1", "labels": [1, 0]}, FEEDBACK
+    )
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2}
+    assert r.json()["accepted"] == 2
 
 
 def test_metrics_count_requests_and_rejections(client: TestClient) -> None:
@@ -286,7 +293,11 @@ def test_admin_actions_answer_409_without_a_challenger_and_the_audit_record_with
     writes: list[tuple[str, ...]] = []
 
     def snapshot(settings: Settings, name: str | None = None) -> RegistrySnapshot:
-        return RegistrySnapshot(MODEL, aliases.get("champion"), aliases.get("challenger"), 0, None)
+        challenger = aliases.get("challenger")
+        started = None if challenger is None else "2026-01-01T00:00:00+00:00"  # a rollout ran
+        return RegistrySnapshot(
+            MODEL, aliases.get("champion"), challenger, 0, None, rollout_started=started
+        )
 
     def set_alias(alias: str, version: str, settings: Settings) -> None:
         writes.append(("set_alias", alias, version))
@@ -300,7 +311,10 @@ def test_admin_actions_answer_409_without_a_challenger_and_the_audit_record_with
     monkeypatch.setattr(promotion, "_set_alias", set_alias)
     monkeypatch.setattr(promotion, "_delete_alias", delete_alias)
     monkeypatch.setattr(promotion, "_set_model_tag", lambda k, v, s: writes.append(("tag", k, v)))
-    with TestClient(_app(tmp_path)) as client:
+    app = create_app(  # the replica reads the same scripted registry
+        _settings(tmp_path), loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot
+    )
+    with TestClient(app) as client:
         assert "no challenger" in _error(_post(client, "/admin/promote", {}, ADMIN), 409)
         assert "no challenger" in _error(_post(client, "/admin/rollback", {}, ADMIN), 409)
         assert writes == []
@@ -390,7 +404,8 @@ def test_openapi_example_bodies_are_valid(client: TestClient) -> None:
                 checked += 1
                 if model in (InferenceRequest, FeedbackRequest):  # the core accepts them too
                     url = path.replace("{name}", MODEL).replace("{version}", "1")
-                    r = _post(client, url, example["value"])
+                    token = FEEDBACK if model is FeedbackRequest else PREDICT
+                    r = _post(client, url, example["value"], token)
                     assert r.status_code == 200, (path, r.text)
     assert checked >= 6
 
@@ -435,3 +450,173 @@ def _api_routes(routes: Any) -> Iterator[APIRoute]:
             yield r
         elif hasattr(r, "original_router"):
             yield from _api_routes(r.original_router.routes)
+
+
+# -- bounded, well-formed requests (issue 11) ------------------------------------------------
+def _dev_app(state: Path, **serving: Any) -> FastAPI:
+    """An app with auth off (development on loopback), the way a developer runs it."""
+
+    def snapshot(settings: Settings, name: str) -> RegistrySnapshot:
+        return RegistrySnapshot(name, "1", None, 0, None)
+
+    settings = Settings(
+        state_dir=state,
+        mlflow={"registered_model": MODEL},
+        serving={"reconcile_interval_s": 60.0, "auth": {"enabled": False}, **serving},
+    )
+    return create_app(settings, loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x", "json"],
+)
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (f"/v2/models/{MODEL}/infer", PREDICT),
+        (f"/v2/models/{MODEL}/versions/1/infer", PREDICT),
+        (f"/v2/models/{MODEL}/feedback", FEEDBACK),
+        ("/admin/weight", ADMIN),
+        ("/admin/promote", ADMIN),
+        ("/admin/rollback", ADMIN),
+    ],
+)
+def test_a_post_not_declared_json_is_415(
+    client: TestClient, path: str, headers: dict[str, str], content_type: str | None
+) -> None:
+    sent = headers if content_type is None else headers | {"Content-Type": content_type}
+    r = client.post(path, content=orjson.dumps(features_request(1)), headers=sent)
+    assert "Content-Type must be application/json" in _error(r, 415)
+
+
+def test_json_with_a_charset_is_accepted(client: TestClient) -> None:
+    headers = PREDICT | {"Content-Type": "Application/JSON; charset=utf-8"}
+    r = client.post(
+        f"/v2/models/{MODEL}/infer", content=orjson.dumps(features_request(1)), headers=headers
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with TestClient(_dev_app(tmp_path_factory.mktemp("api-dev"))) as dev_client:
+        yield dev_client
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "localhost:1", "[::1]:8000"])
+def test_auth_off_serves_loopback_host_names(dev: TestClient, host: str) -> None:
+    headers = {"Host": host, "Content-Type": "application/json"}
+    r = dev.post(
+        f"/v2/models/{MODEL}/infer", content=orjson.dumps(features_request(1)), headers=headers
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/v2/models/{MODEL}/infer"),
+        ("POST", "/admin/promote"),
+        ("GET", "/admin/state"),
+        ("GET", f"/v2/models/{MODEL}"),
+        ("GET", "/metrics"),
+    ],
+)
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io", ""])
+def test_auth_off_refuses_other_host_names_dns_rebinding(
+    dev: TestClient, method: str, path: str, host: str
+) -> None:
+    headers = {"Host": host, "Content-Type": "application/json"}
+    r = dev.request(method, path, content=orjson.dumps({}), headers=headers)
+    assert "is not served" in _error(r, 403)
+
+
+def test_auth_on_serves_any_host_name(client: TestClient) -> None:
+    """With auth on, the token protects the API; the name it is reached by is not checked
+    (ingress, Service DNS, pod IP)."""
+    headers = PREDICT | {"Host": "driftloop-serving.ns.svc", "Content-Type": "application/json"}
+    r = client.post(
+        f"/v2/models/{MODEL}/infer", content=orjson.dumps(features_request(1)), headers=headers
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_rate_limit_answers_429_with_retry_after_and_counts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path).model_copy(deep=True)
+    settings.serving.rate_limit_per_s = 0.01  # one token per 100 s: no refill during the test
+    settings.serving.rate_limit_burst = 3
+
+    def snapshot(settings: Settings, name: str) -> RegistrySnapshot:
+        return RegistrySnapshot(name, "1", None, 0, None)
+
+    app = create_app(settings, loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot)
+    url = f"/v2/models/{MODEL}/infer"
+    with TestClient(app) as limited:
+        ok = [_post(limited, url, features_request(1)).status_code for _ in range(3)]
+        assert ok == [200, 200, 200]
+        r = _post(limited, url, features_request(1))
+        assert "rate limit" in _error(r, 429)
+        assert int(r.headers["Retry-After"]) >= 1
+        assert limited.get("/admin/audit", headers=ADMIN).status_code == 200  # its own bucket
+        assert _post(limited, url, features_request(1), ADMIN).status_code == 200
+        text = limited.get("/metrics").text
+        assert "driftloop_rate_limited_total 1.0" in text
+        assert 'driftloop_rejected_requests_total{status="429"} 1.0' in text
+
+
+def test_rate_limit_zero_is_off(tmp_path: Path) -> None:
+    with TestClient(_dev_app(tmp_path, rate_limit_per_s=0, rate_limit_burst=1)) as dev:
+        headers = {"Host": "127.0.0.1", "Content-Type": "application/json"}
+        body = orjson.dumps(features_request(1))
+        codes = {
+            dev.post(f"/v2/models/{MODEL}/infer", content=body, headers=headers).status_code
+            for _ in range(5)
+        }
+        assert codes == {200}
+
+
+def test_a_chunked_body_above_the_limit_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"inputs": [], "pad": "'
+        for _ in range(MAX_BODY // 10_000 + 5):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    headers = PREDICT | {"Content-Type": "application/json"}
+    r = client.post(f"/v2/models/{MODEL}/infer", content=chunks(), headers=headers)
+    assert "counted while streaming" in _error(r, 413)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (features_request(1, request_id="r" * 129), "id has 129 characters"),
+        (features_request(1, routing_key="k" * 129), "routing_key has 129 characters"),
+        (
+            {
+                "inputs": [
+                    {"name": f"n{i}", "shape": [1], "datatype": "FP64", "data": [1]}
+                    for i in range(2000)
+                ]
+            },
+            "2000 inputs exceed the limit of 32",
+        ),
+        (
+            orjson.dumps(features_request(2)).replace(
+                b"[200.0,500.0]", b"[200.0,1" + b"0" * 400 + b"]"
+            ),
+            "'distance' holds a number beyond FP64 range at row 1",
+        ),
+    ],
+)
+def test_oversized_fields_are_400(client: TestClient, body: Any, message: str) -> None:
+    assert message in _error(_post(client, f"/v2/models/{MODEL}/infer", body), 400)
+
+
+def test_a_departure_out_of_range_is_400_naming_the_row(client: TestClient) -> None:
+    body = flight_request(2)
+    when = next(t for t in body["inputs"] if t["name"] == "scheduled_departure")
+    when["data"][1] = "9999-12-31T23:59:00-05:00"
+    r = _post(client, f"/v2/models/{MODEL}/infer", body)
+    assert "'scheduled_departure' holds '9999-12-31T23:59:00-05:00' at row 1" in _error(r, 400)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from driftloop.errors import AuthenticationError, PermissionDeniedError
 from driftloop.settings import Settings
-from serving.auth import ADMIN, PREDICT, Authenticator
+from serving.auth import ADMIN, FEEDBACK, PREDICT, Authenticator
 from serving.process import serving_env
 
 
@@ -35,6 +35,30 @@ def test_scopes_and_hashed_tokens(tmp_path: Path) -> None:
         with pytest.raises(AuthenticationError) as err:
             auth.require(header, PREDICT)
         assert err.value.status_code == 401
+
+
+def test_labels_need_the_feedback_scope_which_predict_tokens_lack(tmp_path: Path) -> None:
+    """Labels steer rollbacks, promotions and retrains: a predict token (held by every client
+    application) may not post them; a feedback token may, and only that; admin may too."""
+    auth = _auth(
+        tmp_path,
+        enabled=True,
+        admin_tokens=["adm"],
+        predict_tokens=["pred"],
+        feedback_tokens=["lab"],
+    )
+    with pytest.raises(PermissionDeniedError, match="lacks the feedback scope") as denied:
+        auth.require("Bearer pred", FEEDBACK)
+    assert denied.value.status_code == 403
+    labeler = auth.require("Bearer lab", FEEDBACK)
+    assert labeler == "token:" + hashlib.sha256(b"lab").hexdigest()[:8]
+    assert auth.require("Bearer adm", FEEDBACK).startswith("token:")
+    for scope in (PREDICT, ADMIN):
+        with pytest.raises(PermissionDeniedError, match=f"lacks the {scope} scope"):
+            auth.require("Bearer lab", scope)
+    with pytest.raises(AuthenticationError):
+        auth.require("Bearer guess", FEEDBACK)
+    assert _auth(tmp_path).require(None, FEEDBACK) == "anonymous"  # auth off: as before
 
 
 def test_auth_is_off_in_development_by_default_and_on_in_production(tmp_path: Path) -> None:

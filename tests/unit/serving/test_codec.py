@@ -169,3 +169,104 @@ def test_request_body_encodes_a_frame_that_decode_accepts() -> None:
     assert decoded.mode == codec.FEATURES
     assert decoded.n == 3
     assert np.isnan(decoded.columns["temp"][1])
+
+
+# -- caps: one request cannot stall a replica ------------------------------------------------
+LIMITS = codec.Limits(max_inputs=32, max_id_length=16, max_text_length=30)
+
+
+def _capped(body: Any) -> codec.Decoded:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return codec.decode(raw, 100, LIMITS)
+
+
+def test_default_limits_are_the_settings_defaults() -> None:
+    from driftloop.settings import ServingSettings
+
+    defaults = ServingSettings()
+    assert codec.Limits.of(defaults) == codec.DEFAULT_LIMITS
+    assert codec.Limits.of(defaults.model_copy(update={"max_inputs": 3})).max_inputs == 3
+
+
+def test_ids_routing_keys_and_texts_at_the_cap_pass() -> None:
+    body = features_request(1, request_id="r" * 16, routing_key="k" * 16)
+    next(t for t in body["inputs"] if t["name"] == "carrier")["data"] = ["c" * 30]
+    d = _capped(body)
+    assert (d.request_id, d.routing_key) == ("r" * 16, "k" * 16)
+    assert d.columns["carrier"] == ["c" * 30]
+    assert _capped(features_request(1, routing_key=12345)).routing_key == "12345"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (features_request(1, request_id="r" * 17), "id has 17 characters \\(at most 16\\)"),
+        (features_request(1, routing_key="k" * 17), "routing_key has 17 characters"),
+        (features_request(1, routing_key={"a": 1}), "routing_key must be a string"),
+        (features_request(1, routing_key=[1, 2]), "routing_key must be a string"),
+        (
+            orjson.dumps(features_request(1, routing_key=7)).replace(b":7", b":" + b"9" * 40),
+            "routing_key has 40 characters",
+        ),
+        (_mutated("carrier", data=["UA", "x" * 31]), "'carrier' holds a text of 31 .* row 1"),
+        (
+            features_request(1) | {"parameters": {f"p{i}": i for i in range(33)}},
+            "33 parameters exceed the limit of 32",
+        ),
+        (
+            features_request(1) | {"outputs": [{"name": "is_late"}] * 33},
+            "33 outputs exceed the limit of 32",
+        ),
+        (
+            features_request(1) | {"outputs": [{"name": "s" * 10_000}]},
+            "unknown output 's{40}\\.\\.\\.'",
+        ),
+    ],
+)
+def test_caps_are_400_naming_the_field(body: Any, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as err:
+        _capped(body)
+    assert err.value.status_code == 400
+    assert len(str(err.value)) < 300  # never echoes the oversized value
+
+
+def test_too_many_inputs_is_400_before_any_per_name_work() -> None:
+    tensor = {"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}
+    body = {"inputs": [{**tensor, "name": f"n{i}"} for i in range(100_000)]}
+    with pytest.raises(InvalidInputError, match="100000 inputs exceed the limit of 32"):
+        _capped(body)
+    same = {"inputs": [tensor] * 100_000}  # 100k duplicates: same answer, no quadratic scan
+    with pytest.raises(InvalidInputError, match="100000 inputs exceed"):
+        _capped(same)
+
+
+def test_duplicate_names_are_found_in_one_pass_and_reported_short() -> None:
+    body = features_request(1)
+    body["inputs"] = body["inputs"] + body["inputs"][:3]
+    with pytest.raises(InvalidInputError, match=r"duplicated input\(s\) \['carrier', 'dest', "):
+        codec.decode(orjson.dumps(body), 100)  # 27 inputs: under the cap
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        (b"1" + b"0" * 400, "'distance' holds a number beyond FP64 range at row 1"),
+        (b"-1" + b"0" * 400, "'distance' holds a number beyond FP64 range at row 1"),
+        (b"1e400", "'distance' holds NaN or inf at row 1"),
+        (b"1" + b"0" * 5000, "malformed JSON"),  # above Python's int digit limit
+    ],
+)
+def test_overflowing_numbers_are_400_naming_input_and_row(literal: bytes, message: str) -> None:
+    raw = orjson.dumps(features_request(2)).replace(b"[200.0,500.0]", b"[200.0," + literal + b"]")
+    with pytest.raises(InvalidInputError, match=message):
+        _decode(raw)
+    with_null = raw.replace(b"[200.0,", b"[null,")  # the path that tolerates nulls, too
+    with pytest.raises(InvalidInputError):
+        _decode(with_null)
+
+
+def test_a_long_unknown_field_is_not_echoed_whole() -> None:
+    raw = orjson.dumps(features_request(1) | {"k" * 100_000: 1})
+    with pytest.raises(InvalidInputError, match="invalid request") as err:
+        _decode(raw)
+    assert len(str(err.value)) < 500

@@ -1,5 +1,7 @@
 """The transport-free core with real capture files: canary fallback, shadow copies, flight mode
-with the missing-entity policy, feedback joined to predictions by the capture reader.
+with the missing-entity policy, feedback joined to predictions by the capture reader; labels
+accepted only for served predictions (index of served requests, then the capture files), first
+label wins, the labeler stored.
 
 Models and registry are scripted here (unit level); the online store is a small in-memory
 :class:`serving.features.FeatureSource` (the ``lookup`` that production calls on
@@ -18,8 +20,8 @@ import pandas as pd
 import pytest
 from serving_doubles import InMemoryFeatures
 
-from driftloop.data.capture import read_predictions
-from driftloop.errors import NotFoundError
+from driftloop.data.capture import feedback_conflicts, read_feedback, read_predictions
+from driftloop.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.settings import Settings
 from serving.capture import CaptureWriter
@@ -27,6 +29,7 @@ from serving.dataplane import DataPlane
 from serving.examples import features_request, flight_request
 from serving.features import FeatureLookup, FeatureSource
 from serving.handles import ModelHandle, Reconciler
+from serving.labels import LabelMemory, ServedIndex
 from serving.metrics import ServingMetrics
 
 
@@ -39,7 +42,14 @@ def _model(version: str, kind: str = "ok") -> ModelHandle:
     return ModelHandle("m", version, predict)
 
 
-def _plane(tmp_path: Path, weight: int, mode: str = "canary", kind: str = "ok", **serving: Any):
+def _plane(
+    tmp_path: Path,
+    weight: int,
+    mode: str = "canary",
+    kind: str = "ok",
+    index_size: int = 1000,
+    **serving: Any,
+) -> tuple[Settings, DataPlane]:
     settings = Settings(
         state_dir=tmp_path,
         mlflow={"registered_model": "m"},
@@ -59,7 +69,9 @@ def _plane(tmp_path: Path, weight: int, mode: str = "canary", kind: str = "ok", 
     feedback.start()
     source: FeatureSource = InMemoryFeatures()  # checked against the Protocol by mypy
     lookup = FeatureLookup(settings, source)
-    plane = DataPlane(settings, rec, lookup, capture, feedback, ServingMetrics())
+    plane = DataPlane(
+        settings, rec, lookup, capture, feedback, ServingMetrics(), served_index_size=index_size
+    )
     return settings, plane
 
 
@@ -135,13 +147,105 @@ def test_flight_mode_derives_features_and_applies_missing_entity_policy(tmp_path
     _finish(strict)
 
 
-def test_feedback_is_joined_to_predictions(tmp_path: Path) -> None:
+def _label(plane: DataPlane, body: dict[str, Any], labeler: str = "token:aaaa0000") -> Any:
+    return asyncio.run(plane.feedback("m", orjson.dumps(body), labeler))
+
+
+def _rejected(plane: DataPlane, reason: str) -> float:
+    value = plane.metrics.registry.get_sample_value(
+        "driftloop_feedback_rejected_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def test_feedback_is_joined_to_predictions_first_label_wins(tmp_path: Path) -> None:
     settings, plane = _plane(tmp_path, weight=0)
     _infer(plane, features_request(3, request_id="f1"))
-    assert plane.feedback("m", orjson.dumps({"request_id": "f1", "labels": [1, 0, 1]})) == {
-        "accepted": 3
+    assert _label(plane, {"request_id": "f1", "labels": [1, 0, 1]}) == {
+        "accepted": 3,
+        "conflicts": 0,
     }
-    plane.feedback("m", orjson.dumps({"prediction_ids": ["f1:1"], "labels": [1]}))
+    # a later, differing label is stored as a conflict; a repeat of the same label is none
+    again = {"prediction_ids": ["f1:1", "f1:2"], "labels": [1, 1]}
+    assert _label(plane, again, "token:bbbb1111") == {"accepted": 2, "conflicts": 1}
+    conflicts = plane.metrics.registry.get_sample_value("driftloop_feedback_conflicts_total")
+    assert conflicts == 1.0
     _finish(plane)
     log = read_predictions(settings)
-    assert log["is_late"].tolist() == [1, 1, 1]  # the later label of f1:1 wins
+    assert log["is_late"].tolist() == [1, 0, 1]  # the first label of f1:1 wins
+    stored = read_feedback(settings)
+    assert stored["labeler"].tolist() == ["token:aaaa0000"] * 3
+    found = feedback_conflicts(settings)
+    assert (found.predictions, found.by_labeler) == (1, {"token:bbbb1111": 1})
+
+
+def test_labels_for_predictions_never_served_are_404_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    settings, plane = _plane(tmp_path, weight=0)
+    _infer(plane, features_request(2, request_id="s1"))
+    with pytest.raises(NotFoundError, match="unknown request_id 'ghost'"):
+        _label(plane, {"request_id": "ghost", "labels": [1]})
+    # one good id does not carry a bad one: the whole call is refused, the first unknown named
+    mixed = {"prediction_ids": ["s1:0", "s1:2", "ghost:0"], "labels": [1, 1, 1]}
+    with pytest.raises(NotFoundError, match=r"'s1:2': request 's1' has 2 rows"):
+        _label(plane, mixed)
+    with pytest.raises(NotFoundError, match="'ghost:0': it was never served"):
+        _label(plane, {"prediction_ids": ["s1:1", "ghost:0"], "labels": [0, 1]})
+    assert _rejected(plane, "unknown_prediction") == 3
+    _finish(plane)
+    assert read_feedback(settings).empty
+
+
+def test_label_calls_are_capped_by_rows_and_id_length(tmp_path: Path) -> None:
+    settings, plane = _plane(tmp_path, weight=0, max_rows_per_request=20, max_id_length=16)
+    _infer(plane, features_request(2, request_id="c1"))
+    with pytest.raises(InvalidInputError, match="3 labels but request 'c1' has 2 rows"):
+        _label(plane, {"request_id": "c1", "labels": [1, 0, 1]})
+    with pytest.raises(PayloadTooLargeError, match="21 labels exceed the limit of 20"):
+        _label(plane, {"prediction_ids": ["c1:0"] * 21, "labels": [1] * 21})
+    with pytest.raises(InvalidInputError, match="request_id of 17 characters exceeds 16"):
+        _label(plane, {"request_id": "x" * 17, "labels": [1]})
+    with pytest.raises(InvalidInputError, match="too long"):
+        _label(plane, {"prediction_ids": ["x" * 17 + ":0"], "labels": [1]})
+    with pytest.raises(InvalidInputError, match="too long"):
+        _label(plane, {"prediction_ids": ["c1:" + "0" * 100], "labels": [1]})
+    assert _rejected(plane, "invalid") == 4
+    assert _rejected(plane, "too_large") == 1
+    _finish(plane)
+    assert read_feedback(settings).empty
+
+
+def test_a_request_not_in_the_index_is_found_in_the_capture_files(tmp_path: Path) -> None:
+    """Another replica (or this one before a restart, or an evicted entry): the prediction
+    files decide. The index is bounded: a flood of requests evicts the oldest first."""
+    _, served = _plane(tmp_path, weight=0, index_size=2)
+    for rid in ("old", "mid", "new"):
+        _infer(served, features_request(3, request_id=rid))
+    assert served.served.rows("old") is None  # evicted (FIFO)
+    assert served.served.rows("new") == 3
+    _finish(served)  # its capture is on disk
+
+    _, other = _plane(tmp_path, weight=0)  # a fresh replica on the same capture folder
+    assert len(other.served) == 0
+    assert _label(other, {"prediction_ids": ["old:2", "mid:0"], "labels": [1, 0]})["accepted"] == 2
+    assert other.served.rows("old") == 3  # remembered after the look-up
+    with pytest.raises(NotFoundError, match="'old:3': request 'old' has 3 rows"):
+        _label(other, {"prediction_ids": ["old:3"], "labels": [1]})
+    _finish(other)
+
+
+def test_served_index_and_label_memory_are_bounded_fifo() -> None:
+    index = ServedIndex(capacity=3)
+    for i in range(10):
+        index.add(f"r{i}", i + 1)
+    assert len(index) == 3
+    assert [index.rows(f"r{i}") for i in range(6, 10)] == [None, 8, 9, 10]
+    index.add("r8", 2)  # a reused id keeps its largest row count
+    assert index.rows("r8") == 9
+    memory = LabelMemory(capacity=2)
+    assert memory.record([("a:0", 1), ("a:0", 1), ("a:0", 0), ("b:0", 0)]) == 1
+    assert memory.record([("c:0", 1), ("a:0", 0)]) == 0  # a:0 was evicted: no longer known
+    assert len(memory) == 2
+    with pytest.raises(ValueError, match="capacity"):
+        ServedIndex(0)
