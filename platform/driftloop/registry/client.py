@@ -445,13 +445,3 @@ def set_run_tags(run_id: str, tags: dict[str, str], settings: Settings) -> None:
     client = get_client(settings, check=False)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
-
-
-def load_pyfunc(model_uri: str, settings: Settings) -> Any:
-    """``mlflow.pyfunc.load_model`` against the configured registry (``models:/name/version``)."""
-    import mlflow.pyfunc
-
-    configure_client_env(settings)
-    mlflow.set_tracking_uri(settings.mlflow.uri)
-    mlflow.set_registry_uri(settings.mlflow.uri)
-    return mlflow.pyfunc.load_model(model_uri)
