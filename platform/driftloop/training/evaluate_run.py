@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from driftloop.errors import ModelIntegrityError
 from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
 from driftloop.schema import LABEL
@@ -40,7 +41,13 @@ def _score_champion(
         model = load_python_model(champion.uri)
         return champion.version, np.asarray(model.predict_proba(holdout), dtype=np.float64), ""
     except Exception as exc:  # an unloadable champion must not block every future version
-        logger.warning("champion v%s could not be scored", champion.version, exc_info=True)
+        integrity = isinstance(exc, ModelIntegrityError)  # refused before it ran: say why
+        logger.warning(
+            "champion v%s could not be scored%s",
+            champion.version,
+            f": {exc}" if integrity else "",
+            exc_info=not integrity,
+        )
         return champion.version, None, f"{type(exc).__name__}: {exc}"
 
 
