@@ -229,13 +229,18 @@ def judge_inputs(
 
 
 def current_frame(settings: Settings, start: datetime, end: datetime, version: str) -> pd.DataFrame:
-    """Served, successful predictions of ``version`` captured in [start, end], with labels."""
+    """Served, successful, routed predictions of ``version`` captured in [start, end], with
+    labels. Requests pinned to a version or carrying the caller's routing key (``routed`` false)
+    are served but not judged, as in the canary: a caller cannot start a retrain with traffic it
+    aimed at one version. Rows from before the ``routed`` column (null) are judged."""
     df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
     if df.empty:
         return df
     ok = df["error"].isna() & df[OUTPUT_PROBABILITY].notna()
     if "served" in df.columns:
         ok &= df["served"].astype(bool)
+    if "routed" in df.columns:
+        ok &= df["routed"].astype("boolean").fillna(True).astype(bool)
     return df[ok].reset_index(drop=True)
 
 

@@ -173,6 +173,7 @@ def _expected(model_uri: str, run_id: str | None, what: str, settings: Settings)
     if not run_id:
         raise ModelIntegrityError(f"{what} has no training run: no recorded artifact hash")
     location, owner, key = _source(model_uri, run_id, settings)
+    _check_experiment(owner, what, settings)
     try:
         expected = _recorded(owner, key, settings)
     except NotFoundError:
@@ -184,6 +185,25 @@ def _expected(model_uri: str, run_id: str | None, what: str, settings: Settings)
             "refusing to load it"
         )
     return location, expected
+
+
+def _check_experiment(run_id: str, what: str, settings: Settings) -> None:
+    """The vouching run must belong to driftloop's experiment (``mlflow.experiment``), which
+    only the ``flows`` user may write: a user who can create versions (``rollout``) could
+    otherwise log a model, and its hash, in an experiment of its own."""
+    client = get_client(settings, check=False)
+    try:
+        run_experiment = client.get_run(run_id).info.experiment_id
+        ours = client.get_experiment_by_name(settings.mlflow.experiment)
+    except Exception as exc:
+        raise ModelIntegrityError(
+            f"{what}: its training run {run_id} cannot be read ({type(exc).__name__})"
+        ) from None
+    if ours is None or str(run_experiment) != str(ours.experiment_id):
+        raise ModelIntegrityError(
+            f"{what} was logged by run {run_id} outside the experiment "
+            f"{settings.mlflow.experiment!r} that driftloop trains in: refusing it"
+        )
 
 
 def expected_digest(name: str, version: str, settings: Settings | None = None) -> str:

@@ -161,3 +161,34 @@ def test_digest_covers_paths_and_bytes(tmp_path: Path) -> None:
     (tmp_path / "a" / "link").symlink_to(tmp_path / "a" / "y.bin")
     with pytest.raises(ModelIntegrityError, match="symbolic link"):
         artifact_digest(tmp_path / "a")
+
+
+def test_a_model_logged_and_hashed_outside_driftloops_experiment_is_refused(
+    settings: Settings,
+) -> None:
+    """A user who may create versions (the rollout user) but not write driftloop's experiment
+    logs its own model, records its own hash on its own run in an experiment of its own and
+    registers it: the hash matches, but the run does not vouch (reproduces a review finding)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_experiment(f"{settings.mlflow.experiment}-elsewhere")
+    try:
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(FAKE_MODEL),
+                model_config={"bias": -1.0},
+                pip_requirements=["mlflow"],
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    uri, run_id = str(info.model_uri), run.info.run_id
+    digest = record_digest(uri, run_id, settings)  # a valid hash, on the foreign run
+    version = register_version(uri, run_id, {DIGEST_TAG: digest}, settings).version
+    name = settings.mlflow.registered_model
+    with pytest.raises(ModelIntegrityError, match="outside the experiment"):
+        load_verified_pyfunc(f"models:/{name}/{version}", settings)
+    with pytest.raises(ModelIntegrityError, match="outside the experiment"):
+        expected_digest(name, version, settings)

@@ -18,6 +18,7 @@ from driftloop.registry.promotion import assign_alias_after_gate, set_mode, set_
 from driftloop.settings import Settings
 from serving.process import ServerProcess
 
+EXPERIMENT = "serving-tests"
 MODEL_CODE = Path(__file__).with_name("fake_model.py")
 #: kind -> model_config of tests/integration/serving/fake_model.py
 KINDS: dict[str, dict[str, Any]] = {
@@ -37,8 +38,8 @@ def logged_models(mlflow_server: str) -> dict[str, str]:
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server)
-    found = client.get_experiment_by_name("serving-tests")
-    exp_id = found.experiment_id if found else client.create_experiment("serving-tests")
+    found = client.get_experiment_by_name(EXPERIMENT)
+    exp_id = found.experiment_id if found else client.create_experiment(EXPERIMENT)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(mlflow_server)
     uris = {}
@@ -71,7 +72,12 @@ def serving_settings(
             "capture_flush_s": 0.2,
             **overrides.pop("serving", {}),
         }
-        mlflow = {"registered_model": f"delay-{uuid.uuid4().hex[:8]}"}
+        # the fake models are logged in EXPERIMENT: serving trusts only runs of its experiment
+        mlflow = {
+            "registered_model": f"delay-{uuid.uuid4().hex[:8]}",
+            "experiment": EXPERIMENT,
+            **overrides.pop("mlflow", {}),
+        }
         return make_settings(
             mlflow_uri=overrides.pop("mlflow_uri", mlflow_server),
             mlflow=mlflow,

@@ -35,7 +35,7 @@ def _log(settings: Settings, bias: float) -> tuple[str, str]:
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(settings.mlflow.uri)
-    mlflow.set_experiment("integrity-serving")
+    mlflow.set_experiment(settings.mlflow.experiment)
     try:
         with mlflow.start_run() as run:
             info = mlflow.pyfunc.log_model(
@@ -74,7 +74,7 @@ def test_tampered_missing_or_unloadable_champion_never_takes_serving_down(
     tampered_source = _log(settings, -0.5)
     v2 = _register(settings, tampered_source)
     # v3: its hash is right, but it is no model at all (loading it fails)
-    experiment = client.get_experiment_by_name("integrity-serving")
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
     assert experiment is not None
     run = client.create_run(experiment.experiment_id)
     client.log_text(run.info.run_id, "not a model", f"plain-{uuid.uuid4().hex[:6]}/README.txt")

@@ -20,6 +20,8 @@ from serving.examples import features_request
 pytestmark = pytest.mark.integration
 
 CODE = __import__("pathlib").Path(__file__).with_name("fake_model.py")
+#: the experiment of serving_settings (conftest): serving trusts only runs of its experiment
+EXPERIMENT = "serving-tests"
 
 
 @pytest.fixture
@@ -43,8 +45,8 @@ def _log(uri: str, bias: float) -> str:
 
     previous = mlflow.get_tracking_uri()
     client = MlflowClient(uri)
-    found = client.get_experiment_by_name("outage")
-    exp_id = found.experiment_id if found else client.create_experiment("outage")
+    found = client.get_experiment_by_name(EXPERIMENT)
+    exp_id = found.experiment_id if found else client.create_experiment(EXPERIMENT)
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=exp_id):
