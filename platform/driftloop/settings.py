@@ -622,6 +622,19 @@ def embedded_mlflow_credentials(settings: Settings, role: str) -> tuple[str, str
     return user, embedded_secret(settings, mlflow_secret_name(role))
 
 
+def ui_logins(settings: Settings) -> list[str]:
+    """How a person logs in to the embedded UIs (user and the file holding the secret, never
+    the secret itself); empty for external servers or with auth off."""
+    out = []
+    if settings.mlflow.embedded and settings.mlflow.auth.enabled:
+        path = secrets_dir(settings) / mlflow_secret_name("flows")
+        out.append(f"MLflow UI log-in: user flows, password in {path}")
+    if settings.prefect.embedded and settings.prefect.auth.enabled:
+        path = secrets_dir(settings) / PREFECT_SECRET
+        out.append(f"Prefect UI log-in: paste the contents of {path}")
+    return out
+
+
 def process_mlflow_credentials(settings: Settings) -> tuple[str, str] | None:
     """The MLflow user of this process: ``mlflow.auth.username/password``, else None when
     ``MLFLOW_TRACKING_USERNAME`` is set (MLflow reads it itself), else the embedded platform's

@@ -8,7 +8,7 @@ import typer
 
 from driftloop.embedded.platform import start_all, status_all, stop_all
 from driftloop.errors import ServiceUnavailableError
-from driftloop.settings import get_settings
+from driftloop.settings import get_settings, ui_logins
 
 
 def up(
@@ -23,6 +23,8 @@ def up(
         typer.echo(st.line())
     typer.echo(f"MLflow UI:  {settings.mlflow.uri}")
     typer.echo(f"Prefect UI: {settings.prefect.url.removesuffix('/api')}")
+    for line in ui_logins(settings):
+        typer.echo(line)
 
 
 def down() -> None:

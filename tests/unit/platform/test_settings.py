@@ -196,3 +196,21 @@ def test_auth_can_be_switched_off_for_throwaway_servers_only_by_setting(
     monkeypatch.delenv("DRIFTLOOP_PREFECT__AUTH__ENABLED")
     assert Settings().mlflow.auth.enabled is True  # the default is on
     assert Settings().prefect.auth.enabled is True
+
+
+def test_ui_logins_name_the_secret_files_never_the_secrets(tmp_path: Path) -> None:
+    from driftloop.settings import embedded_secret, mlflow_secret_name, ui_logins
+
+    settings = Settings(state_dir=tmp_path)
+    lines = ui_logins(settings)
+    assert len(lines) == 2
+    password = embedded_secret(settings, mlflow_secret_name("flows"))
+    assert "user flows" in lines[0]
+    assert "mlflow-flows.password" in lines[0]
+    assert password not in " ".join(lines)
+    off = Settings(
+        state_dir=tmp_path,
+        mlflow={"auth": {"enabled": False}},
+        prefect={"auth": {"enabled": False}},
+    )
+    assert ui_logins(off) == []

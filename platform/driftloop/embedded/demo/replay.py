@@ -51,7 +51,7 @@ from driftloop.months import month_range, next_month, parse_month
 from driftloop.registry.client import registry_snapshot
 from driftloop.registry.promotion import reset_champion
 from driftloop.schema import EVENT_TIMESTAMP
-from driftloop.settings import Settings
+from driftloop.settings import Settings, ui_logins
 from flows.features import features as features_flow
 from flows.ingest import ingest as ingest_flow
 from flows.monitor import monitor as monitor_flow
@@ -261,7 +261,9 @@ def run_demo(options: DemoOptions | None = None, echo: Echo = print) -> DemoResu
     retrains, promotions, rollbacks = counts
     seconds = time.monotonic() - started
     urls = links(settings)
-    print_summary(timeline, retrains, promotions, rollbacks, seconds, urls, echo)
+    print_summary(
+        timeline, retrains, promotions, rollbacks, seconds, urls, echo, ui_logins(settings)
+    )
     if options.keep_running:
         pid = status_of(serving, settings).pid
         echo(

@@ -75,6 +75,7 @@ def print_summary(
     seconds: float,
     links: dict[str, str],
     echo: Echo,
+    logins: list[str] | None = None,
 ) -> None:
     echo("")
     echo("timeline")
@@ -88,6 +89,8 @@ def print_summary(
     )
     for name, url in links.items():
         echo(f"  {name}: {url}")
+    for line in logins or []:
+        echo(f"  {line}")
 
 
 def monitor_line(out: dict[str, Any]) -> str:
