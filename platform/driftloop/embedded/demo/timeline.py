@@ -58,7 +58,9 @@ def links(settings: Settings) -> dict[str, str]:
     latest = list_reports(settings, limit=1)
     p, m, s = settings.prefect, settings.mlflow, settings.serving
     return {
-        "Prefect UI (flow runs: monitor -> retrain -> rollout)": f"http://{p.host}:{p.port}/runs",
+        # the UI's root: it asks for the API auth string, then Runs shows monitor -> retrain ->
+        # rollout (a deep link opens the old UI, which cannot log in)
+        "Prefect UI (log in, then Runs: monitor -> retrain -> rollout)": f"http://{p.host}:{p.port}/",
         "MLflow UI (versions, aliases, lineage tags)": (
             f"{m.uri.rstrip('/')}/#/models/{m.registered_model}"
         ),
