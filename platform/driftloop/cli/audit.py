@@ -7,22 +7,41 @@ from typing import Annotated
 
 import typer
 
-from driftloop.registry.audit import audit_path, read_records, verify
+from driftloop.registry.audit import audit_path, read_anchor, read_records, verify
 from driftloop.settings import get_settings
 
 audit_app = typer.Typer(
-    help="The registry's audit log ({state}/audit/promotions.jsonl): verify its hash chain, list.",
+    help="The registry's audit log ({state}/audit/promotions.jsonl): verify its hash chain and "
+    "its anchored head, list.",
     no_args_is_help=True,
 )
 
 
 @audit_app.command("verify")
-def verify_cmd() -> None:
-    """Walk the hash chain: exit 0 when intact, 1 naming the first broken record (edited,
-    deleted, reordered or malformed line)."""
-    result = verify(get_settings())
+def verify_cmd(
+    require_anchor: Annotated[
+        bool,
+        typer.Option(
+            "--require-anchor",
+            help="Fail (exit 1) when the registry's anchor of the chain head cannot be checked "
+            "(registry unreachable, no anchor tag): the file alone cannot show truncation or a "
+            "rewritten chain.",
+        ),
+    ] = False,
+) -> None:
+    """Walk the hash chain and check its head against the anchor kept in the registry (tag
+    driftloop.audit_head): exit 0 when intact, 1 naming the first problem (edited, deleted,
+    reordered or malformed line; records deleted from the end; hashes stripped; the chain
+    rewritten). Unanchored (registry unreachable, no tag), the file alone is checked and the
+    output says so."""
+    settings = get_settings()
+    anchor, why = read_anchor(settings)
+    result = verify(settings, anchor=anchor, unanchored=why)
     if not result.intact:
         typer.echo(f"audit log broken: {result.summary()}", err=True)
+        raise typer.Exit(1)
+    if require_anchor and not result.anchored:
+        typer.echo(f"audit log not verified (--require-anchor): {result.summary()}", err=True)
         raise typer.Exit(1)
     typer.echo(result.summary())
 

@@ -15,6 +15,16 @@ created) before returning. :func:`holding` keeps the lock across a whole registr
 writes, the snapshot of the state after them, the record), so a reader that takes the lock
 (:func:`detect_external`) never sees a change that is made but not yet recorded.
 
+The chain proves order, not completeness: whoever can write the file can drop its last records
+or recompute the whole chain. So after each driftloop registry change (``promotion._apply``,
+under this lock) the chain head is kept outside the file, as the registered model's tag
+:data:`HEAD_TAG` = ``"<line number>:<hash>"`` of the record just written (:class:`Anchor`).
+:func:`verify` given that anchor fails when the line is gone (truncated), has no hash (hashes
+stripped) or carries another hash (chain rewritten); records appended without a registry write
+(``external_change``, serving's ``artifact_refused``) come after the anchored head and are
+reported as not anchored. Without an anchor (registry unreachable, no tag yet) only the file is
+checked, and the result says so.
+
 Registry changes made directly in MLflow are found by :func:`detect_external`: the serving
 reconciler hands it each registry snapshot it reads; when the snapshot differs from the state
 the log last recorded for the model (the latest record's ``after``), one ``external_change``
@@ -30,8 +40,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +62,8 @@ _BLOCK = 64 * 1024
 _SCAN_BYTES = 4 * 1024 * 1024
 #: the fields of the registry state recorded in ``after`` (and compared by detect_external)
 STATE_FIELDS = ("champion", "challenger", "weight", "mode")
+#: the registered-model tag that anchors the chain head: ``"<line number>:<hash>"``
+HEAD_TAG = "driftloop.audit_head"
 
 _local = threading.local()
 
@@ -174,6 +187,14 @@ class AuditLog:
     def recorded_state(self, model: str) -> tuple[dict[str, Any] | None, bool]:
         return _recorded_state(self.f, model)
 
+    def line_count(self) -> int:
+        """Lines in the file (each append ends its line): the last record's line number."""
+        self.f.seek(0)
+        count = 0
+        while chunk := self.f.read(_BLOCK):
+            count += chunk.count(b"\n")
+        return count
+
 
 @contextlib.contextmanager
 def holding(settings: Settings, blocking: bool = True) -> Iterator[AuditLog | None]:
@@ -186,7 +207,7 @@ def holding(settings: Settings, blocking: bool = True) -> Iterator[AuditLog | No
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # an existing file keeps its mode
     with os.fdopen(fd, "r+b", buffering=0) as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -239,42 +260,109 @@ def read_records(settings: Settings | None = None) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """The chain head kept in the registry (tag :data:`HEAD_TAG`): line ``line`` of the log is
+    a hash-chained record whose hash is ``hash``."""
+
+    line: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.hash}"
+
+    @classmethod
+    def parse(cls, raw: str) -> Anchor:
+        if not re.fullmatch(r"[1-9][0-9]{0,17}:[0-9a-f]{64}", raw):
+            raise ValueError(f"{raw[:100]!r} is not <line number>:<sha256 hex>")
+        line, _, digest = raw.partition(":")
+        return cls(int(line), digest)
+
+
+def read_anchor(settings: Settings) -> tuple[str | None, str]:
+    """``(value, "")`` of the registered model's :data:`HEAD_TAG`, or ``(None, why not)`` when
+    the registry cannot be read or the model has no anchor."""
+    name = settings.mlflow.registered_model
+    try:
+        tags = registry_snapshot(settings).tags
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return None, f"registry unreachable ({type(exc).__name__}: {first})"
+    raw = tags.get(HEAD_TAG)
+    if raw is None:
+        return None, f"model {name} has no {HEAD_TAG} tag (no driftloop registry change anchored)"
+    return raw, ""
+
+
+@dataclass(frozen=True)
 class Verification:
     """What :func:`verify` found: ``records`` chained records checked (``legacy`` more without a
-    hash before them); ``line``/``problem`` name the first broken link (None when intact)."""
+    hash before them); ``line``/``problem`` name the first problem (None when intact);
+    ``anchor`` the registry's head the log was checked against (None: the file alone, because
+    of ``unanchored``); ``after_anchor`` records after the anchored head."""
 
     path: Path
     records: int
     legacy: int = 0
     line: int | None = None
     problem: str | None = None
+    anchor: Anchor | None = None
+    unanchored: str = "no anchor given"
+    after_anchor: int = 0
 
     @property
     def intact(self) -> bool:
         return self.problem is None
 
+    @property
+    def anchored(self) -> bool:
+        return self.anchor is not None
+
     def summary(self) -> str:
         if not self.intact:
-            return f"{self.path}: line {self.line}: {self.problem}"
+            where = f"line {self.line}: " if self.line else ""
+            return f"{self.path}: {where}{self.problem}"
         legacy = f" (after {self.legacy} legacy records without hash)" if self.legacy else ""
-        return f"{self.records} records, chain intact{legacy}"
+        text = f"{self.records} records, chain intact{legacy}"
+        if self.anchor is None:
+            return (
+                f"{text}; not anchored: {self.unanchored} (the file alone was checked: deleting "
+                "its last records or rewriting the whole chain would go unseen)"
+            )
+        text += f"; anchored: record {self.anchor.line} matches the registry's {HEAD_TAG}"
+        if self.after_anchor:
+            text += f"; {self.after_anchor} records after the anchored head (not anchored)"
+        return text
 
 
-def verify(settings: Settings | None = None) -> Verification:
-    """Walk the chain from the first line; the first broken link is reported with its line
-    number: a malformed or empty line, a record whose content does not match its hash (edited),
-    a record whose ``prev`` is not the line before it (a line deleted, inserted or reordered), a
-    record without hash after the chain began. A missing log is an intact empty chain."""
+def verify(
+    settings: Settings | None = None,
+    anchor: str | None = None,
+    unanchored: str = "no anchor given",
+) -> Verification:
+    """Walk the chain from the first line; the first problem is reported with its line number:
+    a malformed or empty line, a record whose content does not match its hash (edited), a
+    record whose ``prev`` is not the line before it (a line deleted, inserted or reordered), a
+    record without hash after the chain began, legacy lines (no hash) with no chain after them.
+
+    ``anchor`` (the registry's :data:`HEAD_TAG` value, see :func:`read_anchor`): its line must
+    exist (else the log was truncated), carry a hash (else hashes were stripped) and the
+    anchored one (else the chain was rewritten); a malformed anchor fails too. Without it the
+    file alone is checked and ``unanchored`` says why. A missing log is an empty chain."""
     path = audit_path(settings)
-    if not path.exists():
-        return Verification(path, 0)
-    expected, records, legacy = GENESIS, 0, 0
+    head = None
+    if anchor is not None:
+        try:
+            head = Anchor.parse(anchor)
+        except ValueError as exc:
+            return Verification(path, 0, problem=f"the registry's {HEAD_TAG} is malformed: {exc}")
+    expected, records, legacy, n = GENESIS, 0, 0, 0
 
-    def broken(n: int, problem: str) -> Verification:
-        return Verification(path, records, legacy, n, problem)
+    def broken(line: int | None, problem: str) -> Verification:
+        return Verification(path, records, legacy, line, problem, head, unanchored)
 
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
+    with contextlib.ExitStack() as stack:
+        lines: Iterable[bytes] = stack.enter_context(path.open("rb")) if path.exists() else ()
+        for n, raw in enumerate(lines, 1):
             line = raw.rstrip(b"\n")
             if not line.strip():
                 return broken(n, "empty line")
@@ -287,6 +375,12 @@ def verify(settings: Settings | None = None) -> Verification:
             if "hash" not in record:
                 if records:
                     return broken(n, "record without hash inside the chain (inserted)")
+                if head is not None and n == head.line:
+                    return broken(
+                        n,
+                        f"hashes stripped: the registry's {HEAD_TAG} says record {n} is "
+                        "hash-chained, it has no hash",
+                    )
                 legacy += 1
                 expected = record_hash(record)
                 continue
@@ -300,9 +394,28 @@ def verify(settings: Settings | None = None) -> Verification:
                     "chain broken: prev does not match the record before it (a record was "
                     f"deleted, inserted or reordered before this one: {_brief(record)})",
                 )
+            if head is not None and n == head.line and record["hash"] != head.hash:
+                return broken(
+                    n,
+                    f"chain rewritten: hash {record['hash'][:16]} is not the registry's "
+                    f"anchored head {head.hash[:16]} ({HEAD_TAG}; {_brief(record)})",
+                )
             expected = record["hash"]
             records += 1
-    return Verification(path, records, legacy)
+    if head is not None and n < head.line:
+        return broken(
+            None,
+            f"truncated: the registry's {HEAD_TAG} anchors record {head.line} (hash "
+            f"{head.hash[:16]}), the log ends at record {n} (records deleted from its end)",
+        )
+    if legacy and not records:
+        return broken(
+            1,
+            f"{legacy} records without hash and no hash-chained record after them (a log that "
+            "was never chained, or one whose hashes were stripped)",
+        )
+    after = n - head.line if head is not None else 0
+    return Verification(path, records, legacy, None, None, head, unanchored, after)
 
 
 def _brief(record: dict[str, Any]) -> str:

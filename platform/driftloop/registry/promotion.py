@@ -6,7 +6,9 @@ MLflow keeps no alias history, so every change is appended as one JSON line to
 (action, actor, model, from_version, to_version, weight_before, weight_after, reason, metrics,
 error), ``after`` (the registry state once the writes are done: champion, challenger, weight,
 mode; null when it could not be read), and the hash chain (``prev``, ``hash``) of
-:mod:`driftloop.registry.audit`. The record is fsynced before the change is acknowledged.
+:mod:`driftloop.registry.audit`. The record is fsynced before the change is acknowledged;
+then the chain head is anchored on the model as tag ``driftloop.audit_head``, so ``driftloop audit
+verify`` notices a truncated or re-chained log.
 
 Writers and their audit actions: ``assign_alias_after_gate`` (``register_champion`` or
 ``register_challenger``, the training gate), ``promote`` (``promote``), ``rollback``
@@ -114,12 +116,14 @@ def _apply(
     change: RegistryChange, writes: list[Callable[[], None]], settings: Settings
 ) -> dict[str, Any]:
     """Run the registry writes of ``change`` in order, then audit it with the registry state
-    after them (``after``). When a write fails the change is audited all the same (``error``
-    says which write, after how many succeeded), since the writes before it did happen, and the
-    failure is raised. The audit log's lock is held from the first write to the fsynced record,
-    so the external-change check (``audit.detect_external``) never mistakes a change in
-    progress for one made outside driftloop."""
-    with audit.holding(settings):
+    after them (``after``), then anchor the log's new head in the registry (:func:`_anchor`).
+    When a write fails the change is audited (and anchored) all the same (``error`` says which
+    write, after how many succeeded), since the writes before it did happen, and the failure is
+    raised. The audit log's lock is held from the first write to the anchor, so the
+    external-change check (``audit.detect_external``) never mistakes a change in progress for
+    one made outside driftloop, and anchors are written in the log's order."""
+    with audit.holding(settings) as log:
+        assert log is not None
         done = 0
         try:
             for write in writes:
@@ -127,9 +131,25 @@ def _apply(
                 done += 1
         except Exception as exc:
             error = f"write {done + 1} of {len(writes)} failed: {type(exc).__name__}: {exc}"
-            _audit(replace(change, error=error[:500]), settings, {"after": _state_after(settings)})
+            failed = replace(change, error=error[:500])
+            _anchor(_audit(failed, settings, {"after": _state_after(settings)}), log, settings)
             raise
-        return _audit(change, settings, {"after": _state_after(settings)})
+        return _anchor(_audit(change, settings, {"after": _state_after(settings)}), log, settings)
+
+
+def _anchor(record: dict[str, Any], log: audit.AuditLog, settings: Settings) -> dict[str, Any]:
+    """Write the log's head (``"<line>:<hash>"`` of ``record``, just appended and fsynced) to
+    the registered model's tag ``audit.HEAD_TAG`` with the registry writer the change used.
+    Returns ``record``; when the write fails (the change is made and recorded all the same) the
+    failure is logged and returned in ``anchor_error`` (not in the log's record)."""
+    head = audit.Anchor(log.line_count(), record["hash"])
+    try:
+        _set_model_tag(audit.HEAD_TAG, str(head), settings)
+    except Exception as exc:
+        error = f"could not anchor the audit head {head}: {type(exc).__name__}: {exc}"[:500]
+        logger.error("%s", error)
+        return {**record, "anchor_error": error}
+    return record
 
 
 def _state_after(settings: Settings) -> dict[str, Any] | None:

@@ -1,14 +1,19 @@
 """A registry change made directly in MLflow (a real MLflow client against the real server, as
 somebody with MLflow credentials would) is found by ``detect_external`` and audited once as
-``external_change``; changes made through driftloop are not; the chain stays intact."""
+``external_change``; changes made through driftloop are not; the chain stays intact. Each
+driftloop change anchors the chain head in the real registry (``driftloop.audit_head``), and
+``driftloop audit verify`` checks the file against it: the last record deleted, every hash
+stripped or the chain recomputed around an edited record fail; an intact log passes."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from driftloop.cli import main
 from driftloop.registry import audit
 from driftloop.registry.client import get_client, register_version, registry_snapshot
 from driftloop.registry.promotion import assign_alias_after_gate, read_audit, set_weight
@@ -85,3 +90,90 @@ def test_nothing_is_written_when_nothing_changed(settings: Settings) -> None:
     for _ in range(3):
         assert audit.detect_external(registry_snapshot(settings), settings) is None
     assert [r["action"] for r in read_audit(settings)] == ["register_champion"]
+
+
+def _verify_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``driftloop audit verify [args]`` in this process: (exit code, stdout + stderr)."""
+    capsys.readouterr()  # what the setup printed (MLflow's run links) is not verify's
+    try:
+        main(["audit", "verify", *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_verify_checks_the_log_against_the_head_anchored_in_the_registry(
+    settings: Settings, mlflow_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+
+    v1, v2 = _versions(settings, 2)
+    assign_alias_after_gate(v1, "champion", "gate", settings=settings)
+    assign_alias_after_gate(v2, "challenger", "gate", settings=settings)
+    last = set_weight(10, "t", "canary", settings)
+    name = settings.mlflow.registered_model
+    tags = MlflowClient(mlflow_server).get_registered_model(name).tags
+    assert tags[audit.HEAD_TAG] == f"3:{last['hash']}"
+    assert _verify_cli(capsys, "--require-anchor") == (
+        0,
+        "3 records, chain intact; anchored: record 3 matches the registry's driftloop.audit_head\n",
+    )
+    # a change made in MLflow is audited after the anchored head, without a registry write
+    MlflowClient(mlflow_server).set_registered_model_alias(name, "champion", v2)
+    assert audit.detect_external(registry_snapshot(settings), settings) is not None
+    code, out = _verify_cli(capsys, "--require-anchor")
+    assert code == 0
+    assert out.endswith("; 1 records after the anchored head (not anchored)\n")
+
+    path = audit.audit_path(settings)
+    intact = path.read_text().splitlines()
+
+    # the last anchored record deleted (and the unanchored one after it)
+    path.write_text("\n".join(intact[:2]) + "\n")
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "truncated: the registry's driftloop.audit_head anchors record 3" in out
+
+    # every hash and link stripped, and the actors rewritten
+    stripped = []
+    for line in intact:
+        record = json.loads(line)
+        del record["hash"], record["prev"]
+        stripped.append(json.dumps({**record, "actor": "somebody-else"}))
+    path.write_text("\n".join(stripped) + "\n")
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "line 3: hashes stripped" in out
+
+    # a middle record edited and the whole chain recomputed after it
+    rechained, prev = [], audit.GENESIS
+    for i, line in enumerate(intact):
+        record = json.loads(line)
+        if i == 1:
+            record["to_version"] = "666"
+        record["prev"] = prev
+        record["hash"] = prev = audit.record_hash(record)
+        rechained.append(json.dumps(record))
+    path.write_text("\n".join(rechained) + "\n")
+    assert audit.verify(settings).intact  # consistent in itself: the file alone cannot tell
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "line 3: chain rewritten" in out
+
+    path.write_text("\n".join(intact) + "\n")  # put back: intact again
+    assert _verify_cli(capsys, "--require-anchor")[0] == 0
+
+
+def test_verify_without_a_reachable_registry_says_it_is_not_anchored(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftloop.embedded.services import free_port
+
+    settings = make_settings(mlflow_uri=f"http://127.0.0.1:{free_port()}")  # nothing listens
+    audit.append({"action": "set_weight", "model": "m"}, settings)
+    code, out = _verify_cli(capsys)
+    assert code == 0
+    assert out.startswith("1 records, chain intact; not anchored: registry unreachable (")
+    assert _verify_cli(capsys, "--require-anchor")[0] == 1

@@ -15,7 +15,7 @@ import pytest
 
 from driftloop.cli import main
 from driftloop.errors import NotFoundError, TrainingError
-from driftloop.registry import promotion
+from driftloop.registry import audit, promotion
 from driftloop.registry.client import ROLLOUT_TAG, RegistrySnapshot, get_version, registry_snapshot
 from driftloop.registry.promotion import read_audit
 from driftloop.settings import Settings
@@ -95,7 +95,8 @@ def _register(settings: Settings, source: tuple[str, str], gate: str, tmp: Path)
 
 
 def _audited(settings: Settings, act: Callable[[], Any]) -> tuple[dict[str, Any], RegistrySnapshot]:
-    """Run ``act``; exactly one new audit record, whose weights are the registry's before/after."""
+    """Run ``act``; exactly one new audit record, whose weights are the registry's before/after
+    and whose line and hash the registry now holds as the anchored head of the chain."""
     before, n = registry_snapshot(settings), len(read_audit(settings))
     act()
     after, records = registry_snapshot(settings), read_audit(settings)
@@ -103,6 +104,7 @@ def _audited(settings: Settings, act: Callable[[], Any]) -> tuple[dict[str, Any]
     record = records[-1]
     assert record["model"] == settings.mlflow.registered_model
     assert (record["weight_before"], record["weight_after"]) == (before.weight, after.weight)
+    assert after.tags[audit.HEAD_TAG] == f"{n + 1}:{record['hash']}"
     return record, after
 
 
@@ -219,6 +221,7 @@ def test_a_version_whose_alias_cannot_be_set_is_removed_and_the_failure_audited(
     (record,) = read_audit(settings)  # the attempt is on record, with what failed
     assert record["action"] == "register_champion"
     assert record["error"] == "write 1 of 1 failed: RuntimeError: registry said no"
+    assert registry_snapshot(settings).tags[audit.HEAD_TAG] == f"1:{record['hash']}"  # anchored
     with pytest.raises(NotFoundError):
         get_version("1", settings)
     assert registry_snapshot(settings).champion is None

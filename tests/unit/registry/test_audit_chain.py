@@ -1,20 +1,28 @@
 """The hash-chained audit log on real files: ``driftloop audit verify`` passes on an intact log
 and names the first broken record for an edited record, a deleted line, a reordered pair, a
 malformed line, a legacy line inside the chain; appends from several processes at once keep the
-chain intact; registry changes made by ``_apply`` record the state after them."""
+chain intact; registry changes made by ``_apply`` record the state after them and anchor the
+chain head in the registry, so deleting the last records, stripping every hash or recomputing
+the chain around an edited record is caught; an unanchored verify says so.
+
+The registry is an in-memory stand-in here (the anchor is one registered-model tag); the same
+checks against a real MLflow server are in tests/integration/registry/test_audit_external.py."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import stat
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from driftloop.cli import main
+from driftloop.errors import ServiceUnavailableError
 from driftloop.registry import audit, promotion
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.settings import Settings
@@ -23,6 +31,37 @@ from driftloop.settings import Settings
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+class _Registry:
+    """Just enough of the registry for ``_apply`` and ``verify``: one snapshot, writes that
+    change it, the anchor tag (unreachable when ``fail_snapshot``)."""
+
+    def __init__(self) -> None:
+        self.state = RegistrySnapshot("m", "1", "2", 0, None)
+        self.tags: dict[str, str] = {}
+        self.fail_snapshot = False
+        self.fail_tag = False
+
+    def snapshot(self, settings: Settings, name: str | None = None) -> RegistrySnapshot:
+        if self.fail_snapshot:
+            raise ServiceUnavailableError("MLflow is unreachable at http://127.0.0.1:9 (test)")
+        return replace(self.state, tags={**self.state.tags, **self.tags})
+
+    def set_tag(self, key: str, value: str, settings: Settings) -> None:
+        if self.fail_tag:
+            raise ConnectionError("MLflow went away")
+        self.tags[key] = value
+
+
+@pytest.fixture(autouse=True)
+def registry(monkeypatch: pytest.MonkeyPatch) -> _Registry:
+    """Every test of this module gets the stand-in registry (no MLflow is reached)."""
+    reg = _Registry()
+    monkeypatch.setattr(promotion, "registry_snapshot", reg.snapshot)
+    monkeypatch.setattr(promotion, "_set_model_tag", reg.set_tag)
+    monkeypatch.setattr(audit, "registry_snapshot", reg.snapshot)
+    return reg
 
 
 def _record(i: int, model: str = "m") -> dict[str, Any]:
@@ -47,10 +86,18 @@ def _write_log(settings: Settings, n: int) -> Path:
     return audit.audit_path(settings)
 
 
-def _verify_cli(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """``driftloop audit verify`` in this process: (exit code, stdout + stderr)."""
+#: what verify adds when the registry holds no anchor (logs written by ``audit.append`` alone)
+NO_TAG = (
+    "; not anchored: model flight-delay has no driftloop.audit_head tag (no driftloop "
+    "registry change anchored) (the file alone was checked: deleting its last records or "
+    "rewriting the whole chain would go unseen)"
+)
+
+
+def _verify_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``driftloop audit verify [args]`` in this process: (exit code, stdout + stderr)."""
     try:
-        main(["audit", "verify"])
+        main(["audit", "verify", *args])
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
@@ -66,13 +113,13 @@ def test_verify_passes_on_an_intact_log(
     assert records[0]["prev"] == audit.GENESIS
     assert [r["prev"] for r in records[1:]] == [r["hash"] for r in records[:-1]]
     assert path.read_text().count("\n") == 5
-    assert _verify_cli(capsys) == (0, "5 records, chain intact\n")
+    assert _verify_cli(capsys) == (0, f"5 records, chain intact{NO_TAG}\n")
 
 
 def test_verify_of_a_missing_log_is_an_empty_intact_chain(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _verify_cli(capsys) == (0, "0 records, chain intact\n")
+    assert _verify_cli(capsys) == (0, f"0 records, chain intact{NO_TAG}\n")
 
 
 def test_verify_fails_on_an_edited_record(
@@ -157,7 +204,9 @@ def test_legacy_lines_are_accepted_only_as_a_prefix(settings: Settings) -> None:
     audit.append(_record(2), settings)
     result = audit.verify(settings)
     assert (result.intact, result.records, result.legacy) == (True, 2, 2)
-    assert result.summary() == "2 records, chain intact (after 2 legacy records without hash)"
+    assert result.summary().startswith(
+        "2 records, chain intact (after 2 legacy records without hash); not anchored"
+    )
     # the first chained record links to the last legacy line: editing that one is caught too
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], lines[1].replace("promote", "rollback"), *lines[2:]]))
@@ -220,24 +269,10 @@ def test_an_append_after_a_torn_last_line_starts_a_new_line(settings: Settings) 
     assert (result.line, result.problem) == (3, "malformed record (not JSON)")
 
 
-class _Registry:
-    """Just enough of the registry for ``_apply``: one snapshot, writes that change it."""
-
-    def __init__(self) -> None:
-        self.state = RegistrySnapshot("m", "1", "2", 0, None)
-        self.fail_snapshot = False
-
-    def snapshot(self, settings: Settings, name: str | None = None) -> RegistrySnapshot:
-        if self.fail_snapshot:
-            raise ConnectionError("MLflow went away")
-        return self.state
-
-
 def test_apply_records_the_registry_state_after_the_writes(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, registry: _Registry
 ) -> None:
-    reg = _Registry()
-    monkeypatch.setattr(promotion, "registry_snapshot", reg.snapshot)
+    reg = registry
 
     def write() -> None:
         reg.state = RegistrySnapshot("m", "2", None, 0, "shadow")
@@ -255,12 +290,8 @@ def test_apply_records_the_registry_state_after_the_writes(
     assert audit.verify(settings).records == 2
 
 
-def test_detect_external_records_a_change_once(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reg = _Registry()
-    monkeypatch.setattr(promotion, "registry_snapshot", reg.snapshot)
-    monkeypatch.setattr(audit, "registry_snapshot", reg.snapshot)
+def test_detect_external_records_a_change_once(settings: Settings, registry: _Registry) -> None:
+    reg = registry
     assert audit.detect_external(reg.state, settings) is None  # no log: nothing to compare
     promotion._apply(
         promotion.RegistryChange("set_weight", "t", "m", "1", "2", 0, 0, ""), [], settings
@@ -287,12 +318,11 @@ def test_detect_external_records_a_change_once(
 
 
 def test_detect_external_waits_for_a_change_in_progress(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, registry: _Registry
 ) -> None:
     """While a driftloop change holds the log's lock (its writes made, its record not yet
     written), a differing snapshot is not judged: the next call will."""
-    reg = _Registry()
-    monkeypatch.setattr(audit, "registry_snapshot", reg.snapshot)
+    reg = registry
     audit.append({**_record(0), "after": audit.registry_state(reg.state)}, settings)
     changed = RegistrySnapshot("m", "2", None, 0, None)
     seen: list[dict[str, Any] | None] = []
@@ -304,7 +334,6 @@ def test_detect_external_waits_for_a_change_in_progress(
         t.start()
         t.join()
 
-    monkeypatch.setattr(promotion, "registry_snapshot", reg.snapshot)
     promotion._apply(
         promotion.RegistryChange("promote", "t", "m", "1", "2", 0, 0, ""), [write], settings
     )
@@ -330,3 +359,165 @@ def test_the_tail_reader_returns_the_lines_last_first_across_blocks(
         assert list(audit._lines_backward(f)) == [x for x in reversed(lines) if x]
         # bounded: only whole lines that start within the last 30 bytes
         assert list(audit._lines_backward(f, 30)) == [b"a" * 15, b"a" * 8]
+
+
+# ---- the chain head anchored in the registry --------------------------------------------------
+def _changes(settings: Settings, n: int) -> list[dict[str, Any]]:
+    """``n`` driftloop registry changes (``_apply``: record, then anchor), as returned."""
+    return [
+        promotion._apply(
+            promotion.RegistryChange("set_weight", f"actor-{i}", "m", "1", "2", i, i + 1, "t"),
+            [],
+            settings,
+        )
+        for i in range(n)
+    ]
+
+
+def _rechain(lines: list[str]) -> list[str]:
+    """What somebody who can write the file does after editing it: recompute every link."""
+    out, prev = [], audit.GENESIS
+    for line in lines:
+        record = json.loads(line)
+        record["prev"] = prev
+        record["hash"] = prev = audit.record_hash(record)
+        out.append(json.dumps(record))
+    return out
+
+
+def test_each_change_anchors_the_chain_head_in_the_registry(
+    settings: Settings, registry: _Registry
+) -> None:
+    records = _changes(settings, 3)
+    assert registry.tags == {audit.HEAD_TAG: f"3:{records[-1]['hash']}"}
+    assert "anchor_error" not in records[-1]
+    assert promotion.read_audit(settings) == records
+
+
+def test_an_intact_anchored_log_passes_and_names_the_records_after_its_head(
+    settings: Settings, registry: _Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _changes(settings, 2)
+    assert _verify_cli(capsys, "--require-anchor") == (
+        0,
+        "2 records, chain intact; anchored: record 2 matches the registry's driftloop.audit_head\n",
+    )
+    # records written without a registry write (external_change, artifact_refused) follow it
+    audit.append(_record(7), settings)
+    code, out = _verify_cli(capsys)
+    assert (code, out.count("\n")) == (0, 1)
+    assert out.endswith("; 1 records after the anchored head (not anchored)\n")
+
+
+def test_deleting_the_last_record_is_caught_by_the_anchor(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _changes(settings, 3)
+    path = audit.audit_path(settings)
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    assert audit.verify(settings).intact  # the file alone cannot tell
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert out.count("\n") == 1
+    assert "truncated: the registry's driftloop.audit_head anchors record 3" in out
+    assert "the log ends at record 2" in out
+    path.write_text("")  # every record deleted
+    assert "ends at record 0" in _verify_cli(capsys)[1]
+    path.unlink()  # the log deleted
+    assert _verify_cli(capsys)[0] == 1
+
+
+def test_stripping_every_hash_is_caught(
+    settings: Settings, registry: _Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _changes(settings, 3)
+    path = audit.audit_path(settings)
+    stripped = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        del record["hash"], record["prev"]
+        record["actor"] = "somebody-else"
+        stripped.append(json.dumps(record))
+    path.write_text("\n".join(stripped) + "\n")
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "line 3: hashes stripped" in out
+    # without the anchor, a log of legacy lines alone is not accepted either
+    registry.fail_snapshot = True
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "line 1: 3 records without hash and no hash-chained record after them" in out
+
+
+def test_a_recomputed_chain_with_an_edited_middle_record_is_caught(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = _changes(settings, 4)
+    path = audit.audit_path(settings)
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"actor-1"', '"nobody"')
+    path.write_text("\n".join(_rechain(lines)) + "\n")
+    assert audit.verify(settings).intact  # a consistent chain: the file alone cannot tell
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "line 4: chain rewritten" in out
+    assert records[-1]["hash"][:16] in out
+
+
+def test_unanchored_verify_says_so_and_fails_when_the_anchor_is_required(
+    settings: Settings, registry: _Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _changes(settings, 2)
+    registry.fail_snapshot = True  # MLflow down: the file alone is checked, and it says so
+    code, out = _verify_cli(capsys)
+    assert code == 0
+    assert out.startswith(
+        "2 records, chain intact; not anchored: registry unreachable (ServiceUnavailableError: "
+        "MLflow is unreachable at http://127.0.0.1:9 (test))"
+    )
+    code, out = _verify_cli(capsys, "--require-anchor")
+    assert code == 1
+    assert out.startswith("audit log not verified (--require-anchor): 2 records, chain intact;")
+    registry.fail_snapshot = False
+    registry.tags.clear()  # no anchor yet
+    code, out = _verify_cli(capsys, "--require-anchor")
+    assert code == 1
+    assert "has no driftloop.audit_head tag" in out
+    # an unanchored verify still fails on what the file shows
+    path = audit.audit_path(settings)
+    path.write_text(path.read_text().replace('"actor-0"', '"nobody"'))
+    assert _verify_cli(capsys)[0] == 1
+
+
+def test_a_malformed_anchor_fails_verify(
+    settings: Settings, registry: _Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _changes(settings, 1)
+    registry.tags[audit.HEAD_TAG] = "1:not-a-hash"
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "the registry's driftloop.audit_head is malformed" in out
+
+
+def test_a_failed_anchor_write_is_reported_and_the_change_stands(
+    settings: Settings, registry: _Registry
+) -> None:
+    (first,) = _changes(settings, 1)
+    registry.fail_tag = True
+    (record,) = _changes(settings, 1)
+    assert record["anchor_error"].startswith(
+        f"could not anchor the audit head 2:{record['hash']}: ConnectionError: MLflow went away"
+    )
+    written = {k: v for k, v in record.items() if k != "anchor_error"}  # not in the log
+    assert promotion.read_audit(settings) == [first, written]
+    # the stale anchor still holds the chain up to it; the newer record is reported unanchored
+    result = audit.verify(settings, *audit.read_anchor(settings))
+    assert (result.intact, result.after_anchor) == (True, 1)
+
+
+def test_the_log_is_created_0600_and_an_existing_mode_is_kept(settings: Settings) -> None:
+    path = _write_log(settings, 1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o640)
+    audit.append(_record(2), settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 
 from driftloop.errors import ConflictError, InvalidInputError, NotFoundError
-from driftloop.registry import client, promotion
+from driftloop.registry import audit, client, promotion
 from driftloop.registry.client import MODE_TAG, ROLLOUT_TAG, WEIGHT_TAG, RegistrySnapshot
 from driftloop.registry.promotion import RegistryChange, read_audit
 from driftloop.settings import Settings
 
 
 class FakeRegistry:
-    """Aliases and model tags of one registered model; every write is logged in order."""
+    """Aliases and model tags of one registered model; every write is logged in order (the
+    audit log's anchor, tag ``driftloop.audit_head``, included)."""
 
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
@@ -104,6 +105,7 @@ def test_a_write_failing_part_way_is_audited_with_the_error_and_raised(
     (record,) = read_audit(settings)
     assert record["action"] == "promote"
     assert record["error"] == "write 3 of 3 failed: ConnectionError: MLflow went away"
+    assert fake.tags[audit.HEAD_TAG] == f"1:{record['hash']}"  # the failed change is anchored
 
 
 @pytest.mark.parametrize("weight", [-1, 101])
@@ -146,7 +148,11 @@ def test_new_challenger_gets_weight_zero_before_its_alias(
     fake.aliases.update(champion="1", challenger="2")
     fake.tags[WEIGHT_TAG] = "40"
     record = promotion.assign_alias_after_gate("3", "challenger", "gate", {"auc": 1}, settings)
-    assert fake.writes == [("set_tag", WEIGHT_TAG, "0"), ("set_alias", "challenger", "3")]
+    assert fake.writes == [
+        ("set_tag", WEIGHT_TAG, "0"),
+        ("set_alias", "challenger", "3"),
+        ("set_tag", audit.HEAD_TAG, f"1:{record['hash']}"),  # after the record, its anchor
+    ]
     assert record["action"] == "register_challenger"
     assert (record["from_version"], record["to_version"]) == ("2", "3")
     assert (record["weight_before"], record["weight_after"]) == (40, 0)
@@ -166,6 +172,7 @@ def test_promote_moves_champion_first_then_weight_then_drops_challenger(
         ("set_alias", "champion", "2"),
         ("set_tag", WEIGHT_TAG, "0"),
         ("delete_alias", "challenger"),
+        ("set_tag", audit.HEAD_TAG, f"1:{record['hash']}"),
     ]
     assert {k: record[k] for k in ("action", "from_version", "to_version")} == {
         "action": "promote",
@@ -180,7 +187,12 @@ def test_mode_change_is_audited_with_both_modes(fake: FakeRegistry, settings: Se
     fake.tags[WEIGHT_TAG] = "10"
     on = promotion.set_mode("shadow", "t", "mirror", settings)
     off = promotion.set_mode("", "t", "back", settings)
-    assert fake.writes == [("set_tag", MODE_TAG, "shadow"), ("delete_tag", MODE_TAG)]
+    assert fake.writes == [
+        ("set_tag", MODE_TAG, "shadow"),
+        ("set_tag", audit.HEAD_TAG, f"1:{on['hash']}"),
+        ("delete_tag", MODE_TAG),
+        ("set_tag", audit.HEAD_TAG, f"2:{off['hash']}"),
+    ]
     assert [r["action"] for r in read_audit(settings)] == ["set_mode", "set_mode"]
     assert on["metrics"] == {"mode_before": None, "mode_after": "shadow"}
     assert off["metrics"] == {"mode_before": "shadow", "mode_after": None}
