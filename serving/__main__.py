@@ -6,6 +6,14 @@ the requests in flight (for at most :func:`request_drain_s`; a request still run
 and never acknowledged), then runs the app's lifespan shutdown, where the capture writers flush
 every acknowledged prediction within ``serving.capture_shutdown_s``. The pod's termination grace
 period must cover both (the chart's default leaves room).
+
+Load bounds: request bodies are bounded per admitted caller by :mod:`serving.routes.deps`
+(at most ``max_body_reads_per_caller`` bodies of ``max_body_bytes`` at once, each within
+``body_timeout_s``), after the token check. ``serving.max_concurrency`` (uvicorn's
+``limit_concurrency``, off by default) caps open connections and requests in flight (503 above
+it); uvicorn counts idle connections too and has no deadline for request headers, so with the
+cap on, anyone who can connect could hold every slot: set it only behind a proxy (ingress) that
+bounds header time.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ def run(settings: Settings) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=request_drain_s(settings),
+        limit_concurrency=settings.serving.max_concurrency or None,
     )
 
 

@@ -16,6 +16,14 @@ routing key a string or an integer), text (BYTES) values at most ``max_text_leng
 characters, at most ``max_inputs`` input tensors and as many requested outputs, at most
 :data:`MAX_PARAMETERS` request parameters. Every check is linear in the request (duplicate
 names through a set); the cost of a request is bounded by ``max_body_bytes`` before decoding.
+
+Building Python objects is what costs: JSON arrays and objects are ~10x dearer to validate than
+numbers or strings (an 8 MB body of ``[],[],...`` took 1.8 s). So before pydantic sees a body,
+:func:`check_containers` counts its ``[`` and ``{`` bytes (C speed, ~1 ms per MB) and refuses
+more than a request of ``max_rows`` rows can hold (:class:`Containers`, 413): the arrays of one
+list per row and column (shape ``[n, 1]`` written nested), a few objects per tensor. The schema
+caps each list at a static ceiling (:mod:`serving.schemas`). A ``[`` or ``{`` inside a text
+value counts too: the count is an upper bound, and the caps leave room for it.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from driftloop.schema import (
     REQUEST_FIELDS,
 )
 from driftloop.settings import ServingSettings
-from serving.schemas import NUMERIC_DATATYPES, InferenceRequest
+from serving.schemas import MAX_PARAMETERS, NUMERIC_DATATYPES, InferenceRequest
 
 FLIGHT = "flight"
 FEATURES = "features"
@@ -58,8 +66,6 @@ NULLABLE = frozenset([*FEATURE_COLUMNS, "tailnum", FLIGHT_KEY, EVENT_TIMESTAMP])
 KNOWN_INPUTS = frozenset([*MODEL_INPUT_COLUMNS, *REQUEST_FIELDS, FLIGHT_KEY, EVENT_TIMESTAMP])
 OUTPUTS = (OUTPUT_PROBABILITY, OUTPUT_LABEL)
 REQUIRED = {FLIGHT: list(REQUEST_FIELDS), FEATURES: list(MODEL_INPUT_COLUMNS)}
-#: Most entries of a request's ``parameters`` (driftloop reads two).
-MAX_PARAMETERS = 32
 #: Largest magnitude of a finite FP64 (an integer literal above it does not convert).
 _FLOAT_MAX = sys.float_info.max
 
@@ -100,8 +106,69 @@ class Decoded:
 
 
 def describe_validation_error(err: ValidationError) -> str:
-    """One line naming the first problem of a pydantic validation error (a 400 message)."""
-    return describe_errors(err.errors(include_url=False))
+    """One line naming the first problem of a pydantic validation error (a 400 message). The
+    inputs are left out of the error list: converting a huge rejected value costs more than
+    the validation did."""
+    return describe_errors(err.errors(include_url=False, include_input=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Containers:
+    """Most JSON arrays (``[``) and objects (``{``) a body may hold."""
+
+    arrays: int
+    objects: int
+
+    @classmethod
+    def inference(cls, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Self:
+        """An inference request: per tensor its shape and data plus one list per row (shape
+        ``[n, 1]`` written as ``[[v], [v], ...]``), the inputs and outputs lists; objects: the
+        request, each tensor and output with its parameters; a margin for values that hold
+        brackets."""
+        return cls(limits.max_inputs * (max_rows + 2) + 64, 4 * limits.max_inputs + 64)
+
+
+def check_containers(body: bytes, limit: Containers) -> None:
+    """Refuse a body with more ``[`` or ``{`` bytes than ``limit`` allows, before any parsing
+    (an upper bound of its JSON arrays and objects: brackets in strings count too): 400 for
+    objects (too many tensors or parameters), 413 for arrays (too many rows)."""
+    if body.count(b"{") > limit.objects:
+        raise InvalidInputError(
+            f"body holds more than {limit.objects} JSON objects ('{{' counted): too many "
+            "inputs, outputs or parameters"
+        )
+    if body.count(b"[") > limit.arrays:
+        raise PayloadTooLargeError(
+            f"body holds more than {limit.arrays} JSON arrays ('[' counted): send fewer rows "
+            "per request, or flat data"
+        )
+
+
+def _too_long(err: ValidationError, max_rows: int, limits: Limits) -> InvalidInputError | None:
+    """The codec's own message for a list or dict above its static ceiling (the first error),
+    naming the setting's limit (at most the ceiling); None for other errors."""
+    first = err.errors(include_url=False, include_input=False)[0]
+    if first.get("type") != "too_long":
+        return None
+    loc = first.get("loc", ())
+    actual = (first.get("ctx") or {}).get("actual_length", "too many")
+    if loc == ("inputs",):
+        return InvalidInputError(
+            f"{actual} inputs exceed the limit of {limits.max_inputs} per request"
+        )
+    if loc == ("outputs",):
+        return InvalidInputError(
+            f"{actual} outputs exceed the limit of {limits.max_inputs} per request"
+        )
+    if loc == ("parameters",):  # pydantic does not count a dict it stops early
+        return InvalidInputError(
+            f"request has more parameters than the limit of {limits.max_parameters}"
+        )
+    if len(loc) == 3 and loc[0] == "inputs" and loc[2] == "data":
+        return PayloadTooLargeError(
+            f"input #{loc[1]} holds {actual} values: more than {max_rows} rows per request"
+        )
+    return None
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -170,10 +237,26 @@ def _numeric(name: str, data: list[Any]) -> np.ndarray:
         bad = ~np.isfinite(arr) & ~nulls
         if bad.any():
             raise InvalidInputError(f"input {name!r} holds NaN or inf at row {int(bad.argmax())}")
-        return arr
+        return _in_model_range(name, arr)
     if not np.isfinite(arr).all():
         i = int((~np.isfinite(arr)).argmax())
         raise InvalidInputError(f"input {name!r} holds NaN or inf at row {i}")
+    return _in_model_range(name, arr)
+
+
+#: The models compute in float32: a larger finite float64 becomes inf there (and NaN outputs).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _in_model_range(name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr``, unless a value is beyond float32 (400: no model could score the row)."""
+    big = np.abs(arr) > FLOAT32_MAX  # NaN (null) compares False
+    if big.any():
+        i = int(big.argmax())
+        raise InvalidInputError(
+            f"input {name!r} holds {arr[i]:.3g} at row {i}: beyond the models' float32 range "
+            f"(|x| <= {FLOAT32_MAX:.3g})"
+        )
     return arr
 
 
@@ -232,10 +315,13 @@ def _check_names(names: list[str], max_length: int) -> None:
 
 def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decoded:
     """Parse and validate an inference request body (caps: ``limits``, see the module)."""
+    check_containers(body, Containers.inference(max_rows, limits))
     try:
         req = InferenceRequest.model_validate_json(body)
     except ValidationError as err:
-        raise InvalidInputError(describe_validation_error(err)) from None
+        raise _too_long(err, max_rows, limits) or InvalidInputError(
+            describe_validation_error(err)
+        ) from None
     if req.id is not None and len(req.id) > limits.max_id_length:
         raise InvalidInputError(f"id has {len(req.id)} characters (at most {limits.max_id_length})")
     params = req.parameters or {}

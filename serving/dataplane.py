@@ -12,7 +12,9 @@ prediction that was served (:class:`serving.labels.ServedIndex`, then the captur
 row below its request's row count; the whole call is refused otherwise (404 naming the first
 unknown id, 400/413 for malformed or oversized calls) and nothing of it is stored. Every label
 carries its labeler (the token's fingerprint); the first label of a prediction wins and a later
-one is stored as a conflict (counted in the answer and in ``/metrics``).
+one is stored as a conflict (counted in the answer and in ``/metrics``). Request ids are chosen
+by callers: labels for an id that more than one request used are refused (409, nothing stored),
+since its prediction ids name rows of each of them (:data:`driftloop.data.capture.AMBIGUOUS`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import ValidationError
 
-from driftloop.data.capture import served_row_counts
+from driftloop.data.capture import AMBIGUOUS, served_row_counts
 from driftloop.errors import (
+    ConflictError,
     DriftloopError,
     InvalidInputError,
     NotFoundError,
@@ -49,6 +53,9 @@ from serving.rows import Rows, model_rows
 from serving.schemas import FeedbackRequest
 
 logger = logging.getLogger(__name__)
+
+#: JSON arrays and objects a feedback body may hold (it needs one object and two lists).
+FEEDBACK_CONTAINERS = codec.Containers(arrays=16, objects=16)
 
 
 class ModelFailedError(DriftloopError):
@@ -222,7 +229,8 @@ class DataPlane:
             "error": error,
         }
         self.capture.put_predictions(meta, decoded.n, outcome.probs, rows.columns, rows.event_ts)
-        self.served.add(decoded.request_id, decoded.n)
+        if outcome.served:  # once per request (not its shadow copy or failed challenger call)
+            self.served.add(decoded.request_id, decoded.n)
 
     async def infer(self, name: str, body: bytes, version: str | None = None) -> bytes:
         """Answer one OIP v2 inference request body with a response body."""
@@ -259,9 +267,18 @@ class DataPlane:
                 probs = outcome.probs
             else:
                 logger.warning("%s: answered by the champion instead", outcome.failure)
-                self._record(decoded, key, rows, started, replace(outcome, served=False), routed)
                 handle, variant = state.champion, Variant.CHAMPION
-                probs = self._serve_inline(decoded, key, handle, variant, started, rows, routed)
+                fallback = self._score(handle, variant, True, rows)
+                # Rows that fail both models are the input's fault, not the challenger's: they
+                # are captured but are no canary evidence for either arm (a caller could
+                # otherwise roll any challenger back with rows no model can score).
+                evidence = routed and fallback.probs is not None
+                failed = replace(outcome, served=False)
+                self._record(decoded, key, rows, started, failed, evidence)
+                self._record(decoded, key, rows, started, fallback, evidence)
+                if fallback.probs is None:
+                    raise fallback.failure or ModelFailedError(f"model {handle.name} failed")
+                probs = fallback.probs
         else:
             probs = self._serve_inline(decoded, key, handle, variant, started, rows, routed)
         if chosen.shadow is not None:
@@ -332,6 +349,9 @@ class DataPlane:
         except NotFoundError:
             self.metrics.reject_feedback("unknown_prediction")
             raise
+        except ConflictError:
+            self.metrics.reject_feedback("ambiguous_request_id")
+            raise
         except InvalidInputError:
             self.metrics.reject_feedback("invalid")
             raise
@@ -353,18 +373,27 @@ class DataPlane:
 
     def _parse_feedback(self, body: bytes) -> tuple[list[str], list[int], list[int], bool]:
         """(request ids, rows, labels, whether by request id) of a feedback body; 400/413
-        naming the problem."""
+        naming the problem. The lists are counted before pydantic validates their items: a
+        long list of wrong types would cost one error object per item (seconds)."""
+        codec.check_containers(body, FEEDBACK_CONTAINERS)
         try:
-            req = FeedbackRequest.model_validate_json(body)
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            raise InvalidInputError(f"malformed JSON: {str(err)[:200]}") from None
+        limit = self.settings.serving.max_rows_per_request
+        if isinstance(raw, dict):
+            for key in ("labels", "prediction_ids"):
+                items = raw.get(key)
+                if isinstance(items, list) and len(items) > limit:
+                    raise PayloadTooLargeError(
+                        f"{len(items)} {key} exceed the limit of {limit} per call"
+                    )
+        try:
+            req = FeedbackRequest.model_validate(raw)
         except ValidationError as err:
             raise InvalidInputError(codec.describe_validation_error(err)) from None
         if (req.request_id is None) == (req.prediction_ids is None):
             raise InvalidInputError("send exactly one of request_id or prediction_ids")
-        limit = self.settings.serving.max_rows_per_request
-        if len(req.labels) > limit:
-            raise PayloadTooLargeError(
-                f"{len(req.labels)} labels exceed the limit of {limit} per call"
-            )
         if any(label not in (0, 1) for label in req.labels):
             raise InvalidInputError("labels must be 0 (on time) or 1 (late, > 15 min)")
         max_id = self.settings.serving.max_id_length
@@ -418,8 +447,16 @@ class DataPlane:
     def _check_served(
         request_ids: list[str], rows: list[int], counts: dict[str, int], by_request: bool
     ) -> None:
-        """404 naming the first label without a served prediction; 400 for a request id call
-        with more labels than the request had rows."""
+        """404 naming the first label without a served prediction; 409 for a request id that
+        more than one request used; 400 for a request id call with more labels than the request
+        had rows."""
+        for rid in dict.fromkeys(request_ids):
+            if counts.get(rid) == AMBIGUOUS:
+                raise ConflictError(
+                    f"request id {rid!r} was used by more than one request: its predictions "
+                    "cannot be told apart, so no label is accepted for it (send a unique id "
+                    "per request)"
+                )
         if by_request:
             rid = request_ids[0]
             if rid not in counts:

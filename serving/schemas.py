@@ -44,19 +44,38 @@ Datatype = Literal[
 NUMERIC_DATATYPES = frozenset(get_args(Datatype)) - {"BOOL", "BYTES"}
 
 
+#: Most values of one input tensor's data: the ceiling of ``serving.max_rows_per_request``.
+MAX_TENSOR_VALUES = 100_000
+#: Most input tensors (and requested outputs): the ceiling of ``serving.max_inputs``.
+MAX_TENSORS = 256
+#: Most entries of a request's ``parameters`` (driftloop reads two).
+MAX_PARAMETERS = 32
+#: Most entries of an input tensor's ``parameters`` (driftloop reads none).
+MAX_INPUT_PARAMETERS = 8
+
+
 class RequestInput(BaseModel):
     """One input tensor = one column::
 
     {"name": "carrier", "shape": [2], "datatype": "BYTES", "data": ["UA", "DL"]}
+
+    The list caps are static ceilings checked while validating (the settings' tighter limits
+    are checked by :func:`serving.codec.decode` afterwards).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    shape: list[int]
+    shape: list[int] = Field(max_length=8, description="[n] or [n, 1].")
     datatype: Datatype
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
+    parameters: dict[str, Any] | None = Field(
+        None, max_length=MAX_INPUT_PARAMETERS, description="Ignored; at most 8 entries."
+    )
+    data: list[Any] = Field(
+        max_length=MAX_TENSOR_VALUES,
+        description="The n values in row order (or n one-value lists for shape [n, 1]); "
+        "n at most serving.max_rows_per_request (10,000).",
+    )
 
 
 class RequestOutput(BaseModel):
@@ -88,15 +107,19 @@ class InferenceRequest(BaseModel):
     )
     parameters: dict[str, Any] | None = Field(
         None,
+        max_length=MAX_PARAMETERS,
         description="content_type (flight | features) and routing_key (a string of at most "
         "serving.max_id_length characters); at most 32 entries.",
     )
     inputs: list[RequestInput] = Field(
+        max_length=MAX_TENSORS,
         description="One tensor per column; at most serving.max_inputs (32), names unique. "
-        "BYTES values at most serving.max_text_length (256) characters."
+        "BYTES values at most serving.max_text_length (256) characters.",
     )
     outputs: list[RequestOutput] | None = Field(
-        None, description="Outputs wanted (default: all); at most serving.max_inputs."
+        None,
+        max_length=MAX_TENSORS,
+        description="Outputs wanted (default: all); at most serving.max_inputs.",
     )
 
 

@@ -83,3 +83,10 @@ class ModelIntegrityError(DriftloopError):
     registered (or none was recorded): it is refused, never loaded."""
 
     status_code = 409
+
+
+class RequestTimeoutError(InvalidInputError):
+    """A request body that did not arrive completely in time (a slow upload holds memory and a
+    connection): 408."""
+
+    status_code = 408

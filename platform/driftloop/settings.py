@@ -247,8 +247,39 @@ class ServingSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Host the inference API binds to.")
     port: int = Field(8000, description="Port of the inference API.")
     reconcile_interval_s: float = Field(5.0, gt=0, description="Registry poll interval.")
-    max_rows_per_request: int = Field(10_000, description="Larger requests get 413.")
-    max_body_bytes: int = Field(8_000_000, description="Larger bodies get 413.")
+    max_rows_per_request: int = Field(
+        10_000,
+        ge=1,
+        le=100_000,
+        description="Larger requests get 413 (at most 100,000: serving.schemas caps a tensor's "
+        "data at that many values before validating it).",
+    )
+    max_body_bytes: int = Field(
+        4_000_000,
+        ge=1_000,
+        description="Larger bodies get 413. A 10,000-row request takes 0.6 MB (flight) to 1.3 MB "
+        "(features; 3.3 MB with every number at full float precision).",
+    )
+    max_concurrency: int = Field(
+        0,
+        ge=0,
+        description="Open connections and requests in flight per replica; above it uvicorn answers "
+        "503. 0 (default): no limit, since uvicorn counts idle connections too and has no header "
+        "deadline, so anyone able to connect could fill the limit; set it behind a proxy that "
+        "bounds header time. Body memory is bounded per caller without it "
+        "(max_body_reads_per_caller x max_body_bytes, body_timeout_s).",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body not received completely within this many seconds gets 408.",
+    )
+    max_body_reads_per_caller: int = Field(
+        32,
+        ge=1,
+        description="Request bodies one caller (token, or client address with auth off) may have "
+        "streaming in at once; more get 429.",
+    )
     missing_entity_policy: Literal["reject", "impute"] = Field(
         "impute",
         description="Entity absent from the online store: reject (404) or impute (feature=null).",
@@ -257,7 +288,10 @@ class ServingSettings(BaseModel):
     capture_flush_s: float = Field(1.0, description="... or after this many seconds.")
     mode: Literal["canary", "shadow"] = Field("canary", description="Challenger traffic mode.")
     max_inputs: int = Field(
-        32, ge=1, description="Requests with more input tensors (or outputs) get 400."
+        32,
+        ge=1,
+        le=256,
+        description="Requests with more input tensors (or outputs) get 400 (at most 256).",
     )
     max_id_length: int = Field(
         128,

@@ -25,6 +25,12 @@ Every route with a scope (inference, feedback, admin) checks, in this order:
 5. **Body size**: 413 above ``serving.max_body_bytes``, by Content-Length before reading and by
    counting while the body streams in, so a chunked body is cut off at the limit, never
    buffered whole.
+6. **Slow bodies**: at most ``serving.max_body_reads_per_caller`` bodies of one caller (the
+   rate limit's key) stream in at once, more get 429; a body not complete within
+   ``serving.body_timeout_s`` gets 408. With uvicorn's ``limit_concurrency``
+   (``serving.max_concurrency``, 503 above it; :mod:`serving.__main__`) one caller cannot hold
+   the replica's memory with slow uploads: at most max_concurrency x max_body_bytes of bodies
+   are ever held, and one token's share is max_body_reads_per_caller x max_body_bytes.
 
 Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
 one thread hop per dependency per request, which halved throughput and put the p99 at 500 req/s
@@ -33,6 +39,7 @@ from 4 ms to over 100 ms (benchmarks/serving.py). None of them blocks.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
@@ -44,13 +51,14 @@ from driftloop.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RequestTimeoutError,
     TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
 from driftloop.settings import Settings
 from serving.auth import ADMIN, PREDICT, Authenticator
 from serving.capture import CaptureWriter
-from serving.codec import describe_validation_error
+from serving.codec import Containers, check_containers, describe_validation_error
 from serving.dataplane import DataPlane
 from serving.features import FeatureLookup
 from serving.handles import Reconciler
@@ -62,12 +70,52 @@ Body = TypeVar("Body", bound=BaseModel)
 #: Host names (without port) served with auth off: this machine's loopback names.
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 JSON_MEDIA_TYPE = "application/json"
+#: Where :func:`admit_caller` leaves the caller's key in the ASGI scope for the body reader.
+CALLER_KEY = "driftloop.caller"
+#: JSON arrays and objects an admin body (weight, promote, rollback) may hold.
+ADMIN_CONTAINERS = Containers(arrays=1_000, objects=1_000)
+
+
+class BodyReads:
+    """Request bodies streaming in, per caller. Used on the event loop only (no lock); a caller
+    with none in flight holds no entry."""
+
+    def __init__(self) -> None:
+        self._reading: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._reading)
+
+    def reading(self, caller: str) -> int:
+        return self._reading.get(caller, 0)
+
+    def total(self) -> int:
+        return sum(self._reading.values())
+
+    def enter(self, caller: str, limit: int) -> None:
+        """Count one more body of ``caller``; 429 when it already has ``limit`` in flight."""
+        current = self._reading.get(caller, 0)
+        if current >= limit:
+            raise TooManyRequestsError(
+                f"{current} request bodies of this caller are still being received (at most "
+                f"{limit} at once); retry when one is complete",
+                1.0,
+            )
+        self._reading[caller] = current + 1
+
+    def exit(self, caller: str) -> None:
+        current = self._reading.get(caller, 0)
+        if current <= 1:
+            self._reading.pop(caller, None)
+        else:
+            self._reading[caller] = current - 1
 
 
 @dataclass(frozen=True)
 class Services:
     """The components of one app (built by :func:`serving.app.create_app`). ``limiter``: the
-    per-caller rate limit of ``settings.serving`` (None when ``rate_limit_per_s`` is 0)."""
+    per-caller rate limit of ``settings.serving`` (None when ``rate_limit_per_s`` is 0);
+    ``body_reads``: the bodies streaming in per caller."""
 
     settings: Settings
     plane: DataPlane
@@ -78,6 +126,7 @@ class Services:
     metrics: ServingMetrics
     auth: Authenticator
     limiter: RateLimiter | None = field(default=None)
+    body_reads: BodyReads = field(default_factory=BodyReads)
 
     def __post_init__(self) -> None:
         serving = self.settings.serving
@@ -142,18 +191,17 @@ def check_host(request: Request) -> None:
 
 def admit_caller(services: Services, request: Request, scope: str) -> str:
     """Host (auth off), token and ``scope``, then the caller's rate limit; returns the actor.
-    Every route with a scope admits its caller through here (steps 1-3 of the module)."""
+    Every route with a scope admits its caller through here (steps 1-3 of the module). The
+    caller's key (the actor with auth on, the client address with auth off) is left in the
+    request's scope for the body reader (step 6)."""
     auth = services.auth
     if not auth.enabled:
         check_host(request)
     actor = auth.require(request.headers.get("authorization"), scope)
+    key = actor if auth.enabled else _client_host(request)
+    request.scope[CALLER_KEY] = key
     limiter = services.limiter
     if limiter is not None:
-        if auth.enabled:
-            key = actor
-        else:
-            client = request.client
-            key = client.host if client is not None else "unknown"
         wait_s = limiter.wait_s(key)
         if wait_s > 0.0:
             services.metrics.rate_limited.inc()
@@ -163,6 +211,11 @@ def admit_caller(services: Services, request: Request, scope: str) -> str:
                 wait_s,
             )
     return actor
+
+
+def _client_host(request: Request) -> str:
+    client = request.client
+    return client.host if client is not None else "unknown"
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[str]]:
@@ -185,8 +238,9 @@ AdminActor = Annotated[str, Depends(require_scope(ADMIN))]
 
 async def read_body(request: Request) -> bytes:
     """The raw JSON body: 415 unless declared ``application/json``, 413 above
-    ``serving.max_body_bytes`` (by Content-Length before reading, and while streaming)."""
-    return await _read_limited(request, _services(request).settings.serving.max_body_bytes)
+    ``serving.max_body_bytes`` (by Content-Length before reading, and while streaming), 429 /
+    408 for a caller with too many bodies in flight / a body not complete in time."""
+    return await _read_limited(request, _services(request))
 
 
 def check_json(request: Request) -> None:
@@ -198,20 +252,37 @@ def check_json(request: Request) -> None:
         raise UnsupportedMediaTypeError(f"Content-Type must be {JSON_MEDIA_TYPE}, got {shown}")
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The body within ``limit`` bytes, counted while it streams in (a chunked body has no
-    Content-Length): at most ``limit`` bytes (plus one chunk) are ever held."""
+async def _read_limited(request: Request, services: Services) -> bytes:
+    """The body within ``serving.max_body_bytes``, counted while it streams in (a chunked body
+    has no Content-Length): at most that many bytes (plus one chunk) are ever held; received
+    within ``serving.body_timeout_s`` (else 408), while the caller has fewer than
+    ``serving.max_body_reads_per_caller`` other bodies streaming in (else 429)."""
     check_json(request)
+    serving = services.settings.serving
+    limit = serving.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(f"body of {length} bytes exceeds {limit} bytes")
+    caller = request.scope.get(CALLER_KEY) or _client_host(request)
+    reads = services.body_reads
+    reads.enter(caller, serving.max_body_reads_per_caller)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body exceeds {limit} bytes (counted while streaming)")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(serving.body_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"body exceeds {limit} bytes (counted while streaming)"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"request body not received within {serving.body_timeout_s:g} s ({size} bytes arrived)"
+        ) from None
+    finally:
+        reads.exit(caller)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -222,6 +293,7 @@ def json_body(model: type[Body]) -> Callable[..., Awaitable[Body]]:
     """A dependency that parses the (size-checked) body as ``model``; 400 naming the problem."""
 
     async def parse(body: BodyDep) -> Body:
+        check_containers(body, ADMIN_CONTAINERS)
         try:
             return model.model_validate_json(body or b"{}")
         except ValidationError as err:
@@ -244,7 +316,7 @@ class InferenceCall:
 async def inference_call(request: Request) -> InferenceCall:
     services = _services(request)
     actor = admit_caller(services, request, PREDICT)
-    body = await _read_limited(request, services.settings.serving.max_body_bytes)
+    body = await _read_limited(request, services)
     return InferenceCall(actor, body, services.plane)
 
 

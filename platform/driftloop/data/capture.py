@@ -22,7 +22,8 @@ is_late, ts, labeler (the fingerprint of the token that posted the label, ``toke
 Labels: the FIRST label of a prediction (by ``ts``) is its label; a later one stays in the files
 as a *conflict* (:func:`feedback_conflicts` counts them by labeler), so whoever may post labels
 cannot overwrite the ground truth that the monitor and the canary judge on. Serving accepts a
-label only for a prediction it can find: :func:`served_row_counts` is its look-up in the files.
+label only for a prediction it can find: :func:`served_row_counts` is its look-up in the files;
+a request id that more than one request used is :data:`AMBIGUOUS` there (labels refused).
 
 Files are written under a temporary name and renamed, so a reader never sees half a file; many
 replicas may write to the same folder (file names carry host, pid and a sequence number).
@@ -48,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
+#: Row count reported for a request id that more than one request used (its prediction ids
+#: name rows of several requests, so no label can be attached to one of them).
+AMBIGUOUS = -1
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Columns of a prediction row before the model inputs, in file order, with their types.
@@ -228,35 +232,57 @@ def served_row_counts(
     now: datetime | None = None,
 ) -> dict[str, int]:
     """Rows served per request id, for the ids among ``request_ids`` that the prediction files
-    of the last ``horizon`` hold (ids not found are absent). Reads only the request_id and row
-    columns, filtered to the ids, newest day first, and stops once every id was found: serving
-    calls it for a label whose prediction this replica did not serve itself."""
+    of the last ``horizon`` hold (ids not found are absent); :data:`AMBIGUOUS` for an id that
+    more than one request used: its row 0 was served (``served`` not false: a shadow copy or a
+    challenger answer replaced by the champion's is the same request) at more than one ``ts``.
+    Reads only the request_id, row, ts and served columns, filtered to the ids, through every
+    file of the horizon (a reuse may be in any of them; an id found ambiguous is no longer
+    read): serving calls it for a label whose prediction this replica did not serve itself."""
     settings = settings or get_settings()
     wanted = set(request_ids)
     found: dict[str, int] = {}
     if not wanted:
         return found
+    first_served: dict[str, object] = {}  # request id -> ts of a served row 0
     lo = pd.Timestamp(now or datetime.now(UTC)) - horizon
     for path in reversed(_files(PREDICTIONS, settings, _utc(lo), None)):
-        missing = pa.array(sorted(wanted - found.keys()), type=pa.string())
+        open_ids = sorted(rid for rid in wanted if found.get(rid) != AMBIGUOUS)
+        if not open_ids:
+            break
         try:
+            names = set(pq.read_schema(path).names)
+            columns = [c for c in ("request_id", "row", "ts", "served") if c in names]
             table = pq.read_table(
                 path,
-                columns=["request_id", "row"],
-                filters=pc.field("request_id").isin(missing),
+                columns=columns,
+                filters=pc.field("request_id").isin(pa.array(open_ids, type=pa.string())),
             )
         except (OSError, ValueError, pa.ArrowException) as exc:  # removed, or not ours
             logger.warning("skipping unreadable capture file %s: %s", path, exc)
             continue
         if table.num_rows:
-            ids = table.column("request_id").to_pylist()
-            rows = table.column("row").to_pylist()
-            for rid, row in zip(ids, rows, strict=True):
-                if row is not None and row + 1 > found.get(rid, 0):
-                    found[rid] = row + 1
-            if wanted <= found.keys():
-                break
+            _count_rows(table, found, first_served)
     return found
+
+
+def _count_rows(table: pa.Table, found: dict[str, int], first_served: dict[str, object]) -> None:
+    """Fold one file's (request_id, row, ts, served) rows into ``found`` (see
+    :func:`served_row_counts`)."""
+    n = table.num_rows
+    ids = table.column("request_id").to_pylist()
+    rows = table.column("row").to_pylist()
+    stamps = table.column("ts").to_pylist() if "ts" in table.column_names else [None] * n
+    served = table.column("served").to_pylist() if "served" in table.column_names else [None] * n
+    for rid, row, ts, was_served in zip(ids, rows, stamps, served, strict=True):
+        if row is None or found.get(rid) == AMBIGUOUS:
+            continue
+        if row == 0 and was_served is not False:
+            seen = first_served.setdefault(rid, ts)
+            if seen != ts:
+                found[rid] = AMBIGUOUS
+                continue
+        if row + 1 > found.get(rid, 0):
+            found[rid] = row + 1
 
 
 def read_predictions(

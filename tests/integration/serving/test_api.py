@@ -38,7 +38,11 @@ def api(
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("serving-api"),
         log_level="WARNING",
-        mlflow={"tracking_uri": mlflow_server, "registered_model": f"api-{uuid.uuid4().hex[:6]}"},
+        mlflow={
+            "tracking_uri": mlflow_server,
+            "registered_model": f"api-{uuid.uuid4().hex[:6]}",
+            "experiment": "serving-tests",  # where the fake models are logged (conftest)
+        },
         serving={
             "port": free_port(),
             "reconcile_interval_s": 0.3,

@@ -7,6 +7,11 @@ capture afterwards.
 The chunked oversized body is sent over a raw socket (``Transfer-Encoding: chunked``, no
 Content-Length) so the server can only count it while it streams in; the client stops sending
 as soon as the answer arrives.
+
+One caller against the replica: slow uploads (raw sockets that stop sending) get 408 at the
+body deadline, a caller's third body in flight gets 429 while another caller is served, idle
+connections up to ``max_concurrency`` make uvicorn answer 503 until they close, and labels for a
+request id used twice are 409 with nothing stored.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import orjson
 import pytest
 from polling import wait_for
 
-from driftloop.data.capture import read_predictions
+from driftloop.data.capture import AMBIGUOUS, read_feedback, read_predictions, served_row_counts
 from driftloop.settings import Settings
 from serving.examples import features_request, flight_request
 
@@ -36,6 +41,9 @@ ADMIN_TOKEN, PREDICT_TOKEN, FEEDBACK_TOKEN = "admin-secret", "predict-secret", "
 JSON = {"Content-Type": "application/json"}
 PREDICT = {"Authorization": f"Bearer {PREDICT_TOKEN}"} | JSON
 FEEDBACK = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"} | JSON
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"} | JSON
+#: Small limits of the hostile server, so the test reaches them with a few sockets.
+BODY_TIMEOUT_S, BODY_READS, CONCURRENCY = 4.0, 2, 8
 #: Growth of the server's resident memory allowed over the whole matrix (MiB). A server that
 #: buffered the chunked body whole would pass it alone (the client streams up to 1 GiB).
 RSS_GROWTH_MIB = 384
@@ -162,8 +170,9 @@ def _matrix(rid: str) -> list[Vector]:
         ("long id", "infer", features_request(1, request_id=long), PREDICT, 400),
         ("long routing key", "infer", features_request(1, routing_key=long), PREDICT, 400),
         ("object routing key", "infer", features_request(1, routing_key={"a": [1]}), PREDICT, 400),
-        ("100k input names", "infer", _many_inputs(100_000, same_name=False), PREDICT, 400),
-        ("100k duplicated names", "infer", _many_inputs(100_000, same_name=True), PREDICT, 400),
+        # 50k: within max_body_bytes (4 MB), refused by counting their objects before parsing
+        ("50k input names", "infer", _many_inputs(50_000, same_name=False), PREDICT, 400),
+        ("50k duplicated names", "infer", _many_inputs(50_000, same_name=True), PREDICT, 400),
         ("long text value", "infer", _features(1, carrier=["U" * 1_000_000]), PREDICT, 400),
         (
             "100k parameters",
@@ -250,7 +259,10 @@ def hostile_server(
                 "admin_tokens": [ADMIN_TOKEN],
                 "predict_tokens": [PREDICT_TOKEN],
                 "feedback_tokens": [FEEDBACK_TOKEN],
-            }
+            },
+            "body_timeout_s": BODY_TIMEOUT_S,
+            "max_body_reads_per_caller": BODY_READS,
+            "max_concurrency": CONCURRENCY,
         }
     )
     register("good", settings, alias="champion")
@@ -285,7 +297,7 @@ def test_hostile_requests_get_4xx_in_bounded_time_and_memory_and_lose_nothing(
                 url = path if path.startswith("/") else f"/v2/models/{name}/{path}"
                 r = client.post(url, content=raw, headers=headers)
                 if r.status_code not in _expected(status) or set(r.json()) != {"error"}:
-                    wrong.append(f"{vector}: {r.status_code} {r.text[:200]}")
+                    wrong.append(f"{vector}: {r.status_code} {r.text[:120]}")
             status, sent = _chunked_post(proc.url, infer, PREDICT, CHUNKED_TOTAL)
             if status != 413:
                 wrong.append(f"chunked oversized body: {status} after {sent} bytes")
@@ -334,3 +346,117 @@ def test_auth_off_server_refuses_other_hosts_and_non_json_posts(
         )
         assert promote.status_code == 415, promote.text
         assert json.loads(promote.text)["error"].startswith("Content-Type must be")
+
+
+def _start_upload(url: str, path: str, headers: dict[str, str], body: bytes) -> socket.socket:
+    """A POST whose Content-Length announces 100 bytes more than ``body``: the server waits
+    for the rest, which never comes."""
+    u = httpx.URL(url)
+    head = [f"POST {path} HTTP/1.1", f"Host: {u.host}:{u.port}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    head.append(f"Content-Length: {len(body) + 100}")
+    sock = socket.create_connection((u.host, u.port), timeout=TIMEOUT_S)
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """(status, body) of the response on ``sock`` (read until the server closes or the
+    announced body arrived), then close it."""
+    data = b""
+    with sock:
+        while True:
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    None,
+                )
+                if length is not None and len(rest) >= length:
+                    break
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+def test_one_caller_cannot_hold_the_replica_and_reused_ids_get_no_labels(
+    hostile_server: tuple[Settings, Any],
+) -> None:
+    settings, proc = hostile_server
+    name = settings.mlflow.registered_model
+    infer = f"/v2/models/{name}/infer"
+    whole = orjson.dumps(features_request(1))
+    with httpx.Client(base_url=proc.url, timeout=TIMEOUT_S) as client:
+        # slow uploads: BODY_READS of one token are held, the next is 429 at once, another
+        # caller is served meanwhile, and the held ones get 408 at the body deadline
+        slow = [_start_upload(proc.url, infer, PREDICT, whole[:20]) for _ in range(BODY_READS)]
+        time.sleep(1.0)  # let the server start reading them (a wait, not an assertion)
+        over = _answer(_start_upload(proc.url, infer, PREDICT, whole[:20]))
+        served = client.post(infer, content=whole, headers=ADMIN)
+        answers = [_answer(sock) for sock in slow]
+        assert over[0] == 429, over
+        assert b"still being received" in over[1]
+        assert served.status_code == 200, served.text
+        for status, body in answers:
+            assert status == 408, body
+            assert json.loads(body)["error"].startswith("request body not received within")
+
+        # idle connections up to max_concurrency: uvicorn refuses requests (503) until they go
+        address = (settings.serving.host, settings.serving.port)
+        idle = [socket.create_connection(address, timeout=TIMEOUT_S) for _ in range(CONCURRENCY)]
+        try:
+            with httpx.Client(base_url=proc.url, timeout=TIMEOUT_S) as fresh:
+                refused = fresh.post(infer, content=whole, headers=PREDICT)
+        finally:
+            for sock in idle:
+                sock.close()
+        assert refused.status_code == 503, refused.text
+
+        def serves() -> bool:
+            with httpx.Client(base_url=proc.url, timeout=TIMEOUT_S) as again:
+                return again.post(infer, content=whole, headers=PREDICT).status_code == 200
+
+        wait_for(serves, timeout=20, what="serving again once the idle connections closed")
+
+        # a reused request id: its labels are refused (409), nothing of them is stored
+        rid, good = f"reused-{uuid.uuid4().hex[:8]}", f"unique-{uuid.uuid4().hex[:8]}"
+        for n in (1, 10):  # the victim's request, then one with more rows under its id
+            body = orjson.dumps(features_request(n, request_id=rid))
+            assert client.post(infer, content=body, headers=PREDICT).status_code == 200
+        one = orjson.dumps(features_request(1, request_id=good))
+        assert client.post(infer, content=one, headers=PREDICT).status_code == 200
+        feedback = f"/v2/models/{name}/feedback"
+        for label in (
+            {"request_id": rid, "labels": [1]},
+            {"prediction_ids": [f"{rid}:9"], "labels": [1]},
+        ):
+            r = client.post(feedback, content=orjson.dumps(label), headers=FEEDBACK)
+            assert r.status_code == 409, r.text
+            assert r.json()["error"].startswith(f"request id '{rid}' was used by more than one")
+        ok = client.post(
+            feedback, content=orjson.dumps({"request_id": good, "labels": [1]}), headers=FEEDBACK
+        )
+        assert ok.status_code == 200, ok.text
+
+        def stored() -> bool:
+            labels = read_feedback(settings)
+            return not labels.empty and good in set(labels["request_id"])
+
+        wait_for(stored, timeout=20, what="the accepted label on disk")
+        assert rid not in set(read_feedback(settings)["request_id"])
+        # the capture files tell the reuse too (another replica's look-up)
+        wait_for(
+            lambda: served_row_counts([rid], settings) == {rid: AMBIGUOUS},
+            timeout=20,
+            what="the reused id's requests captured",
+        )

@@ -8,10 +8,12 @@ tests/integration/serving."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import inspect
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from serving_doubles import InMemoryFeatures
 
+from driftloop.data.capture import read_feedback
 from driftloop.registry import promotion
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.settings import Settings
@@ -48,11 +51,12 @@ FEEDBACK = {"Authorization": "Bearer feedback-secret"}
 MAX_ROWS, MAX_BODY = 50, 200_000
 
 
-def _settings(state: Path) -> Settings:
+def _settings(state: Path, **serving: Any) -> Settings:
     return Settings(
         state_dir=state,
         mlflow={"registered_model": MODEL},
-        serving={
+        serving=serving
+        | {
             "reconcile_interval_s": 60.0,
             "capture_flush_s": 0.05,
             "max_rows_per_request": MAX_ROWS,
@@ -77,12 +81,15 @@ def _load(name: str, version: str, settings: Settings) -> ModelHandle:
     return ModelHandle(name, version, predict)
 
 
-def _app(state: Path, champion: str | None = "1") -> FastAPI:
+def _app(state: Path, champion: str | None = "1", **serving: Any) -> FastAPI:
     def snapshot(settings: Settings, name: str) -> RegistrySnapshot:
         return RegistrySnapshot(name, champion, None, 0, None)
 
     return create_app(
-        _settings(state), loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot
+        _settings(state, **serving),
+        loader=_load,
+        feature_source=InMemoryFeatures(),
+        snapshot=snapshot,
     )
 
 
@@ -392,6 +399,7 @@ def test_openapi_documents_every_route_error_and_body(client: TestClient) -> Non
 def test_openapi_example_bodies_are_valid(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     checked = 0
+    served: set[str] = set()
     for path, ops in paths.items():
         for op in ops.values():
             content = op.get("requestBody", {}).get("content", {}).get("application/json")
@@ -405,7 +413,11 @@ def test_openapi_example_bodies_are_valid(client: TestClient) -> None:
                 if model in (InferenceRequest, FeedbackRequest):  # the core accepts them too
                     url = path.replace("{name}", MODEL).replace("{version}", "1")
                     token = FEEDBACK if model is FeedbackRequest else PREDICT
-                    r = _post(client, url, example["value"], token)
+                    body = dict(example["value"])
+                    if body.get("id") in served:  # a reused id would make its labels ambiguous
+                        body["id"] = f"{body['id']}-{len(served)}"
+                    served.add(body.get("id", ""))
+                    r = _post(client, url, body, token)
                     assert r.status_code == 200, (path, r.text)
     assert checked >= 6
 
@@ -600,7 +612,7 @@ def test_a_chunked_body_above_the_limit_is_413(client: TestClient) -> None:
                     for i in range(2000)
                 ]
             },
-            "2000 inputs exceed the limit of 32",
+            "more than 192 JSON objects",
         ),
         (
             orjson.dumps(features_request(2)).replace(
@@ -620,3 +632,139 @@ def test_a_departure_out_of_range_is_400_naming_the_row(client: TestClient) -> N
     when["data"][1] = "9999-12-31T23:59:00-05:00"
     r = _post(client, f"/v2/models/{MODEL}/infer", body)
     assert "'scheduled_departure' holds '9999-12-31T23:59:00-05:00' at row 1" in _error(r, 400)
+
+
+# -- one caller cannot stall or exhaust the replica -------------------------------------------
+async def _raw_post(
+    app: FastAPI, path: str, headers: dict[str, str], body: bytes, stall: bool
+) -> tuple[int, dict[str, Any]]:
+    """POST through the ASGI interface (the TestClient reads a streamed body whole before
+    the app sees it): ``body`` arrives, then, with ``stall``, nothing more ever does."""
+    pending = [body]
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": stall}
+        await asyncio.Event().wait()  # a client that stopped sending
+        raise AssertionError("unreachable")
+
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers | JSON).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return start["status"], orjson.loads(raw)
+
+
+def test_slow_bodies_get_408_and_one_caller_may_stream_only_a_few_at_once(
+    tmp_path: Path,
+) -> None:
+    """Step 6 of serving.routes.deps: the body deadline frees a slow upload's memory and
+    connection; a caller above its in-flight bodies gets 429 at once while others are served."""
+    app = _app(tmp_path, body_timeout_s=1.5, max_body_reads_per_caller=2)
+    infer = f"/v2/models/{MODEL}/infer"
+    half = orjson.dumps(features_request(1))[:20]
+    whole = orjson.dumps(features_request(1))
+    with TestClient(app) as slow_client:
+        reads = app.state.services.body_reads
+
+        async def scenario() -> list[tuple[int, dict[str, Any]]]:
+            stalled = [
+                asyncio.ensure_future(_raw_post(app, infer, PREDICT, half, stall=True))
+                for _ in range(2)
+            ]
+            for _ in range(500):  # both are being received (a bound, not a timing)
+                if reads.total() == 2:
+                    break
+                await asyncio.sleep(0.002)
+            third = await _raw_post(app, infer, PREDICT, whole, stall=False)
+            other = await _raw_post(app, infer, ADMIN, whole, stall=False)  # another caller
+            return [third, other, *await asyncio.gather(*stalled)]
+
+        third, other, *slow = slow_client.portal.call(scenario)
+        assert third[0] == 429, third
+        assert "request bodies of this caller are still being received" in third[1]["error"]
+        assert other[0] == 200, other
+        for status, body in slow:
+            assert status == 408, body
+            assert body["error"].startswith("request body not received within 1.5 s")
+        assert reads.total() == 0  # every slot given back
+        assert slow_client.post(infer, content=whole, headers=PREDICT | JSON).status_code == 200
+        metrics = slow_client.get("/metrics").text
+        assert 'driftloop_rejected_requests_total{status="408"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            b'{"inputs": [{"name": "distance", "shape": [1], "datatype": "FP64", "data": ['
+            + b",".join([b"[]"] * 10_000)
+            + b"]}]}",
+            413,
+            "JSON arrays",
+        ),
+        (
+            b'{"inputs": [{"name": "distance", "shape": [1], "datatype": "FP64", "data": ['
+            + b",".join([b"{}"] * 1000)
+            + b"]}]}",
+            400,
+            "JSON objects",
+        ),
+        (
+            orjson.dumps(features_request(1) | {"parameters": {f"p{i}": i for i in range(40)}}),
+            400,
+            "more parameters than the limit of 32",
+        ),
+    ],
+    ids=["empty lists", "empty objects", "parameters"],
+)
+def test_container_heavy_bodies_are_refused_before_parsing(
+    client: TestClient, body: bytes, status: int, message: str
+) -> None:
+    assert message in _error(_post(client, f"/v2/models/{MODEL}/infer", body), status)
+
+
+def test_a_reused_request_id_gets_409_for_its_labels_and_nothing_is_stored(
+    client: TestClient,
+) -> None:
+    infer, feedback = f"/v2/models/{MODEL}/infer", f"/v2/models/{MODEL}/feedback"
+    assert _post(client, infer, features_request(1, request_id="reused-1")).status_code == 200
+    assert _post(client, infer, features_request(9, request_id="reused-1")).status_code == 200
+    for body in (
+        {"request_id": "reused-1", "labels": [1]},
+        {"prediction_ids": ["reused-1:0", "reused-1:8"], "labels": [1, 0]},
+    ):
+        message = _error(_post(client, feedback, body, FEEDBACK), 409)
+        assert message.startswith("request id 'reused-1' was used by more than one request")
+    assert _post(client, infer, features_request(1, request_id="unique-1")).status_code == 200
+    ok = _post(client, feedback, {"request_id": "unique-1", "labels": [1]}, FEEDBACK)
+    assert ok.json() == {"accepted": 1, "conflicts": 0}
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the label after the refused ones is on disk ...
+        stored = read_feedback(settings)
+        if not stored.empty and "unique-1" in set(stored["request_id"]):
+            break
+        time.sleep(0.05)
+    assert "unique-1" in set(stored["request_id"])
+    assert "reused-1" not in set(stored["request_id"])  # ... and the refused ones are not
+    text = client.get("/metrics").text
+    assert 'driftloop_feedback_rejected_total{reason="ambiguous_request_id"} 2.0' in text

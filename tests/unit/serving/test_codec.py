@@ -211,7 +211,7 @@ def test_ids_routing_keys_and_texts_at_the_cap_pass() -> None:
         (_mutated("carrier", data=["UA", "x" * 31]), "'carrier' holds a text of 31 .* row 1"),
         (
             features_request(1) | {"parameters": {f"p{i}": i for i in range(33)}},
-            "33 parameters exceed the limit of 32",
+            "more parameters than the limit of 32",
         ),
         (
             features_request(1) | {"outputs": [{"name": "is_late"}] * 33},
@@ -233,11 +233,17 @@ def test_caps_are_400_naming_the_field(body: Any, message: str) -> None:
 def test_too_many_inputs_is_400_before_any_per_name_work() -> None:
     tensor = {"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}
     body = {"inputs": [{**tensor, "name": f"n{i}"} for i in range(100_000)]}
-    with pytest.raises(InvalidInputError, match="100000 inputs exceed the limit of 32"):
+    # refused by counting '{' before parsing: 4 objects per allowed input and a margin
+    with pytest.raises(InvalidInputError, match="more than 192 JSON objects") as err:
         _capped(body)
+    assert err.value.status_code == 400
     same = {"inputs": [tensor] * 100_000}  # 100k duplicates: same answer, no quadratic scan
-    with pytest.raises(InvalidInputError, match="100000 inputs exceed"):
+    with pytest.raises(InvalidInputError, match="more than 192 JSON objects"):
         _capped(same)
+    # under the object count, above the cap: named by the schema's ceiling, then the setting
+    over = {"inputs": [{**tensor, "name": f"n{i}"} for i in range(40)]}
+    with pytest.raises(InvalidInputError, match="40 inputs exceed the limit of 32"):
+        _capped(over)
 
 
 def test_duplicate_names_are_found_in_one_pass_and_reported_short() -> None:
@@ -270,3 +276,103 @@ def test_a_long_unknown_field_is_not_echoed_whole() -> None:
     with pytest.raises(InvalidInputError, match="invalid request") as err:
         _decode(raw)
     assert len(str(err.value)) < 500
+
+
+# -- the cost of a body is bounded before pydantic builds it ---------------------------------
+def _one_tensor(data: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b'{"inputs": [{"name": "distance", "shape": [1], "datatype": "FP64", '
+        + extra
+        + b'"data": ['
+        + data
+        + b"]}]}"
+    )
+
+
+def test_the_default_body_limit_holds_a_full_request_in_either_mode() -> None:
+    """max_body_bytes is sized from the largest request allowed: 10,000 rows, features mode
+    with every number at full float precision (the flight mode needs half as much)."""
+    from driftloop.settings import ServingSettings
+
+    defaults = ServingSettings()
+    n = defaults.max_rows_per_request
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({c: [ROW[c]] * n for c in MODEL_INPUT_COLUMNS})
+    for c in MODEL_INPUT_COLUMNS:
+        if not isinstance(ROW[c], str):
+            frame[c] = rng.uniform(-10_000, 10_000, n)
+    body = codec.request_body(frame, "r" * 128, {"routing_key": "k" * 128})
+    raw = orjson.dumps(body)
+    assert len(raw) < defaults.max_body_bytes
+    assert codec.decode(raw, n).n == n
+    flight = orjson.dumps(flight_request(n))
+    assert len(flight) < len(raw)
+    assert codec.decode(flight, n).n == n
+
+
+def test_nested_data_at_the_row_limit_passes_the_container_count() -> None:
+    body = features_request(100)
+    for t in body["inputs"]:
+        t["shape"], t["data"] = [100, 1], [[v] for v in t["data"]]
+    assert _decode(body, 100).n == 100  # 2,000 nested lists: what 100 rows may hold
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (_one_tensor(b",".join([b"[]"] * 5000)), 413, "more than 3328 JSON arrays"),
+        (_one_tensor(b",".join([b"[0]"] * 5000)), 413, "more than 3328 JSON arrays"),
+        (_one_tensor(b",".join([b"{}"] * 500)), 400, "more than 192 JSON objects"),
+        (
+            b'{"parameters": {"x": [' + b",".join([b"[]"] * 5000) + b"]}, " + _one_tensor(b"1")[1:],
+            413,
+            "JSON arrays",
+        ),
+        (_one_tensor(b",".join([b"0"] * 100_001)), 413, "input #0 holds 100001 values"),
+        (
+            _one_tensor(b"1", b'"shape": [1, 1, 1, 1, 1, 1, 1, 1, 1], ').replace(
+                b'"shape": [1], ', b"", 1
+            ),
+            400,
+            "inputs.0.shape",
+        ),
+        (
+            _one_tensor(
+                b"1", b'"parameters": {' + b",".join(b'"p%d": 1' % i for i in range(9)) + b"}, "
+            ),
+            400,
+            "inputs.0.parameters",
+        ),
+    ],
+    ids=[
+        "empty lists",
+        "one-value lists",
+        "empty objects",
+        "nested parameter value",
+        "values above the ceiling",
+        "long shape",
+        "input parameters",
+    ],
+)
+def test_container_heavy_and_oversized_bodies_are_refused_naming_why(
+    body: bytes, status: int, message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message) as err:
+        _decode(body, 100)  # 100 rows: 32 * (100 + 2) + 64 arrays at most
+    assert err.value.status_code == status
+    assert len(str(err.value)) < 300
+
+
+def test_the_schema_ceilings_cover_the_settings_ceilings() -> None:
+    """The static list caps of the schema are the settings' maxima: no setting can allow a
+    request the schema refuses."""
+    from pydantic import ValidationError
+
+    from driftloop.settings import ServingSettings
+    from serving.schemas import MAX_TENSOR_VALUES, MAX_TENSORS
+
+    ServingSettings(max_rows_per_request=MAX_TENSOR_VALUES, max_inputs=MAX_TENSORS)
+    with pytest.raises(ValidationError, match="max_rows_per_request"):
+        ServingSettings(max_rows_per_request=MAX_TENSOR_VALUES + 1)
+    with pytest.raises(ValidationError, match="max_inputs"):
+        ServingSettings(max_inputs=MAX_TENSORS + 1)

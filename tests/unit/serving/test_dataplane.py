@@ -20,8 +20,14 @@ import pandas as pd
 import pytest
 from serving_doubles import InMemoryFeatures
 
-from driftloop.data.capture import feedback_conflicts, read_feedback, read_predictions
-from driftloop.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from driftloop.data.capture import (
+    AMBIGUOUS,
+    feedback_conflicts,
+    read_feedback,
+    read_predictions,
+    served_row_counts,
+)
+from driftloop.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from driftloop.registry.client import RegistrySnapshot
 from driftloop.settings import Settings
 from serving.capture import CaptureWriter
@@ -241,11 +247,98 @@ def test_served_index_and_label_memory_are_bounded_fifo() -> None:
         index.add(f"r{i}", i + 1)
     assert len(index) == 3
     assert [index.rows(f"r{i}") for i in range(6, 10)] == [None, 8, 9, 10]
-    index.add("r8", 2)  # a reused id keeps its largest row count
-    assert index.rows("r8") == 9
+    index.add("r8", 2)  # a reused id is ambiguous, whatever the row counts
+    assert index.rows("r8") == AMBIGUOUS
+    assert index.is_ambiguous("r8")
+    index.add("r8", 9)  # and stays so
+    assert index.is_ambiguous("r8")
+    index.update({"r9": 10, "r7": 4})  # the files agree on r9, not on r7
+    assert (index.rows("r9"), index.rows("r7"), index.rows("r8")) == (10, AMBIGUOUS, AMBIGUOUS)
+    index.update({"r10": 4})  # new: remembered, the oldest (r7) evicted
+    assert (index.rows("r10"), index.rows("r7"), len(index)) == (4, None, 3)
+    index.update({"r10": AMBIGUOUS})  # the files saw r10 used twice
+    assert index.is_ambiguous("r10")
     memory = LabelMemory(capacity=2)
     assert memory.record([("a:0", 1), ("a:0", 1), ("a:0", 0), ("b:0", 0)]) == 1
     assert memory.record([("c:0", 1), ("a:0", 0)]) == 0  # a:0 was evicted: no longer known
     assert len(memory) == 2
     with pytest.raises(ValueError, match="capacity"):
         ServedIndex(0)
+
+
+def test_a_reused_request_id_is_ambiguous_and_its_labels_are_409_storing_nothing(
+    tmp_path: Path,
+) -> None:
+    """A caller reusing a victim's request id with more rows must not lift the label cap of
+    that id: any second request under an id makes it ambiguous (whatever the row counts)."""
+    settings, plane = _plane(tmp_path, weight=0)
+    _infer(plane, features_request(1, request_id="victim"))
+    assert _label(plane, {"request_id": "victim", "labels": [1]})["accepted"] == 1
+    _infer(plane, features_request(5, request_id="victim"))  # the attacker, 5 rows
+    _infer(plane, features_request(1, request_id="twice"))
+    _infer(plane, features_request(1, request_id="twice"))  # same row count: ambiguous too
+    for body in (
+        {"request_id": "victim", "labels": [0]},
+        {"prediction_ids": ["victim:3"], "labels": [1]},
+        {"prediction_ids": ["twice:0"], "labels": [1]},
+    ):
+        with pytest.raises(ConflictError, match="was used by more than one request") as err:
+            _label(plane, body)
+        assert err.value.status_code == 409
+    assert _rejected(plane, "ambiguous_request_id") == 3
+    _finish(plane)
+    stored = read_feedback(settings)
+    assert stored["prediction_id"].tolist() == ["victim:0"]  # only the label before the reuse
+
+    # a fresh replica on the same files: the capture look-up finds the reuse too
+    assert served_row_counts(["victim", "twice"], settings) == {
+        "victim": AMBIGUOUS,
+        "twice": AMBIGUOUS,
+    }
+    _, other = _plane(tmp_path, weight=0)
+    with pytest.raises(ConflictError, match="'victim' was used by more than one request"):
+        _label(other, {"prediction_ids": ["victim:0"], "labels": [1]})
+    assert other.served.is_ambiguous("victim")
+    _finish(other)
+
+
+@pytest.mark.parametrize(
+    ("weight", "mode", "kind"),
+    [(100, "canary", "raise"), (100, "shadow", "ok")],
+    ids=["failed-challenger-answered-by-champion", "shadow-copy"],
+)
+def test_one_request_captured_twice_is_not_a_reuse(
+    tmp_path: Path, weight: int, mode: str, kind: str
+) -> None:
+    """A challenger failure (its rows and the champion's) and a shadow copy write two rows per
+    row of ONE request: its labels are accepted, on this replica and on a fresh one."""
+    settings, plane = _plane(tmp_path, weight=weight, mode=mode, kind=kind)
+    _infer(plane, features_request(2, request_id="one"))
+    assert not plane.served.is_ambiguous("one")
+    assert _label(plane, {"request_id": "one", "labels": [1, 0]})["accepted"] == 2
+    _finish(plane)
+    assert len(read_predictions(settings)) == 4  # two rows per row
+    assert served_row_counts(["one"], settings) == {"one": 2}
+    _, other = _plane(tmp_path, weight=0)  # a fresh replica on the same capture folder
+    assert _label(other, {"prediction_ids": ["one:1"], "labels": [0]})["accepted"] == 1
+    _finish(other)
+
+
+def test_feedback_lists_are_counted_before_their_items_are_validated(tmp_path: Path) -> None:
+    """A long list of wrong types would cost pydantic one error object per item: the length
+    is checked first (413), and nested lists never reach the parser."""
+    _, plane = _plane(tmp_path, weight=0, max_rows_per_request=20)
+    _infer(plane, features_request(2, request_id="c1"))
+    with pytest.raises(PayloadTooLargeError, match="50000 prediction_ids exceed the limit of 20"):
+        _label(plane, {"prediction_ids": [0] * 50_000, "labels": [1]})
+    with pytest.raises(PayloadTooLargeError, match="50000 labels exceed the limit of 20"):
+        _label(plane, {"request_id": "c1", "labels": ["a"] * 50_000})
+    nested = b'{"request_id": "c1", "labels": [' + b",".join([b"[]"] * 1000) + b"]}"
+    with pytest.raises(PayloadTooLargeError, match="more than 16 JSON arrays"):
+        asyncio.run(plane.feedback("m", nested, "token:aaaa0000"))
+    with pytest.raises(InvalidInputError, match="malformed JSON"):
+        asyncio.run(plane.feedback("m", b'{"request_id": "c1", "labels": [1', "token:aaaa0000"))
+    with pytest.raises(InvalidInputError, match=r"labels\.0"):
+        _label(plane, {"request_id": "c1", "labels": ["a"]})
+    assert _label(plane, {"request_id": "c1", "labels": [1, 0]})["accepted"] == 2
+    _finish(plane)
