@@ -251,7 +251,8 @@ def test_mlflow_runs_basic_auth_with_its_config_from_a_secret(render: Render) ->
     assert (
         section["database_uri"] == "postgresql://mlflow@rel-driftloop-postgresql:5432/mlflow_auth"
     )
-    assert section["default_permission"] == "READ"
+    # users reach only what the provision hook granted them
+    assert section["default_permission"] == "NO_PERMISSIONS"
     assert "admin_password" not in section  # from the environment (a Secret), never the file
     assert "checksum/auth-config" in pod.meta["annotations"]
 
