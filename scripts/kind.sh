@@ -7,8 +7,11 @@
 #   scripts/kind.sh down   uninstall the chart and delete the cluster
 #
 # Environment: CLUSTER (driftloop), NAMESPACE (driftloop), RELEASE (driftloop), TAG (dev),
-# SKIP_BUILD=1 (use images already built), VALUES (extra values file), HELM_TIMEOUT (10m).
+# SKIP_BUILD=1 (use images already built), VALUES (extra values file; a relative path is taken
+# from the current folder), HELM_TIMEOUT (10m).
 set -euo pipefail
+# VALUES names a file relative to where the script was started, not to the repository root.
+if [[ -n "${VALUES:-}" && "$VALUES" != /* ]]; then VALUES="$PWD/$VALUES"; fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CLUSTER=${CLUSTER:-driftloop}
 NAMESPACE=${NAMESPACE:-driftloop}
@@ -20,19 +23,33 @@ CHART=helm/driftloop
 log() { printf '[kind %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 need() { command -v "$1" >/dev/null || die "$1 not found on PATH ($2)"; }
+# The helm on PATH, else the pinned one scripts/helm-tools.sh installs (it prints the path of
+# the binary as its last line: .venv/bin/helm, or .tools/bin/helm without a virtualenv).
 helm_bin() {
   if command -v helm >/dev/null; then command -v helm; return; fi
-  [[ -x .venv/bin/helm ]] || scripts/helm-tools.sh >/dev/null
-  echo "$PWD/.venv/bin/helm"
+  local out
+  out=$(scripts/helm-tools.sh) || die "no helm on PATH and scripts/helm-tools.sh failed"
+  out=${out##*$'\n'}
+  [[ -x "$out" ]] || die "scripts/helm-tools.sh did not install helm (it printed '$out')"
+  echo "$out"
+}
+# Whether kind knows cluster $CLUSTER. The list is read in full first: `kind get clusters |
+# grep -q` under pipefail fails when grep exits at the first match before kind has written all
+# its output (SIGPIPE), and the cluster would then be created a second time.
+has_cluster() {
+  local clusters
+  clusters=$(kind get clusters 2>/dev/null) || clusters=""
+  grep -qxF -- "$CLUSTER" <<<"$clusters"
 }
 
 up() {
   need docker "https://docs.docker.com/engine/install/"
   need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
   need kubectl "https://kubernetes.io/docs/tasks/tools/"
+  if [[ -n "${VALUES:-}" && ! -f "$VALUES" ]]; then die "VALUES file $VALUES not found"; fi
   local helm
   helm=$(helm_bin)
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  if has_cluster; then
     log "kind cluster $CLUSTER exists"
   else
     log "creating kind cluster $CLUSTER"
@@ -64,7 +81,7 @@ MSG
 
 down() {
   need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
-  if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  if ! has_cluster; then
     log "no kind cluster $CLUSTER"
     return 0
   fi

@@ -19,6 +19,7 @@ bounds header time.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import uvicorn
@@ -34,19 +35,41 @@ def request_drain_s(settings: Settings) -> int:
     return max(1, min(5, int(settings.serving.capture_shutdown_s / 4)))
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with SO_REUSEPORT, not yet listening: uvicorn listens
+    on it after the app's startup, so the kernel sends this process no connection before then."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(settings: Settings) -> None:
     """Serve ``settings`` in the foreground until interrupted (``driftloop serve`` uses it)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uvicorn.run(
+    s = settings.serving
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.serving.host,
-        port=settings.serving.port,
+        host=s.host,
+        port=s.port,
         workers=1,
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=request_drain_s(settings),
-        limit_concurrency=settings.serving.max_concurrency or None,
+        limit_concurrency=s.max_concurrency or None,
     )
+    server = uvicorn.Server(config)
+    if s.reuse_port:
+        server.run(sockets=[reuse_port_socket(s.host, s.port)])
+    else:
+        server.run()
 
 
 def main() -> None:

@@ -178,6 +178,8 @@ class Reconciler:
         self._lock = threading.Lock()
         self.last_ok: float | None = None
         self.last_error: str | None = None
+        #: whether the last registry read found a champion alias (None: not read yet)
+        self.registry_champion: bool | None = None
         self.reconciles = 0
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -186,6 +188,21 @@ class Reconciler:
     @property
     def degraded(self) -> bool:
         return self.last_error is not None
+
+    def takes_traffic(self) -> tuple[bool, str]:
+        """Whether this replica should get its share of traffic (Kubernetes readiness), and why.
+        Yes when it serves a champion; also when the registry, read just now, names no champion
+        at all (a fresh install: every replica answers 503 "no champion" itself, which is what
+        the caller would get without any ready replica, and `helm install --wait` and rolling
+        updates can complete). No while a champion exists that this replica has not loaded, or
+        before the registry could be read: a cold replica never takes a warm one's traffic."""
+        if self.state.champion is not None:
+            return True, f"serving champion version {self.state.champion.version}"
+        if self.registry_champion is False and self.last_error is None:
+            return True, f"the registry names no champion of {self.name} yet"
+        if self.registry_champion is None:
+            return False, self.last_error or "the registry has not been read yet"
+        return False, self.last_error or "the champion is not loaded yet"
 
     def health(self) -> dict[str, Any]:
         st = self.state
@@ -317,6 +334,7 @@ class Reconciler:
                 self.last_error = msg
                 return self.state
             self._detect_external(snap)
+            self.registry_champion = snap.champion is not None
             loaded_before = set(self._handles)
             champion, problem = self._champion(snap)
             challenger = self._handle(snap.challenger, "challenger", snap)

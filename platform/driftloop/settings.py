@@ -246,6 +246,13 @@ class AuthSettings(BaseModel):
 class ServingSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Host the inference API binds to.")
     port: int = Field(8000, description="Port of the inference API.")
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT so several serving processes (same user) share "
+        "host:port and the kernel spreads connections over those listening: replicas on one host "
+        "without a load balancer (the chart's host-network test mode). A process joins only once "
+        "its app has started, and leaves when it stops accepting on SIGTERM.",
+    )
     reconcile_interval_s: float = Field(5.0, gt=0, description="Registry poll interval.")
     max_rows_per_request: int = Field(
         10_000,
@@ -478,6 +485,18 @@ class KubernetesSettings(BaseModel):
         default_factory=list, description="Pod tolerations (Kubernetes Toleration objects)."
     )
     master_port: int = Field(29500, description="torchrun rendezvous port on rank 0.")
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to training Jobs, their pods and rendezvous Services, as JSON "
+        "in DRIFTLOOP_KUBERNETES__POD_LABELS (the Helm chart sets its release's selector labels, "
+        "so its NetworkPolicies cover the pods); the selection labels "
+        "(app.kubernetes.io/component, driftloop.io/training-job, job-name ...) are refused.",
+    )
+    host_network: bool = Field(
+        False,
+        description="Run training pods on the node's network with rank 0 at 127.0.0.1: one "
+        "node only (the Helm chart's hostNetwork test mode sets it).",
+    )
     ttl_seconds_after_finished: int = Field(3600, description="Finished Jobs are deleted after.")
     backoff_limit: int = Field(0, ge=0, description="Pod retries of a training Job.")
     timeout_s: float = Field(86400.0, gt=0, description="A training Job running longer fails.")

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The one-node Kubernetes end-to-end check (`make k8s-e2e`; not part of `make test`):
-#   build Kubernetes 1.20.2 (cached) -> start the cluster -> images in the node's Docker engine
-#   -> seed a registry with a champion -> helm install --wait -> every Deployment rolled out and
-#   every pod Ready -> checks from inside the pods -> helm test -> helm upgrade to a new serving
-#   image tag while counting ready serving pods (never below 1) -> helm uninstall -> teardown.
-# Idempotent; tears everything down on exit (KEEP_CLUSTER=1 leaves the cluster running).
-# Nothing here sends traffic to pod or node addresses: every check runs inside a pod on 127.0.0.1.
+# The one-node Kubernetes end-to-end check (`make k8s-e2e`; not part of `make test`): the WHOLE
+# platform live on a real Kubernetes 1.20.2 built from Debian's source, and the loop running in it.
+#   build (cached) -> cluster up -> images (platform, serving, PostgreSQL, Redis; cached)
+#   -> hostPath volumes -> helm install --wait (values-k8s-local.yaml: hostNetwork test mode, every
+#   server on its own 127.0.0.1 port) -> rolled out -> helm test (every component, from pods)
+#   -> loop.py: ingest/features/train deployments as Jobs -> champion served -> a month of traffic
+#   and labels while a serving pod is deleted -> monitor Job -> drift event -> automation ->
+#   retrain Job -> canary fed with labelled traffic -> promote or roll back, read back from MLflow,
+#   the ledger and the audit log -> helm upgrade (ready serving pods never below 1)
+#   -> helm uninstall (no pod or Job left; claims kept by policy) -> teardown -> nothing left.
+# Prints the time of each phase, the platform's memory (sum over containers, from the Docker
+# engine) and the loop's outcome. KEEP_CLUSTER=1 leaves the cluster running.
+# Traffic goes only to 127.0.0.1: the pods share the node's network namespace (hostNetwork).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NS=${DRIFTLOOP_K8S_NAMESPACE:-driftloop-e2e}
@@ -32,10 +38,50 @@ summary() {
   for s in "${STEPS[@]}"; do printf '  %s\n' "$s" >&2; done
   printf '  %-44s %5ss\n' "total" $((SECONDS - t0)) >&2
 }
+memory_report() {
+  [[ -s "${MEM_LOG:-}" ]] || return 0
+  awk '{ if ($2 > peak) { peak = $2; n = $3 } sum += $2; k++ }
+    END { printf "memory of the running platform (docker stats, sum over containers): peak %.0f MiB (%d containers), mean %.0f MiB over %d samples\n", peak, n, sum / k, k }' \
+    "$MEM_LOG" | tee "$K8S_CACHE/last-memory.txt" >&2
+}
+loop_report() {
+  [[ -s "${LOOP_SUMMARY:-}" ]] || return 0
+  "$REPO_ROOT/.venv/bin/python" - "$LOOP_SUMMARY" >&2 <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("loop outcome:")
+fc = s.get("first_champion", {})
+print(f"  first champion v{fc.get('version')} served {fc.get('s_since_install')} s after helm install")
+for m in s.get("months", []):
+    r = m.get("retrain", {})
+    print(f"  {m['month']}: {m['requests']} requests acknowledged (all captured; pod deleted: {m.get('deleted_pod') or 'no'});"
+          f" retrain {r.get('status')} -> {r.get('rollout', '-')} v{r.get('version', '?')}: {str(r.get('rollout_reason') or r.get('reason') or '')[:160]}")
+fp = s.get("first_promotion")
+print(f"  first canary promotion: {fp['s_since_install']} s after helm install (v{fp['version']}, {fp['month']})" if fp else "  no canary promotion")
+print(f"  registry: {s.get('registry')}; audit chain {s.get('audit_chain')}")
+for a in s.get("audit", [])[-4:]:
+    print(f"    audit {a.get('at')} {a.get('action')} by {a.get('actor')}: {str(a.get('reason'))[:100]}")
+print("  loop phases: " + ", ".join(f"{n} {t:.0f}s" for n, t in s.get("phases", [])))
+PY
+}
+leftovers() { # after teardown: no process, container, mount or iptables rule of ours
+  local bad=0
+  if pgrep -f "$K8S_CACHE/bin/|dockerd --data-root $DOCKER_ROOT|etcd --name local" >/dev/null; then
+    log "left running: $(pgrep -af "$K8S_CACHE/bin/|dockerd --data-root|etcd --name local" | head -5)"; bad=1
+  fi
+  if grep -qE " ($K8S_CACHE|${VOLUMES:-/nonexistent})" /proc/mounts; then
+    log "left mounted: $(grep -E " ($K8S_CACHE|${VOLUMES:-/nonexistent})" /proc/mounts | head -3)"; bad=1
+  fi
+  if iptables-save 2>/dev/null | grep -qiE 'DOCKER|KUBE'; then log "iptables rules left"; bad=1; fi
+  if ip link show docker0 >/dev/null 2>&1; then log "docker0 left"; bad=1; fi
+  ((bad == 0)) && log "teardown check: no process, container, mount, iptables rule or bridge left"
+  return $bad
+}
 finish() {
   local rc=$?
   set +e
   [[ -z "${poller:-}" ]] || kill "$poller" 2>/dev/null
+  [[ -z "${sampler:-}" ]] || kill "$sampler" 2>/dev/null
   if ((rc != 0)) && [[ -n "${KUBECTL:-}" ]]; then
     log "FAILED (exit $rc): state of namespace $NS"
     $KUBECTL -n "$NS" get all,pvc,events 2>&1 | tail -40 >&2
@@ -43,12 +89,19 @@ finish() {
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
     step "teardown (cluster-down)"
     "$HERE/cluster-down.sh"
+    rm -rf "${VOLUMES:-/nonexistent-driftloop}" "${DRIVER_HOME:-/nonexistent-driftloop}"
+    leftovers || rc=1
   fi
   summary
+  memory_report
+  loop_report
   ((rc == 0)) && log "k8s-e2e PASSED" || log "k8s-e2e FAILED"
   exit "$rc"
 }
 trap finish EXIT
+# Interrupted or killed: exit non-zero so finish() reports a failure (rc would read 0).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 [[ -f "$CHART/Chart.yaml" ]] || die "chart not found at $CHART"
 
@@ -76,105 +129,116 @@ export HELM_TOOLS_BIN="$K8S_CACHE/helm-bin"
 HELM="$HELM_TOOLS_BIN/helm"
 "$HELM" version --short >&2
 
-step "namespace, state volume, seeded registry"
+step "images for PostgreSQL and Redis (Debian packages on the same base)"
+"$HERE/db-images.sh"
+
+step "namespace and volumes"
+# A clean start when a kept cluster still holds an earlier run (KEEP_CLUSTER=1).
+"$HELM" uninstall "$RELEASE" -n "$NS" --no-hooks --wait >/dev/null 2>&1 || true
+$KUBECTL delete namespace "$NS" --ignore-not-found --wait=true --timeout 180s >/dev/null
+$KUBECTL delete pv -l driftloop.io/e2e=true --ignore-not-found --wait=true >/dev/null
 $KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
-$KUBECTL -n "$NS" create secret generic driftloop-k8s-local-redis \
-  --from-literal=password="$(openssl rand -hex 16)" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
-STATE="$K8S_RUN/state"
-mkdir -p "$STATE"
-chown 10001:10001 "$STATE"
-$KUBECTL apply -f - >/dev/null <<YAML
+# No dynamic provisioner here: a hostPath PersistentVolume per claim of the chart, pre-bound by
+# claimRef, owned by the uid that writes it (hostPath ignores fsGroup).
+# Outside $HOME (root's, mode 0700): the loop driver reads the state volume as uid 10001.
+VOLUMES=${DRIFTLOOP_K8S_VOLUMES:-/var/tmp/driftloop-k8s-e2e}
+rm -rf "$VOLUMES"
+mkdir -p "$VOLUMES"
+pv() { # NAME CLAIM UID SIZE
+  mkdir -p "$VOLUMES/$1"
+  chown "$3:$3" "$VOLUMES/$1"
+  chmod 0700 "$VOLUMES/$1"
+  $KUBECTL apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: PersistentVolume
-metadata: {name: driftloop-k8s-local-state}
+metadata: {name: $NS-$1, labels: {driftloop.io/e2e: "true"}}
 spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteMany]
+  capacity: {storage: $4}
+  accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {path: "$STATE", type: Directory}
-  claimRef: {namespace: $NS, name: driftloop-k8s-local-state}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: driftloop-k8s-local-state, namespace: $NS}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: driftloop-k8s-local-state
-  resources: {requests: {storage: 1Gi}}
+  storageClassName: driftloop-local
+  hostPath: {path: "$VOLUMES/$1", type: Directory}
+  claimRef: {namespace: $NS, name: $2}
 YAML
-$KUBECTL -n "$NS" create configmap driftloop-k8s-local-seed --from-file="$HERE/seed-champion.py" \
-  --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
-$KUBECTL -n "$NS" delete pod driftloop-k8s-local-seed --ignore-not-found >/dev/null
-$KUBECTL -n "$NS" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: driftloop-k8s-local-seed}
-spec:
-  restartPolicy: Never
-  automountServiceAccountToken: false
-  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
-  containers:
-    - name: seed
-      image: driftloop-platform:$TAG
-      imagePullPolicy: Never
-      command: [python, /seed/seed-champion.py, /var/lib/driftloop/mlflow]
-      env: [{name: HOME, value: /tmp}, {name: MLFLOW_DISABLE_TELEMETRY, value: "true"}]
-      securityContext:
-        allowPrivilegeEscalation: false
-        readOnlyRootFilesystem: true
-        capabilities: {drop: [ALL]}
-      volumeMounts:
-        - {name: seed, mountPath: /seed}
-        - {name: state, mountPath: /var/lib/driftloop}
-        - {name: tmp, mountPath: /tmp}
-  volumes:
-    - {name: seed, configMap: {name: driftloop-k8s-local-seed}}
-    - {name: state, persistentVolumeClaim: {claimName: driftloop-k8s-local-state}}
-    - {name: tmp, emptyDir: {}}
-YAML
-pod_phase() { $KUBECTL -n "$NS" get pod "$1" -o jsonpath='{.status.phase}'; }
-for _ in $(seq 1 180); do
-  phase=$(pod_phase driftloop-k8s-local-seed)
-  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
-  sleep 1
-done
-$KUBECTL -n "$NS" logs driftloop-k8s-local-seed | tail -3 >&2
-[[ "$phase" == Succeeded ]] || die "seeding the registry failed (pod phase: $phase)"
+}
+pv state "$RELEASE-state" 10001 2Gi
+pv mlflow-artifacts "$RELEASE-mlflow-artifacts" 10001 2Gi
+pv postgresql "data-$RELEASE-postgresql-0" 999 1Gi
+STATE="$VOLUMES/state"
 
-step "helm install --wait"
-"$HELM" uninstall "$RELEASE" -n "$NS" --wait >/dev/null 2>&1 || true
+step "memory sampler (docker stats, every 5 s)"
+MEM_LOG="$K8S_RUN/memory.log"
+: >"$MEM_LOG"
+(
+  while true; do
+    # Sum of the containers' memory as the engine reports it (usage minus page cache: RSS and
+    # kernel memory of the processes), one line per sample: epoch MiB containers.
+    docker stats --no-stream --format '{{.MemUsage}}' 2>/dev/null | awk -v t="$(date +%s)" '
+      { v = $1; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
+        f = (u == "GiB") ? 1024 : (u == "MiB") ? 1 : (u == "KiB") ? 1 / 1024 : 1 / 1048576
+        s += v * f; n++ }
+      END { if (n) printf "%d %.0f %d\n", t, s, n }' >>"$MEM_LOG"
+    sleep 5
+  done
+) &
+sampler=$!
+
+step "helm install --wait (whole platform)"
+INSTALLED_AT=$(date +%s.%N)
 "$HELM" install "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" \
   --set "image.platform.tag=$TAG,image.serving.tag=$TAG" --wait --timeout "$HELM_TIMEOUT" >&2
 
-step "rolled out, pods Ready, checks inside pods"
-for d in $($KUBECTL -n "$NS" get deployments -o name); do
+step "rolled out, pods Ready"
+for d in $($KUBECTL -n "$NS" get deployments,statefulsets -o name); do
   $KUBECTL -n "$NS" rollout status "$d" --timeout 300s >&2
 done
-$KUBECTL -n "$NS" wait --for=condition=Ready pod -l "app.kubernetes.io/instance=$RELEASE" \
-  --timeout 300s >&2
 $KUBECTL -n "$NS" get pods -o wide >&2
-SERVING_SELECTOR="app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=serving"
-serving_pod=$($KUBECTL -n "$NS" get pod -l "$SERVING_SELECTOR" -o jsonpath='{.items[0].metadata.name}')
-[[ -n "$serving_pod" ]] || die "no serving pod found with labels $SERVING_SELECTOR"
-# shellcheck disable=SC2016
-$KUBECTL -n "$NS" exec "$serving_pod" -- python -c '
-import json, os, urllib.request
-base = "http://127.0.0.1:%s" % os.environ["DRIFTLOOP_SERVING__PORT"]
-for path in ("/v2/health/live", "/v2/health/ready"):
-    with urllib.request.urlopen(base + path, timeout=5) as r:
-        print(path, r.status, r.read().decode()[:200])
-ready = json.load(urllib.request.urlopen(base + "/v2/health/ready", timeout=5))
-assert ready["status"] == "ready" and ready["champion"], ready
-' >&2
 
-step "helm test"
-# No --logs: helm would also ask for logs of the test ServiceAccount hook (not a pod) and fail.
-"$HELM" test "$RELEASE" -n "$NS" --timeout 5m --filter "!name=$RELEASE-test-services" >&2
-$KUBECTL -n "$NS" logs "$RELEASE-test-serving-selfcheck" >&2
+step "helm test (every component, from inside pods)"
+"$HELM" test "$RELEASE" -n "$NS" --timeout 6m >&2 || {
+  for p in $($KUBECTL -n "$NS" get pods -l app.kubernetes.io/component=test -o name); do
+    $KUBECTL -n "$NS" logs "$p" >&2 || true
+  done
+  die "helm test failed"
+}
+for p in $($KUBECTL -n "$NS" get pods -l app.kubernetes.io/component=test -o name); do
+  $KUBECTL -n "$NS" logs "$p" 2>/dev/null | sed "s|^|  ${p#pod/}: |" >&2 || true
+done
+
+step "the loop: flows as Jobs, traffic, monitor, automation, canary"
+secret() { $KUBECTL -n "$NS" get secret "$1" -o "jsonpath={.data.$2}" | base64 -d; }
+DRIVER_HOME=$(mktemp -d /tmp/driftloop-e2e-driver.XXXXXX)
+# kubectl and a self-contained kubeconfig (CA inlined) the driver's uid can read: it only lists
+# Jobs and deletes one serving pod.
+install -m 0755 "$K8S_BIN/kubectl" "$DRIVER_HOME/kubectl"
+$KUBECTL config view --raw --flatten >"$DRIVER_HOME/kubeconfig"
+chmod 0600 "$DRIVER_HOME/kubeconfig"
+chown -R 10001:10001 "$DRIVER_HOME"
+LOOP_SUMMARY="$DRIVER_HOME/summary.json"
+PREDICT_TOKEN=$(secret "$RELEASE-serving-auth" predict-token)
+FEEDBACK_TOKEN=$(secret "$RELEASE-serving-auth" feedback-token)
+# The driver runs as the pods' uid: whatever it touches on the state volume stays theirs.
+env -i PATH=/usr/bin:/bin HOME="$DRIVER_HOME" LANG=C.UTF-8 \
+  DRIFTLOOP_STATE_DIR="$STATE" \
+  DRIFTLOOP_MLFLOW__TRACKING_URI=http://127.0.0.1:35000 MLFLOW_TRACKING_URI=http://127.0.0.1:35000 \
+  MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$(secret "$RELEASE-mlflow-auth" admin-password)" \
+  DRIFTLOOP_PREFECT__API_URL=http://127.0.0.1:34200/api PREFECT_API_URL=http://127.0.0.1:34200/api \
+  PREFECT_API_AUTH_STRING="$(secret "$RELEASE-prefect-auth" auth-string)" PREFECT_HOME="$DRIVER_HOME/prefect" \
+  DRIFTLOOP_SERVING__HOST=127.0.0.1 DRIFTLOOP_SERVING__PORT=38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S=0.5 \
+  DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS="[\"$PREDICT_TOKEN\"]" \
+  DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS="[\"$FEEDBACK_TOKEN\"]" \
+  DRIFTLOOP_FEATURES__ONLINE_STORE=redis \
+  DRIFTLOOP_FEATURES__REDIS_CONNECTION="127.0.0.1:36379,password=$(secret "$RELEASE-redis" password)" \
+  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
+  DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 PYTHONPATH="$REPO_ROOT" \
+  setpriv --reuid=10001 --regid=10001 --clear-groups \
+  "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
+  --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" --installed-at "$INSTALLED_AT" \
+  --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" --summary "$LOOP_SUMMARY" >&2
+cp "$LOOP_SUMMARY" "$K8S_CACHE/last-loop-summary.json"
 
 step "helm upgrade (serving :$TAG -> :$TAG2), >= 1 ready pod"
+SERVING_SELECTOR="app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=serving"
 ready_log="$K8S_RUN/serving-ready.log"
 : >"$ready_log"
 serving_deploy=$($KUBECTL -n "$NS" get deployment -l "$SERVING_SELECTOR" -o jsonpath='{.items[0].metadata.name}')
@@ -206,7 +270,22 @@ done
 log "serving pods now run: $(echo "$images" | tr '\n' ' ')"
 [[ "$images" == "driftloop-serving:$TAG2" ]] || die "serving pods do not all run driftloop-serving:$TAG2"
 
-step "helm uninstall"
-"$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 3m >&2
-$KUBECTL delete namespace "$NS" --wait=true --timeout 120s >/dev/null
-$KUBECTL delete pv driftloop-k8s-local-state --ignore-not-found >/dev/null
+step "helm uninstall: no pod or Job left"
+"$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 5m >&2
+left=""
+for _ in $(seq 1 60); do
+  left=$($KUBECTL -n "$NS" get pods,jobs -o name 2>/dev/null)
+  [[ -z "$left" ]] && break
+  sleep 2
+done
+[[ -z "$left" ]] || die "left behind by helm uninstall: $(echo "$left" | tr '\n' ' ')"
+# PVC policy: the state and MLflow-artifact claims are kept (helm.sh/resource-policy: keep), and
+# the StatefulSet's PostgreSQL claim too (Kubernetes never deletes volumeClaimTemplates' claims):
+# a reinstall of the same release adopts them with their data.
+kept=$($KUBECTL -n "$NS" get pvc -o name | sort | tr '\n' ' ')
+log "claims kept after uninstall (by policy): $kept"
+for c in "$RELEASE-state" "$RELEASE-mlflow-artifacts" "data-$RELEASE-postgresql-0"; do
+  [[ " $kept " == *" persistentvolumeclaim/$c "* ]] || die "claim $c was not kept"
+done
+$KUBECTL delete namespace "$NS" --wait=true --timeout 180s >/dev/null
+$KUBECTL delete pv -l driftloop.io/e2e=true --wait=true >/dev/null

@@ -48,6 +48,15 @@ async def ready(plane: PlaneDep) -> JSONResponse:
     return JSONResponse(health, status_code=503 if health["status"] == "not_ready" else 200)
 
 
+@router.get("/v2/health/replica")
+async def replica(plane: PlaneDep) -> JSONResponse:
+    """Kubernetes readiness of this replica (not part of the OIP): 200 when it serves the
+    champion, or when the registry names no champion yet (a fresh install, where every replica
+    answers 503 itself); 503 while a champion exists that it has not loaded."""
+    ok, why = plane.reconciler.takes_traffic()
+    return JSONResponse({"ready": ok, "reason": why}, status_code=200 if ok else 503)
+
+
 @router.get("/v2/models/{name}", response_model=ModelMetadata, responses=ERRORS)
 async def model_metadata(name: str, plane: PlaneDep) -> dict[str, Any]:
     return plane.metadata(name)

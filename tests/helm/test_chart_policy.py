@@ -20,6 +20,9 @@ Doc = dict[str, Any]
 Render = Callable[..., list[Doc]]
 ACTIVITIES = {"training", "serving", "monitoring", "platform"}
 LONG_RUNNING = {"Deployment", "StatefulSet"}
+# ServiceAccounts that talk to the Kubernetes API: the worker (creates flow-run Jobs) and the
+# pre-delete cleanup hook (deletes the release's Jobs and Pods at uninstall).
+API_CLIENT_ACCOUNTS = {"rel-driftloop-prefect-worker", "rel-driftloop-cleanup"}
 
 
 class Pod:
@@ -193,10 +196,13 @@ def test_rbac_has_no_wildcards_and_only_the_worker_creates_jobs(docs: list[Doc])
         if "jobs" in rule["resources"] and {"create", "*"} & set(rule["verbs"])
     }
     assert job_creators == {"rel-driftloop-prefect-worker"}
+    bound: set[str] = set()
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         subjects = {(s["kind"], s["name"]) for s in binding["subjects"]}
-        assert subjects == {("ServiceAccount", "rel-driftloop-prefect-worker")}
+        assert subjects == {("ServiceAccount", binding["roleRef"]["name"])}
         assert binding["roleRef"]["name"] in roles
+        bound |= {name for _, name in subjects}
+    assert bound == API_CLIENT_ACCOUNTS
 
 
 def test_only_the_worker_mounts_an_api_token(docs: list[Doc]) -> None:
@@ -204,11 +210,11 @@ def test_only_the_worker_mounts_an_api_token(docs: list[Doc]) -> None:
     for pod in pods(docs):
         account = pod.spec.get("serviceAccountName")
         assert account, f"{pod.where} uses the namespace's default ServiceAccount"
-        is_worker = pod.labels["app.kubernetes.io/component"] == "prefect-worker"
-        assert pod.spec.get("automountServiceAccountToken") is is_worker, pod.where
+        calls_api = account in API_CLIENT_ACCOUNTS
+        assert pod.spec.get("automountServiceAccountToken") is calls_api, pod.where
         assert account in accounts, pod.where
     for name, sa in accounts.items():
-        expected = name == "rel-driftloop-prefect-worker"
+        expected = name in API_CLIENT_ACCOUNTS
         assert sa.get("automountServiceAccountToken") is expected, name
 
 
@@ -258,11 +264,25 @@ def test_network_policies_limit_the_database_to_its_servers(render: Render) -> N
         for d in docs
         if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "rel-driftloop-postgresql"
     ]
-    (rule,) = policy["spec"]["ingress"]
+    servers, test = policy["spec"]["ingress"]
     components = {
-        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in servers["from"]
     }
     assert components == {"mlflow", "prefect-server"}
+    # ... and the PostgreSQL `helm test` pod only (not the other test pods).
+    (peer,) = test["from"]
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    assert peer["podSelector"]["matchLabels"]["driftloop.io/test"] == "postgresql"
+    assert test["ports"] == servers["ports"]
+    # Without test pods, only the servers.
+    docs = render("default", NEW_KUBE, "--set", "tests.enabled=false")
+    (policy,) = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "rel-driftloop-postgresql"
+    ]
+    assert policy["spec"]["ingress"] == [servers]
 
 
 def secret_data(docs: list[Doc]) -> dict[tuple[str, str], str]:
@@ -469,7 +489,11 @@ def test_test_hooks_include_a_check_without_service_routing(render: Render) -> N
         for d in docs
         if d["kind"] == "Pod" and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
     }
-    assert set(hooks) == {"rel-driftloop-test-services", "rel-driftloop-test-serving-selfcheck"}
+    # One pod per component (tests/helm/test_chart_helm_tests.py), and the loopback self-check.
+    assert set(hooks) == {
+        f"rel-driftloop-test-{c}"
+        for c in ("postgresql", "redis", "mlflow", "prefect", "serving", "serving-selfcheck")
+    }
     selfcheck = hooks["rel-driftloop-test-serving-selfcheck"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in selfcheck["env"]}
     assert env["DRIFTLOOP_SERVING__HOST"] == "127.0.0.1"
@@ -482,4 +506,4 @@ def test_test_hooks_include_a_check_without_service_routing(render: Render) -> N
         if d["metadata"]["name"] == "rel-driftloop-serving" and d["kind"] == "Deployment"
     ]
     probe = serving["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-    assert "127.0.0.1:8000/v2/health/ready" in probe["exec"]["command"][-1]
+    assert "'http://127.0.0.1:8000/v2/health/" in probe["exec"]["command"][-1]

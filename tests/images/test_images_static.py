@@ -299,12 +299,17 @@ def test_kind_config_and_make_targets() -> None:
 
 
 def test_k8s_local_values_use_local_images_and_exec_probes() -> None:
+    """`make k8s-e2e` runs the whole chart from images built on the machine (nothing can be
+    pulled there): every image local and never pulled, every component on (the chart's
+    defaults), exec probes and the host-network test mode."""
     values = yaml.safe_load((ROOT / "scripts" / "k8s-local" / "values-k8s-local.yaml").read_text())
-    for image in ("platform", "serving"):
+    for image in ("platform", "serving", "postgresql", "redis"):
         assert values["image"][image]["pullPolicy"] == "Never"
+        assert not values["image"][image]["repository"].startswith("docker.io/")
     assert values["probes"]["mode"] == "exec"
-    for component in ("postgresql", "redis", "mlflow", "prefect", "worker", "deploy"):
-        assert values[component]["enabled"] is False
+    assert values["hostNetwork"]["enabled"] is True
+    for component in ("postgresql", "redis", "mlflow", "prefect", "worker", "deploy", "serving"):
+        assert values.get(component, {}).get("enabled", True) is True, component
 
 
 def test_serving_image_runs_in_production_so_auth_is_on() -> None:
@@ -313,3 +318,21 @@ def test_serving_image_runs_in_production_so_auth_is_on() -> None:
     text = (DOCKER / "Dockerfile.serving").read_text()
     assert "DRIFTLOOP_SERVING__HOST=0.0.0.0" in text
     assert "DRIFTLOOP_ENVIRONMENT=production" in text
+
+
+def test_the_mlflow_database_uris_name_a_driver_the_image_has() -> None:
+    """Found live (make k8s-e2e): SQLAlchemy 2.1 maps a plain ``postgresql://`` URI to psycopg 3,
+    which the platform image does not carry, so MLflow crashed at start on the chart. The URIs
+    the chart gives MLflow must name the driver that docker/requirements-platform-extra.txt
+    installs."""
+    extra = (DOCKER / "requirements-platform-extra.txt").read_text()
+    assert "psycopg2-binary==" in extra
+    assert "\npsycopg==" not in extra
+    assert "psycopg[" not in extra
+    templates = ROOT / "helm" / "driftloop" / "templates" / "mlflow"
+    uris = re.findall(
+        r"(?:value: \"|database_uri = )(postgresql[+\w]*)://",
+        (templates / "deployment.yaml").read_text()
+        + (templates / "auth-config-secret.yaml").read_text(),
+    )
+    assert uris == ["postgresql+psycopg2", "postgresql+psycopg2"]

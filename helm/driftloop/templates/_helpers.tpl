@@ -178,7 +178,9 @@ so two templates that need the same generated value (e.g. a Secret and a checksu
 {{- end -}}
 
 {{- define "driftloop.postgresql.host" -}}
-{{- if .Values.postgresql.enabled -}}
+{{- if and .Values.postgresql.enabled .Values.hostNetwork.enabled -}}
+{{- .Values.hostNetwork.host -}}
+{{- else if .Values.postgresql.enabled -}}
 {{- include "driftloop.componentName" (dict "ctx" . "component" "postgresql") -}}
 {{- else -}}
 {{- required "postgresql.external.host is required when postgresql.enabled=false" .Values.postgresql.external.host -}}
@@ -186,7 +188,9 @@ so two templates that need the same generated value (e.g. a Secret and a checksu
 {{- end -}}
 
 {{- define "driftloop.postgresql.port" -}}
-{{- if .Values.postgresql.enabled -}}
+{{- if and .Values.postgresql.enabled .Values.hostNetwork.enabled -}}
+{{- .Values.hostNetwork.ports.postgresql -}}
+{{- else if .Values.postgresql.enabled -}}
 {{- .Values.postgresql.port -}}
 {{- else -}}
 {{- .Values.postgresql.external.port -}}
@@ -229,7 +233,9 @@ password
 {{- end -}}
 
 {{- define "driftloop.redis.address" -}}
-{{- if .Values.redis.enabled -}}
+{{- if and .Values.redis.enabled .Values.hostNetwork.enabled -}}
+{{- printf "%s:%v" .Values.hostNetwork.host .Values.hostNetwork.ports.redis -}}
+{{- else if .Values.redis.enabled -}}
 {{- printf "%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "redis")) .Values.redis.port -}}
 {{- else -}}
 {{- printf "%s:%v" (required "redis.external.host is required when redis.enabled=false" .Values.redis.external.host) .Values.redis.external.port -}}
@@ -330,6 +336,8 @@ true
 {{- define "driftloop.mlflow.url" -}}
 {{- if .Values.mlflow.externalTrackingUri -}}
 {{- .Values.mlflow.externalTrackingUri -}}
+{{- else if and .Values.mlflow.enabled .Values.hostNetwork.enabled -}}
+{{- printf "http://%s:%v" .Values.hostNetwork.host .Values.hostNetwork.ports.mlflow -}}
 {{- else if .Values.mlflow.enabled -}}
 {{- printf "http://%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "mlflow")) .Values.mlflow.port -}}
 {{- else -}}
@@ -340,6 +348,8 @@ true
 {{- define "driftloop.prefect.apiUrl" -}}
 {{- if .Values.prefect.externalApiUrl -}}
 {{- .Values.prefect.externalApiUrl -}}
+{{- else if and .Values.prefect.enabled .Values.hostNetwork.enabled -}}
+{{- printf "http://%s:%v/api" .Values.hostNetwork.host .Values.hostNetwork.ports.prefect -}}
 {{- else if .Values.prefect.enabled -}}
 {{- printf "http://%s:%v/api" (include "driftloop.componentName" (dict "ctx" . "component" "prefect-server")) .Values.prefect.port -}}
 {{- else if or .Values.worker.enabled .Values.deploy.enabled -}}
@@ -348,7 +358,51 @@ true
 {{- end -}}
 
 {{- define "driftloop.serving.url" -}}
+{{- if .Values.hostNetwork.enabled -}}
+{{- printf "http://%s:%v" .Values.hostNetwork.host .Values.hostNetwork.ports.serving -}}
+{{- else -}}
 {{- printf "http://%s:%v" (include "driftloop.componentName" (dict "ctx" . "component" "serving")) .Values.serving.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- host network (test mode) */}}
+{{/* Pod-level fields of every pod of the release: on the node's network in the test mode
+(values hostNetwork), nothing otherwise. Renders at pod-spec indentation 0. */}}
+{{- define "driftloop.podNetwork" -}}
+{{- if .Values.hostNetwork.enabled }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
+{{- end -}}
+
+{{/* Port a component's server listens on: (dict "ctx" $ "component" "mlflow|prefect|serving|
+postgresql|redis|workerHealth" "port" <the normal port>). */}}
+{{- define "driftloop.listenPort" -}}
+{{- if .ctx.Values.hostNetwork.enabled -}}
+{{- index .ctx.Values.hostNetwork.ports .component -}}
+{{- else -}}
+{{- .port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Address a server binds to: the test mode's loopback host, else every interface. */}}
+{{- define "driftloop.listenHost" -}}
+{{- if .Values.hostNetwork.enabled -}}
+{{- .Values.hostNetwork.host -}}
+{{- else -}}
+0.0.0.0
+{{- end -}}
+{{- end -}}
+
+{{/* KUBERNETES_SERVICE_HOST/PORT of pods that call the Kubernetes API, in the test mode (the
+kubernetes Service does not route there). Renders EnvVars or nothing. */}}
+{{- define "driftloop.apiServerEnv" -}}
+{{- if .Values.hostNetwork.enabled }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .Values.hostNetwork.apiServer.host | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ .Values.hostNetwork.apiServer.port | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- driftloop env */}}
@@ -398,6 +452,7 @@ tell driftloop where its services are. */}}
 - name: DRIFTLOOP_KUBERNETES__SERVICE_ACCOUNT
   value: {{ include "driftloop.componentName" (dict "ctx" . "component" "flow-run") | quote }}
 {{- end }}
+{{ include "driftloop.ddp.env" . }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:

@@ -2,12 +2,19 @@
 each run ``torchrun`` (static rendezvous on pod 0), and the headless Service that gives pod 0 a
 stable DNS name (``<job>-0.<service>``).
 
+``settings.kubernetes.pod_labels`` are added to the Job, its pods and the Service (the Helm chart
+sets its release's selector labels there, so the release's NetworkPolicies cover the training
+pods); they may not replace the labels the pods are selected by. With
+``settings.kubernetes.host_network`` (the chart's test mode) the one pod runs on the node's
+network and rank 0 is 127.0.0.1.
+
 Pure functions over the ``kubernetes`` client models: nothing here talks to a cluster.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from driftloop.errors import InvalidInputError
@@ -25,18 +32,66 @@ RUN_AS = 10001
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Pod hostnames are "<job>-<index>" and must stay a DNS label (63): keep room for the index.
 MAX_NAME = 52
+#: Rank 0's address when the pods run on the node's network (one node only).
+LOOPBACK = "127.0.0.1"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+JOB_LABEL = "driftloop.io/training-job"
+#: Labels the training pods are selected by (this code, the chart's NetworkPolicy for training
+#: pods, the Job controller): ``kubernetes.pod_labels`` may not set them.
+SELECTION_LABELS = frozenset(
+    {
+        COMPONENT_LABEL,
+        JOB_LABEL,
+        "job-name",
+        "controller-uid",
+        "batch.kubernetes.io/job-name",
+        "batch.kubernetes.io/controller-uid",
+        INDEX_ANNOTATION,
+    }
+)
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-def labels_for(name: str) -> dict[str, str]:
-    """Labels of the Job, its pods and its Service (cost attribution: activity=training)."""
-    return {
+def labels_for(name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Labels of the Job, its pods and its Service (cost attribution: activity=training), with
+    ``extra`` (``kubernetes.pod_labels``) added; the selection labels always keep their values."""
+    own = {
         "app.kubernetes.io/name": "driftloop",
-        "app.kubernetes.io/component": "training",
+        COMPONENT_LABEL: "training",
         "app.kubernetes.io/part-of": "driftloop",
         "app.kubernetes.io/managed-by": "driftloop",
         "driftloop.io/activity": "training",
-        "driftloop.io/training-job": name,
+        JOB_LABEL: name,
     }
+    selection = {k: v for k, v in own.items() if k in SELECTION_LABELS}
+    return {**own, **(extra or {}), **selection}
+
+
+def validate_pod_labels(labels: Mapping[str, str]) -> None:
+    """Refuse ``kubernetes.pod_labels`` that set a selection label or are not valid Kubernetes
+    labels (the API server would refuse the Job only after the run started)."""
+    reserved = sorted(set(labels) & SELECTION_LABELS)
+    if reserved:
+        raise InvalidInputError(
+            f"kubernetes.pod_labels may not set {', '.join(reserved)}: training pods are "
+            "selected by these labels"
+        )
+    for key, value in labels.items():
+        prefix, _, label = key.rpartition("/")
+        if (
+            not isinstance(value, str)
+            or not label
+            or len(label) > 63
+            or not _LABEL_NAME.match(label)
+            or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)))
+        ):
+            raise InvalidInputError(f"kubernetes.pod_labels: {key!r} is not a valid label key")
+        if len(value) > 63 or not _LABEL_NAME.match(value):
+            raise InvalidInputError(
+                f"kubernetes.pod_labels: value {value!r} of {key!r} is not a valid label value "
+                "(at most 63 letters, digits, '-', '_', '.', starting and ending alphanumeric)"
+            )
 
 
 def service_name(name: str) -> str:
@@ -110,7 +165,14 @@ def _env(settings: Settings, nodes: int, gpus_per_node: int) -> list[V1EnvVar]:
     return [rank, *(V1EnvVar(name=k, value=v) for k, v in plain.items())]
 
 
-def validate_request(name: str, nodes: int, gpus_per_node: int, command_args: list[str]) -> None:
+def validate_request(
+    name: str,
+    nodes: int,
+    gpus_per_node: int,
+    command_args: list[str],
+    *,
+    host_network: bool = False,
+) -> None:
     if not _NAME.match(name) or len(name) > MAX_NAME:
         raise InvalidInputError(
             f"training job name {name!r} must be a DNS label of at most {MAX_NAME} characters "
@@ -122,6 +184,12 @@ def validate_request(name: str, nodes: int, gpus_per_node: int, command_args: li
         raise InvalidInputError(f"gpus_per_node must be >= 0, got {gpus_per_node}")
     if any(not isinstance(a, str) for a in command_args):
         raise InvalidInputError("command_args must be strings")
+    if host_network and nodes > 1:
+        raise InvalidInputError(
+            f"nodes={nodes} is refused with kubernetes.host_network=true: pods on the node's "
+            f"network reach rank 0 at {LOOPBACK}, so a training run has one node only "
+            "(use --nodes 1, or a cluster without the chart's hostNetwork test mode)"
+        )
 
 
 def build_training_job(
@@ -140,7 +208,9 @@ def build_training_job(
     ``nodes`` pods (completions = parallelism = nodes) each run
     ``torchrun --nnodes N --nproc_per_node G --node_rank <pod index> --master_addr
     <name>-0.<name>-rdzv --master_port P -m driftloop.training.ddp <command_args>``.
-    ``gpus_per_node=0`` trains on CPU with one process per pod.
+    ``gpus_per_node=0`` trains on CPU with one process per pod. With
+    ``kubernetes.host_network`` the one pod (``nodes`` must be 1) runs on the node's network
+    with ``--master_addr=127.0.0.1 --node_rank=0``.
     """
     from kubernetes.client import (
         V1Capabilities,
@@ -167,9 +237,10 @@ def build_training_job(
         V1VolumeMount,
     )
 
-    validate_request(name, nodes, gpus_per_node, command_args)
     k8s = settings.kubernetes
-    labels = labels_for(name)
+    validate_request(name, nodes, gpus_per_node, command_args, host_network=k8s.host_network)
+    validate_pod_labels(k8s.pod_labels)
+    labels = labels_for(name, k8s.pod_labels)
     svc = service_name(name)
     ttl = k8s.ttl_seconds_after_finished if ttl_seconds is None else ttl_seconds
 
@@ -192,8 +263,11 @@ def build_training_job(
         args=torchrun_args(
             nodes=nodes,
             gpus_per_node=gpus_per_node,
-            master=master_addr(name),
+            master=LOOPBACK if k8s.host_network else master_addr(name),
             port=k8s.master_port,
+            # One node: rank 0 without the completion index (Indexed Jobs need Kubernetes 1.21+,
+            # the test mode's cluster may be older).
+            rank="0" if k8s.host_network else f"$({RANK_ENV})",
             command_args=command_args,
         ),
         env=_env(settings, nodes, gpus_per_node),
@@ -223,6 +297,9 @@ def build_training_job(
         restart_policy="Never",
         # Pod i is "<name>-i.<svc>": torchrun's master address is pod 0's DNS name.
         subdomain=svc,
+        # Test mode: on the node's network, like every pod of the chart (its podNetwork helper).
+        host_network=True if k8s.host_network else None,
+        dns_policy="ClusterFirstWithHostNet" if k8s.host_network else None,
         service_account_name=k8s.service_account,
         automount_service_account_token=False,
         security_context=V1PodSecurityContext(

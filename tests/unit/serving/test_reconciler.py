@@ -221,3 +221,34 @@ def test_a_failing_external_check_does_not_stop_serving(tmp_path: Path) -> None:
     state = rec.reconcile_once()
     assert state.champion is not None
     assert rec.health()["status"] == "ready"
+
+
+def test_replica_readiness_lets_a_fresh_install_finish_but_keeps_cold_replicas_out(
+    scripted: tuple[ScriptedRegistry, Reconciler],
+) -> None:
+    """Kubernetes readiness (/v2/health/replica): a release with no model yet must become
+    ready (or `helm install --wait` never ends), a replica that has not loaded an existing
+    champion must not."""
+    reg, rec = scripted
+    ok, why = rec.takes_traffic()
+    assert not ok, "ready before the registry was read"
+    assert "not been read" in why
+    reg.down = True
+    rec.reconcile_once()
+    assert rec.takes_traffic()[0] is False  # registry unreachable, nothing loaded
+    reg.down, reg.champion = False, None
+    rec.reconcile_once()
+    ok, why = rec.takes_traffic()
+    assert ok, why
+    assert "names no champion" in why
+    assert rec.health()["status"] == "not_ready"  # the OIP readiness keeps saying no model
+    reg.champion, reg.broken = "4", {"4"}  # a champion appears that this replica cannot load
+    rec.reconcile_once()
+    assert rec.takes_traffic()[0] is False
+    reg.broken = set()
+    rec._failed.clear()  # skip the load retry back-off
+    rec.reconcile_once()
+    assert rec.takes_traffic() == (True, "serving champion version 4")
+    reg.down = True  # an outage later: the loaded champion keeps serving
+    rec.reconcile_once()
+    assert rec.takes_traffic()[0] is True

@@ -1,5 +1,8 @@
 {{/* The serving container, shared by the Deployment and the self-check test hook:
-(dict "ctx" $ "host" "0.0.0.0") */}}
+(dict "ctx" $ "host" "0.0.0.0" ["port" 8000] ["reusePort" false]). With reusePort (the
+host-network test mode) every replica binds the same port with SO_REUSEPORT and the container
+declares no port: a declared port on a hostNetwork pod is a host port, and the scheduler would
+refuse a second replica (or the surge pod of a rolling update) on the node. */}}
 {{- define "driftloop.serving.container" -}}
 {{- $ := .ctx -}}
 name: serving
@@ -12,7 +15,11 @@ env:
   - name: DRIFTLOOP_SERVING__HOST
     value: {{ .host | quote }}
   - name: DRIFTLOOP_SERVING__PORT
-    value: {{ $.Values.serving.port | quote }}
+    value: {{ .port | default $.Values.serving.port | quote }}
+  {{- if .reusePort }}
+  - name: DRIFTLOOP_SERVING__REUSE_PORT
+    value: "true"
+  {{- end }}
   - name: DRIFTLOOP_SERVING__RECONCILE_INTERVAL_S
     value: {{ $.Values.serving.reconcileIntervalSeconds | quote }}
   - name: DRIFTLOOP_SERVING__AUTH__ENABLED
@@ -37,10 +44,12 @@ env:
   # MLflow: the serving user (read-only) for loading models, the rollout user for aliases.
   {{- include "driftloop.mlflow.clientEnv" (dict "ctx" $ "role" "serving") | nindent 2 }}
   {{- include "driftloop.mlflow.rolloutEnv" $ | nindent 2 }}
+{{- if not .reusePort }}
 ports:
   - name: http
-    containerPort: {{ $.Values.serving.port }}
+    containerPort: {{ .port | default $.Values.serving.port }}
     protocol: TCP
+{{- end }}
 resources:
   {{- toYaml $.Values.serving.resources | nindent 2 }}
 volumeMounts:

@@ -15,7 +15,8 @@
 - name: PREFECT_WORKER_WEBSERVER_HOST
   value: 127.0.0.1
 - name: PREFECT_WORKER_WEBSERVER_PORT
-  value: "8080"
+  value: {{ include "driftloop.listenPort" (dict "ctx" . "component" "workerHealth" "port" 8080) | quote }}
+{{- include "driftloop.apiServerEnv" . }}
 {{- include "driftloop.telemetryEnv" . }}
 {{- end -}}
 

@@ -38,9 +38,15 @@ job_configuration:
             {{- include "driftloop.labels" (dict "ctx" . "component" "flow-run" "activity" "training") | nindent 12 }}
             {{- include "driftloop.state.podLabel" . | nindent 12 }}
         spec:
+          # prefect-kubernetes' worker refuses a job manifest without these two keys HERE (its
+          # _get_base_job_manifest puts them in the pod spec; the API server drops them). Found
+          # live by `make k8s-e2e`: every flow run crashed at submission without them.
+          parallelism: 1
+          completions: 1
           restartPolicy: Never
           serviceAccountName: {{ include "driftloop.componentName" (dict "ctx" . "component" "flow-run") }}
           automountServiceAccountToken: false
+          {{- include "driftloop.podNetwork" . | nindent 10 }}
           {{- include "driftloop.imagePullSecrets" . | nindent 10 }}
           securityContext:
             {{- include "driftloop.podSecurityContext" . | nindent 12 }}
