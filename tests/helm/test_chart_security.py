@@ -616,3 +616,22 @@ def test_the_kubernetes_worker_accepts_the_job_template(scenario: str, render: R
     assert pod["containers"][0]["name"] == "prefect-job"
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"].endswith("-flow-run")
+
+
+def test_dvc_writes_only_to_mounted_volumes(docs: list[Doc]) -> None:
+    """Found live (make k8s-e2e): DVC's site cache defaulted to /var/tmp/dvc on the read-only
+    root filesystem, so the ingest Job failed. Every container that gets driftloop's settings
+    (DRIFTLOOP_STATE_DIR) points DVC's site cache into a writable volume it mounts."""
+    checked = 0
+    for pod in pods(docs):
+        for c in pod.containers():
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if "DRIFTLOOP_STATE_DIR" not in env:
+                continue
+            checked += 1
+            where = f"{pod.where} container {c['name']}"
+            cache = env.get("DVC_SITE_CACHE_DIR")
+            assert cache, f"{where}: DVC would write to /var/tmp on a read-only root filesystem"
+            mounts = [m["mountPath"] for m in c.get("volumeMounts") or [] if not m.get("readOnly")]
+            assert any(cache == m or cache.startswith(m.rstrip("/") + "/") for m in mounts), where
+    assert checked >= 3

@@ -336,3 +336,20 @@ def test_the_mlflow_database_uris_name_a_driver_the_image_has() -> None:
         + (templates / "auth-config-secret.yaml").read_text(),
     )
     assert uris == ["postgresql+psycopg2", "postgresql+psycopg2"]
+
+
+def test_every_program_the_platform_code_looks_for_is_in_the_platform_image() -> None:
+    """Found live (make k8s-e2e): the ingest flow's data repository needs git, which the
+    platform image lacked, so the first flow-run Job failed. Every ``shutil.which("<prog>")`` in
+    the code the platform image runs must name a program its final stage installs."""
+    programs: set[str] = set()
+    for folder in ("platform", "flows"):
+        for path in (ROOT / folder).rglob("*.py"):
+            programs |= set(re.findall(r"shutil\.which\(\"([\w.-]+)\"\)", path.read_text()))
+    assert "git" in programs
+    text = (DOCKER / "Dockerfile.platform").read_text()
+    final = text[text.rindex("\nFROM ") :]
+    installed = set(re.findall(r"apt-get install[^&]*?((?:\s+[a-z0-9][\w.+-]*)+)", final))
+    packages = {p for group in installed for p in group.split() if not p.startswith("-")}
+    missing = sorted(p for p in programs if p not in packages)
+    assert missing == [], f"not installed in the platform image: {missing}"

@@ -417,6 +417,10 @@ tell driftloop where its services are. */}}
   value: {{ .Values.driftloop.logLevel | quote }}
 - name: DRIFTLOOP_STATE_DIR
   value: {{ .Values.driftloop.stateDir | quote }}
+# DVC's site cache defaults to /var/tmp/dvc, on the read-only root filesystem (found live by
+# `make k8s-e2e`: the ingest Job failed); /tmp is every driftloop pod's emptyDir.
+- name: DVC_SITE_CACHE_DIR
+  value: /tmp/dvc-site-cache
 - name: DRIFTLOOP_MLFLOW__TRACKING_URI
   value: {{ include "driftloop.mlflow.url" . | quote }}
 - name: DRIFTLOOP_MLFLOW__EXPERIMENT
