@@ -168,13 +168,19 @@ def send_month(
     failed = 0
     deleted: str | None = None
     deleter: threading.Thread | None = None
+    delete_errors: list[str] = []
+
+    def delete(pod: str) -> None:
+        try:
+            driver.k("delete", "pod", pod, "--wait=true", "--timeout=90s")
+        except SystemExit as exc:  # kubectl failed: the run must not claim a deletion
+            delete_errors.append(str(exc))
+
     for n, chunk in enumerate(chunks):
         if delete_pod_at is not None and deleted is None and n >= delete_pod_at * len(chunks):
             deleted = driver.serving_pods()[0]
             log(f"deleting serving pod {deleted} mid-traffic (request {n} of {len(chunks)})")
-            deleter = threading.Thread(
-                target=driver.k, args=("delete", "pod", deleted, "--wait=true", "--timeout=90s")
-            )
+            deleter = threading.Thread(target=delete, args=(deleted,))
             deleter.start()
         for _attempt in range(20):
             rid = f"k8s-{tag}-{n}-{uuid.uuid4().hex[:8]}"
@@ -187,6 +193,10 @@ def send_month(
             raise SystemExit(f"request {n} of {tag} failed 20 times")
     if deleter is not None:
         deleter.join(120)
+        if delete_errors or deleter.is_alive():
+            raise SystemExit(f"deleting serving pod {deleted} failed: {delete_errors}")
+        if deleted in driver.serving_pods():
+            raise SystemExit(f"serving pod {deleted} is still running after its deletion")
     return {"requests": len(acked), "retried": failed, "deleted_pod": deleted, "acked": acked}
 
 
@@ -212,7 +222,8 @@ def retrain_runs_since(settings: Settings, since: datetime) -> list[Any]:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"]))
         )
-    return [r for r in runs if r.created is not None and r.created >= since]
+    found = [r for r in runs if r.created is not None and r.created >= since]
+    return sorted(found, key=lambda r: r.created)
 
 
 def follow_retrain(
@@ -247,6 +258,8 @@ def follow_retrain(
             chunk = rows.iloc[start : start + CANARY_ROWS_PER_REQUEST]
             if traffic.send_chunk(chunk, f"k8s-{month}-canary-{i:05d}-{uuid.uuid4().hex[:6]}"):
                 labelled += 1
+            else:
+                time.sleep(0.5)  # a replica restarting: do not spin
             i += 1
     state = driver.wait_run(run.id, 900)
     driver.record_job(run.id, f"retrain {month}")

@@ -174,3 +174,23 @@ def test_a_normal_install_has_no_trace_of_the_test_mode(
     serving = _container(_one(docs, "Deployment", "-serving"))
     assert serving["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert _env(serving)["DRIFTLOOP_SERVING__HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("hostNetwork.host=0.0.0.0", "hostNetwork.host"),
+        ("hostNetwork.host=127.0.0.1 --protected-mode no", "hostNetwork.host"),
+        ("serving.auth.enabled=false", "needs serving.auth, mlflow.auth and prefect.auth"),
+        ("mlflow.auth.enabled=false", "needs serving.auth, mlflow.auth and prefect.auth"),
+        ("prefect.auth.enabled=false", "needs serving.auth, mlflow.auth and prefect.auth"),
+        ("probes.mode=httpGet", "needs probes.mode=exec"),
+        ("mlflow.replicas=2", "one MLflow replica"),
+    ],
+)
+def test_the_test_mode_fails_closed(helm_bin: Path, setting: str, refusal: str) -> None:
+    """On the node's network every process reaches the servers' ports and NetworkPolicies do not
+    apply: the mode listens on loopback only, with every authentication on (review finding)."""
+    proc = _render(helm_bin, "--set", setting)
+    assert proc.returncode != 0, setting
+    assert refusal in proc.stderr, proc.stderr[-500:]

@@ -635,3 +635,15 @@ def test_dvc_writes_only_to_mounted_volumes(docs: list[Doc]) -> None:
             mounts = [m["mountPath"] for m in c.get("volumeMounts") or [] if not m.get("readOnly")]
             assert any(cache == m or cache.startswith(m.rstrip("/") + "/") for m in mounts), where
     assert checked >= 3
+
+
+def test_job_names_fit_the_label_limit_with_a_long_release_name(helm_bin: Path) -> None:
+    """A Job's name becomes its pods' job-name label (at most 63 characters); the per-revision
+    provision Job appends its revision after truncating (review finding: 65 characters)."""
+    release = "a-release-name-of-forty-five-characters-exact"
+    proc = run_helm(helm_bin, "template", release, str(CHART), "--namespace", "ml")
+    assert proc.returncode == 0, proc.stderr
+    jobs = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "Job"]
+    assert any(j["metadata"]["name"].endswith("-1") for j in jobs)
+    for job in jobs:
+        assert len(job["metadata"]["name"]) <= 63, job["metadata"]["name"]

@@ -370,6 +370,7 @@ true
 (values hostNetwork), nothing otherwise. Renders at pod-spec indentation 0. */}}
 {{- define "driftloop.podNetwork" -}}
 {{- if .Values.hostNetwork.enabled }}
+{{- include "driftloop.hostNetwork.checked" . }}
 hostNetwork: true
 dnsPolicy: ClusterFirstWithHostNet
 {{- end }}
@@ -388,9 +389,30 @@ postgresql|redis|workerHealth" "port" <the normal port>). */}}
 {{/* Address a server binds to: the test mode's loopback host, else every interface. */}}
 {{- define "driftloop.listenHost" -}}
 {{- if .Values.hostNetwork.enabled -}}
+{{- include "driftloop.hostNetwork.checked" . -}}
 {{- .Values.hostNetwork.host -}}
 {{- else -}}
 0.0.0.0
+{{- end -}}
+{{- end -}}
+
+{{/* Fail closed in the test mode: loopback only (on the node's network any other address is
+every interface's neighbour, and NetworkPolicies do not apply), every auth on (any process on the
+node reaches the ports), exec probes (the kubelet's httpGet calls the node address, where nothing
+listens) and one replica of each single-port server. Renders nothing. */}}
+{{- define "driftloop.hostNetwork.checked" -}}
+{{- $h := .Values.hostNetwork -}}
+{{- if not (regexMatch "^127(\\.[0-9]{1,3}){3}$" $h.host) -}}
+{{- fail (printf "hostNetwork.host=%s: the test mode listens on a loopback address (127.x.y.z) only" $h.host) -}}
+{{- end -}}
+{{- if not (and .Values.serving.auth.enabled .Values.mlflow.auth.enabled .Values.prefect.auth.enabled) -}}
+{{- fail "hostNetwork.enabled needs serving.auth, mlflow.auth and prefect.auth enabled: every process on the node reaches the servers' ports" -}}
+{{- end -}}
+{{- if ne .Values.probes.mode "exec" -}}
+{{- fail "hostNetwork.enabled needs probes.mode=exec: the servers listen on loopback, where the kubelet's httpGet probes do not reach" -}}
+{{- end -}}
+{{- if gt (int .Values.mlflow.replicas) 1 -}}
+{{- fail "hostNetwork.enabled runs one MLflow replica (mlflow.replicas=1): a second could not bind the port" -}}
 {{- end -}}
 {{- end -}}
 

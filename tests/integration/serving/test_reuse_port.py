@@ -57,6 +57,19 @@ def test_a_bound_socket_that_does_not_listen_gets_no_connection() -> None:
         second.close()
 
 
+@pytest.mark.parametrize("host", ["localhost", "[::1]", "::1"])
+def test_reuse_port_binds_names_and_bracketed_ipv6(host: str) -> None:
+    """Hosts serving accepts (a name, ``[::1]`` as in a URL) bind like 127.0.0.1 does."""
+    try:
+        sock = reuse_port_socket(host, 0)
+    except OSError as exc:  # a machine without IPv6 on loopback
+        pytest.skip(f"{host} cannot be bound here: {exc}")
+    try:
+        assert sock.getsockname()[1] > 0
+    finally:
+        sock.close()
+
+
 def _client(url: str, stop: threading.Event, acked: list[str], errors: list[str]) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     while not stop.is_set():
