@@ -15,6 +15,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NS=${DRIFTLOOP_K8S_NAMESPACE:-driftloop-e2e}
+APISERVER_PORT=${DRIFTLOOP_K8S_APISERVER_PORT:-16443}
 RELEASE=driftloop
 TAG=${TAG:-dev}
 TAG2=${TAG2:-dev2}
@@ -86,10 +87,18 @@ finish() {
     log "FAILED (exit $rc): state of namespace $NS"
     $KUBECTL -n "$NS" get all,pvc,events 2>&1 | tail -40 >&2
   fi
+  if [[ -n "${LOOP_SUMMARY:-}" && -s "$LOOP_SUMMARY" ]]; then
+    cp "$LOOP_SUMMARY" "$K8S_CACHE/last-loop-summary.json"
+    LOOP_SUMMARY="$K8S_CACHE/last-loop-summary.json"
+  else
+    LOOP_SUMMARY=""
+  fi
+  # The driver's token and credentials never outlive the run.
+  rm -rf "${DRIVER_HOME:-/nonexistent-driftloop}"
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
     step "teardown (cluster-down)"
     "$HERE/cluster-down.sh"
-    rm -rf "${VOLUMES:-/nonexistent-driftloop}" "${DRIVER_HOME:-/nonexistent-driftloop}"
+    rm -rf "${VOLUMES:-/nonexistent-driftloop}"
     leftovers || rc=1
   fi
   summary
@@ -185,8 +194,8 @@ sampler=$!
 
 step "helm install --wait (whole platform)"
 INSTALLED_AT=$(date +%s.%N)
-"$HELM" install "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" \
-  --set "image.platform.tag=$TAG,image.serving.tag=$TAG" --wait --timeout "$HELM_TIMEOUT" >&2
+"$HELM" install "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" --set "hostNetwork.apiServer.port=$APISERVER_PORT" \
+  --set "image.platform.tag=$TAG,image.serving.tag=$TAG" --wait --wait-for-jobs --timeout "$HELM_TIMEOUT" >&2
 
 step "rolled out, pods Ready"
 for d in $($KUBECTL -n "$NS" get deployments,statefulsets -o name); do
@@ -208,34 +217,71 @@ done
 step "the loop: flows as Jobs, traffic, monitor, automation, canary"
 secret() { $KUBECTL -n "$NS" get secret "$1" -o "jsonpath={.data.$2}" | base64 -d; }
 DRIVER_HOME=$(mktemp -d /tmp/driftloop-e2e-driver.XXXXXX)
-# kubectl and a self-contained kubeconfig (CA inlined) the driver's uid can read: it only lists
-# Jobs and deletes one serving pod.
+# The driver's Kubernetes identity: a ServiceAccount of the namespace that may only read Jobs and
+# Pods and delete Pods (it deletes one serving pod), never the cluster-admin token.
+$KUBECTL -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: e2e-driver}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: e2e-driver}
+rules:
+  - {apiGroups: [batch], resources: [jobs], verbs: [get, list]}
+  - {apiGroups: [""], resources: [pods], verbs: [get, list, delete]}
+  - {apiGroups: [""], resources: [pods/log], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: e2e-driver}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: e2e-driver}
+subjects: [{kind: ServiceAccount, name: e2e-driver, namespace: $NS}]
+YAML
+token_secret=""
+for _ in $(seq 1 60); do
+  token_secret=$($KUBECTL -n "$NS" get serviceaccount e2e-driver -o 'jsonpath={.secrets[0].name}' 2>/dev/null || true)
+  [[ -n "$token_secret" ]] && break
+  sleep 1
+done
+[[ -n "$token_secret" ]] || die "no token for the driver's ServiceAccount"
 install -m 0755 "$K8S_BIN/kubectl" "$DRIVER_HOME/kubectl"
-$KUBECTL config view --raw --flatten >"$DRIVER_HOME/kubeconfig"
-chmod 0600 "$DRIVER_HOME/kubeconfig"
-chown -R 10001:10001 "$DRIVER_HOME"
+DK=("$K8S_BIN/kubectl" --kubeconfig "$DRIVER_HOME/kubeconfig")
+$KUBECTL config view --raw --flatten -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}' \
+  | base64 -d >"$DRIVER_HOME/ca.crt"
+"${DK[@]}" config set-cluster local --server "$($KUBECTL config view -o 'jsonpath={.clusters[0].cluster.server}')" \
+  --certificate-authority "$DRIVER_HOME/ca.crt" --embed-certs >/dev/null
+"${DK[@]}" config set-credentials e2e-driver --token "$(secret "$token_secret" token)" >/dev/null
+"${DK[@]}" config set-context local --cluster local --user e2e-driver --namespace "$NS" >/dev/null
+"${DK[@]}" config use-context local >/dev/null
+rm -f "$DRIVER_HOME/ca.crt"
 LOOP_SUMMARY="$DRIVER_HOME/summary.json"
-PREDICT_TOKEN=$(secret "$RELEASE-serving-auth" predict-token)
-FEEDBACK_TOKEN=$(secret "$RELEASE-serving-auth" feedback-token)
+# Settings and credentials in a file only the driver's uid reads (not on a command line).
+{
+  printf 'export %s=%q\n' \
+    DRIFTLOOP_STATE_DIR "$STATE" \
+    DRIFTLOOP_MLFLOW__TRACKING_URI http://127.0.0.1:35000 MLFLOW_TRACKING_URI http://127.0.0.1:35000 \
+    MLFLOW_TRACKING_USERNAME admin MLFLOW_TRACKING_PASSWORD "$(secret "$RELEASE-mlflow-auth" admin-password)" \
+    DRIFTLOOP_PREFECT__API_URL http://127.0.0.1:34200/api PREFECT_API_URL http://127.0.0.1:34200/api \
+    PREFECT_API_AUTH_STRING "$(secret "$RELEASE-prefect-auth" auth-string)" PREFECT_HOME "$DRIVER_HOME/prefect" \
+    DRIFTLOOP_SERVING__HOST 127.0.0.1 DRIFTLOOP_SERVING__PORT 38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S 0.5 \
+    DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS "[\"$(secret "$RELEASE-serving-auth" predict-token)\"]" \
+    DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS "[\"$(secret "$RELEASE-serving-auth" feedback-token)\"]" \
+    DRIFTLOOP_FEATURES__ONLINE_STORE redis \
+    DRIFTLOOP_FEATURES__REDIS_CONNECTION "127.0.0.1:36379,password=$(secret "$RELEASE-redis" password)" \
+    MLFLOW_DISABLE_TELEMETRY true DO_NOT_TRACK true PREFECT_SERVER_ANALYTICS_ENABLED false \
+    DVC_NO_ANALYTICS 1 ITERATIVE_DO_NOT_TRACK 1 PYTHONPATH "$REPO_ROOT"
+} >"$DRIVER_HOME/env"
+chmod 0600 "$DRIVER_HOME/env" "$DRIVER_HOME/kubeconfig"
+chown -R 10001:10001 "$DRIVER_HOME"
 # The driver runs as the pods' uid: whatever it touches on the state volume stays theirs.
+# shellcheck disable=SC2016
 env -i PATH=/usr/bin:/bin HOME="$DRIVER_HOME" LANG=C.UTF-8 \
-  DRIFTLOOP_STATE_DIR="$STATE" \
-  DRIFTLOOP_MLFLOW__TRACKING_URI=http://127.0.0.1:35000 MLFLOW_TRACKING_URI=http://127.0.0.1:35000 \
-  MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$(secret "$RELEASE-mlflow-auth" admin-password)" \
-  DRIFTLOOP_PREFECT__API_URL=http://127.0.0.1:34200/api PREFECT_API_URL=http://127.0.0.1:34200/api \
-  PREFECT_API_AUTH_STRING="$(secret "$RELEASE-prefect-auth" auth-string)" PREFECT_HOME="$DRIVER_HOME/prefect" \
-  DRIFTLOOP_SERVING__HOST=127.0.0.1 DRIFTLOOP_SERVING__PORT=38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S=0.5 \
-  DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS="[\"$PREDICT_TOKEN\"]" \
-  DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS="[\"$FEEDBACK_TOKEN\"]" \
-  DRIFTLOOP_FEATURES__ONLINE_STORE=redis \
-  DRIFTLOOP_FEATURES__REDIS_CONNECTION="127.0.0.1:36379,password=$(secret "$RELEASE-redis" password)" \
-  MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
-  DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 PYTHONPATH="$REPO_ROOT" \
   setpriv --reuid=10001 --regid=10001 --clear-groups \
+  bash -c 'source "$0" && exec "$@"' "$DRIVER_HOME/env" \
   "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
   --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" --installed-at "$INSTALLED_AT" \
   --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" --summary "$LOOP_SUMMARY" >&2
-cp "$LOOP_SUMMARY" "$K8S_CACHE/last-loop-summary.json"
 
 step "helm upgrade (serving :$TAG -> :$TAG2), >= 1 ready pod"
 SERVING_SELECTOR="app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=serving"
@@ -252,8 +298,8 @@ serving_deploy=$($KUBECTL -n "$NS" get deployment -l "$SERVING_SELECTOR" -o json
   done
 ) &
 poller=$!
-"$HELM" upgrade "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" \
-  --set "image.platform.tag=$TAG,image.serving.tag=$TAG2" --wait --timeout "$HELM_TIMEOUT" >&2
+"$HELM" upgrade "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" --set "hostNetwork.apiServer.port=$APISERVER_PORT" \
+  --set "image.platform.tag=$TAG,image.serving.tag=$TAG2" --wait --wait-for-jobs --timeout "$HELM_TIMEOUT" >&2
 $KUBECTL -n "$NS" rollout status "deployment/$serving_deploy" --timeout 300s >&2
 kill "$poller"; wait "$poller" 2>/dev/null || true; poller=""
 samples=$(grep -c '' "$ready_log")

@@ -191,6 +191,9 @@ MODULE_DIST = {
     "sqlalchemy": "sqlalchemy",
     "alembic": "alembic",
     "torch": "torch",
+    "duckdb": "duckdb",
+    "ibis": "ibis-framework",
+    "google": "feast",  # google.protobuf: protobuf, a dependency of feast
 }
 
 
@@ -353,3 +356,39 @@ def test_every_program_the_platform_code_looks_for_is_in_the_platform_image() ->
     packages = {p for group in installed for p in group.split() if not p.startswith("-")}
     missing = sorted(p for p in programs if p not in packages)
     assert missing == [], f"not installed in the platform image: {missing}"
+
+
+def test_serving_image_installs_what_feast_loads_for_the_configured_stores() -> None:
+    """Found live (make k8s-e2e): Feast imports the configured offline store's module by name
+    while it reads the repo config, even for online lookups; the serving image lacked duckdb, so
+    flight-mode requests got 503. The store modules driftloop configures (the chart's redis
+    online store, the local sqlite one) are followed here like serving's own imports."""
+    import importlib.util
+
+    from driftloop.features.config import repo_config_dict
+    from driftloop.settings import Settings
+
+    installed = set(_requirement_names(DOCKER / "requirements-serving.txt"))
+    stores: set[tuple[str, str]] = set()
+    for online in ("redis", "sqlite"):
+        config = repo_config_dict(Settings(features={"online_store": online}))
+        stores |= {("offline", config["offline_store"]["type"])}
+        stores |= {("online", config["online_store"]["type"])}
+    assert ("offline", "duckdb") in stores
+    for kind, store in sorted(stores):
+        spec = importlib.util.find_spec(f"feast.infra.{kind}_stores.{store}")
+        assert spec is not None, store
+        assert spec.origin, store
+        tree = ast.parse(Path(spec.origin).read_text())
+        top_level = _module_level_nodes(tree)
+        tops: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) not in top_level:
+                continue
+            if isinstance(node, ast.Import):
+                tops |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.split(".")[0])
+        third = {t for t in tops if t not in sys.stdlib_module_names and t != "__future__"}
+        missing = {t for t in third if MODULE_DIST.get(t, f"<unknown:{t}>") not in installed}
+        assert missing == set(), f"Feast's {kind} store {store} needs what serving lacks: {missing}"
