@@ -154,7 +154,7 @@ def test_hook_pod_is_hardened_and_uses_its_own_token(render: Render) -> None:
 
 
 def test_host_network_mode_reaches_the_api_server_on_the_node(render: Render) -> None:
-    docs = render("default", OLD_KUBE, "--set", "hostNetwork.enabled=true")
+    docs = render("default", OLD_KUBE, "--set", "hostNetwork.enabled=true,probes.mode=exec")
     job = cleanup_docs(docs)["Job"]
     pod = job["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
@@ -203,7 +203,9 @@ def test_cleanup_can_be_turned_off(render: Render) -> None:
 def test_hook_objects_validate_on_kubernetes_1_20(
     render: Render, validate_1_20: Callable[[Doc], list[str]]
 ) -> None:
-    found = cleanup_docs(render("default", OLD_KUBE, "--set", "hostNetwork.enabled=true"))
+    found = cleanup_docs(
+        render("default", OLD_KUBE, "--set", "hostNetwork.enabled=true,probes.mode=exec")
+    )
     assert [e for doc in found.values() for e in validate_1_20(doc)] == []
 
 

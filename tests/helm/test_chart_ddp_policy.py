@@ -311,7 +311,7 @@ def test_no_training_policy_without_policies_or_worker(
 def test_host_network_mode_runs_one_node_on_loopback(
     render: Callable[..., list[Doc]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    docs = render("default", NEW_KUBE, "--set", "hostNetwork.enabled=true")
+    docs = render("default", NEW_KUBE, "--set", "hostNetwork.enabled=true,probes.mode=exec")
     env = ddp_env(docs)
     assert env["DRIFTLOOP_KUBERNETES__HOST_NETWORK"] == "true"
     settings = settings_from(env, monkeypatch)

@@ -196,10 +196,13 @@ def test_the_k8s_e2e_values_render_lint_and_validate_on_kubernetes_1_20(
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     assert [e for doc in docs for e in validate_1_20(doc)] == []
-    serving = next(d for d in docs if d["kind"] == "Deployment")
+    serving = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-serving")
+    )
     env = {
         e["name"]: e.get("value")
         for e in serving["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"].startswith("sqlite:////")
-    assert "DRIFTLOOP_PREFECT__API_URL" not in env  # serving-only install: no Prefect
+    # The whole platform in the host-network test mode: the chart's own servers on loopback.
+    assert env["DRIFTLOOP_MLFLOW__TRACKING_URI"] == "http://127.0.0.1:35000"
+    assert env["DRIFTLOOP_PREFECT__API_URL"] == "http://127.0.0.1:34200/api"
