@@ -256,32 +256,36 @@ $KUBECTL config view --raw --flatten -o 'jsonpath={.clusters[0].cluster.certific
 "${DK[@]}" config use-context local >/dev/null
 rm -f "$DRIVER_HOME/ca.crt"
 LOOP_SUMMARY="$DRIVER_HOME/summary.json"
-# Settings and credentials in a file only the driver's uid reads (not on a command line).
-{
-  printf 'export %s=%q\n' \
-    DRIFTLOOP_STATE_DIR "$STATE" \
-    DRIFTLOOP_MLFLOW__TRACKING_URI http://127.0.0.1:35000 MLFLOW_TRACKING_URI http://127.0.0.1:35000 \
-    MLFLOW_TRACKING_USERNAME admin MLFLOW_TRACKING_PASSWORD "$(secret "$RELEASE-mlflow-auth" admin-password)" \
-    DRIFTLOOP_PREFECT__API_URL http://127.0.0.1:34200/api PREFECT_API_URL http://127.0.0.1:34200/api \
-    PREFECT_API_AUTH_STRING "$(secret "$RELEASE-prefect-auth" auth-string)" PREFECT_HOME "$DRIVER_HOME/prefect" \
-    DRIFTLOOP_SERVING__HOST 127.0.0.1 DRIFTLOOP_SERVING__PORT 38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S 0.5 \
-    DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS "[\"$(secret "$RELEASE-serving-auth" predict-token)\"]" \
-    DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS "[\"$(secret "$RELEASE-serving-auth" feedback-token)\"]" \
-    DRIFTLOOP_FEATURES__ONLINE_STORE redis \
-    DRIFTLOOP_FEATURES__REDIS_CONNECTION "127.0.0.1:36379,password=$(secret "$RELEASE-redis" password)" \
-    MLFLOW_DISABLE_TELEMETRY true DO_NOT_TRACK true PREFECT_SERVER_ANALYTICS_ENABLED false \
-    DVC_NO_ANALYTICS 1 ITERATIVE_DO_NOT_TRACK 1 PYTHONPATH "$REPO_ROOT"
-} >"$DRIVER_HOME/env"
-chmod 0600 "$DRIVER_HOME/env" "$DRIVER_HOME/kubeconfig"
+mlflow_password=$(secret "$RELEASE-mlflow-auth" admin-password)
+prefect_auth=$(secret "$RELEASE-prefect-auth" auth-string)
+predict_token=$(secret "$RELEASE-serving-auth" predict-token)
+feedback_token=$(secret "$RELEASE-serving-auth" feedback-token)
+redis_password=$(secret "$RELEASE-redis" password)
+chmod 0600 "$DRIVER_HOME/kubeconfig"
 chown -R 10001:10001 "$DRIVER_HOME"
-# The driver runs as the pods' uid: whatever it touches on the state volume stays theirs.
-# shellcheck disable=SC2016
-env -i PATH=/usr/bin:/bin HOME="$DRIVER_HOME" LANG=C.UTF-8 \
-  setpriv --reuid=10001 --regid=10001 --clear-groups \
-  bash -c 'source "$0" && exec "$@"' "$DRIVER_HOME/env" \
-  "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
-  --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" --installed-at "$INSTALLED_AT" \
-  --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" --summary "$LOOP_SUMMARY" >&2
+# The driver runs as the pods' uid (whatever it touches on the state volume stays theirs), with
+# only these settings; secrets reach it through its environment, never a command line.
+(
+  for v in $(compgen -e); do unset "$v" 2>/dev/null || true; done
+  export PATH=/usr/bin:/bin HOME="$DRIVER_HOME" LANG=C.UTF-8 PYTHONPATH="$REPO_ROOT" \
+    DRIFTLOOP_STATE_DIR="$STATE" \
+    DRIFTLOOP_MLFLOW__TRACKING_URI=http://127.0.0.1:35000 MLFLOW_TRACKING_URI=http://127.0.0.1:35000 \
+    MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$mlflow_password" \
+    DRIFTLOOP_PREFECT__API_URL=http://127.0.0.1:34200/api PREFECT_API_URL=http://127.0.0.1:34200/api \
+    PREFECT_API_AUTH_STRING="$prefect_auth" PREFECT_HOME="$DRIVER_HOME/prefect" \
+    DRIFTLOOP_SERVING__HOST=127.0.0.1 DRIFTLOOP_SERVING__PORT=38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S=0.5 \
+    DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS="[\"$predict_token\"]" \
+    DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS="[\"$feedback_token\"]" \
+    DRIFTLOOP_FEATURES__ONLINE_STORE=redis \
+    DRIFTLOOP_FEATURES__REDIS_CONNECTION="127.0.0.1:36379,password=$redis_password" \
+    MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1
+  exec setpriv --reuid=10001 --regid=10001 --clear-groups \
+    "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
+    --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" \
+    --installed-at "$INSTALLED_AT" --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" \
+    --summary "$LOOP_SUMMARY"
+) >&2
 
 step "helm upgrade (serving :$TAG -> :$TAG2), >= 1 ready pod"
 SERVING_SELECTOR="app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=serving"

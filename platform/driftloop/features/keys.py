@@ -53,15 +53,17 @@ def _sqlite_keys(store: FeatureStore, view: FeatureView) -> list[EntityRow]:
 
 def _redis_keys(store: FeatureStore, view: FeatureView) -> list[EntityRow]:
     import redis
+    from feast.infra.online_stores.redis import RedisOnlineStore
 
     config = store.config
     project = config.project.encode()
-    host, _, rest = config.online_store.connection_string.partition(":")
-    port = int(rest.split(",")[0] or 6379)
-    client = redis.Redis(host=host, port=port)
     join_keys = sorted(e.name for e in view.entity_columns)
     out = []
     try:
+        # Feast's own client from the connection string: password, db, ssl, cluster and
+        # sentinel as Feast reads them (a client of host:port alone was refused by a Redis with
+        # a password; found live by `make k8s-e2e`).
+        client = RedisOnlineStore()._get_client(config.online_store)
         for key in client.scan_iter(match=b"*" + project, count=1000):
             row = _decode(key[: -len(project)], config.entity_key_serialization_version)
             if sorted(row) == join_keys:
