@@ -260,11 +260,13 @@ mlflow_password=$(secret "$RELEASE-mlflow-auth" admin-password)
 prefect_auth=$(secret "$RELEASE-prefect-auth" auth-string)
 predict_token=$(secret "$RELEASE-serving-auth" predict-token)
 feedback_token=$(secret "$RELEASE-serving-auth" feedback-token)
-redis_password=$(secret "$RELEASE-redis" password)
 chmod 0600 "$DRIVER_HOME/kubeconfig"
 chown -R 10001:10001 "$DRIVER_HOME"
 # The driver runs as the pods' uid (whatever it touches on the state volume stays theirs), with
-# only these settings; secrets reach it through its environment, never a command line.
+# only these settings; secrets reach it through its environment, never a command line. It reads
+# the offline feature tables only (the online store stays the pods' business): as uid 10001 the
+# venv's interpreter may resolve to the system Python (root's pyenv is not readable), and
+# redis-py's asyncio module needs async_timeout below Python 3.11.3.
 (
   for v in $(compgen -e); do unset "$v" 2>/dev/null || true; done
   export PATH=/usr/bin:/bin HOME="$DRIVER_HOME" LANG=C.UTF-8 PYTHONPATH="$REPO_ROOT" \
@@ -276,8 +278,7 @@ chown -R 10001:10001 "$DRIVER_HOME"
     DRIFTLOOP_SERVING__HOST=127.0.0.1 DRIFTLOOP_SERVING__PORT=38000 DRIFTLOOP_SERVING__CAPTURE_FLUSH_S=0.5 \
     DRIFTLOOP_SERVING__AUTH__PREDICT_TOKENS="[\"$predict_token\"]" \
     DRIFTLOOP_SERVING__AUTH__FEEDBACK_TOKENS="[\"$feedback_token\"]" \
-    DRIFTLOOP_FEATURES__ONLINE_STORE=redis \
-    DRIFTLOOP_FEATURES__REDIS_CONNECTION="127.0.0.1:36379,password=$redis_password" \
+    DRIFTLOOP_FEATURES__ONLINE_STORE=sqlite \
     MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1
   exec setpriv --reuid=10001 --regid=10001 --clear-groups \
