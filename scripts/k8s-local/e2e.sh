@@ -194,7 +194,10 @@ sampler=$!
 
 step "helm install --wait (whole platform)"
 INSTALLED_AT=$(date +%s.%N)
+# The state volume is mounted at the same path in the pods as on the node (driftloop.stateDir):
+# Feast's registry records its sources by absolute path, and the loop driver reads them here.
 "$HELM" install "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" --set "hostNetwork.apiServer.port=$APISERVER_PORT" \
+  --set "driftloop.stateDir=$STATE" \
   --set "image.platform.tag=$TAG,image.serving.tag=$TAG" --wait --wait-for-jobs --timeout "$HELM_TIMEOUT" >&2
 
 step "rolled out, pods Ready"
@@ -304,6 +307,7 @@ serving_deploy=$($KUBECTL -n "$NS" get deployment -l "$SERVING_SELECTOR" -o json
 ) &
 poller=$!
 "$HELM" upgrade "$RELEASE" "$CHART" -n "$NS" -f "$VALUES" --set "hostNetwork.apiServer.port=$APISERVER_PORT" \
+  --set "driftloop.stateDir=$STATE" \
   --set "image.platform.tag=$TAG,image.serving.tag=$TAG2" --wait --wait-for-jobs --timeout "$HELM_TIMEOUT" >&2
 $KUBECTL -n "$NS" rollout status "deployment/$serving_deploy" --timeout 300s >&2
 kill "$poller"; wait "$poller" 2>/dev/null || true; poller=""

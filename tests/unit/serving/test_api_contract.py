@@ -367,6 +367,7 @@ def test_openapi_documents_every_route_error_and_body(client: TestClient) -> Non
         "/v2": {"get"},
         "/v2/health/live": {"get"},
         "/v2/health/ready": {"get"},
+        "/v2/health/replica": {"get"},
         "/v2/models/{name}": {"get"},
         "/v2/models/{name}/versions/{version}": {"get"},
         "/v2/models/{name}/ready": {"get"},
@@ -393,6 +394,11 @@ def test_openapi_documents_every_route_error_and_body(client: TestClient) -> Non
     }
     assert {"bearer": []} in infer["security"]
     assert "security" not in paths["/v2/health/ready"]["get"]
+    assert "security" not in paths["/v2/health/replica"]["get"]
+    replica = client.get("/v2/health/replica")
+    assert replica.status_code in (200, 503)
+    assert set(replica.json()) == {"ready", "reason"}
+    assert replica.json()["ready"] is (replica.status_code == 200)
     assert client.get("/docs").status_code == 200
 
 
