@@ -142,6 +142,11 @@ step "images for PostgreSQL and Redis (Debian packages on the same base)"
 "$HERE/db-images.sh"
 
 step "namespace and volumes"
+# Outside $HOME (root's, mode 0700): the loop driver reads the state volume as uid 10001.
+VOLUMES=${DRIFTLOOP_K8S_VOLUMES:-/var/tmp/driftloop-k8s-e2e}
+STATE="$VOLUMES/state"
+# E2E_RESUME=1 (with KEEP_CLUSTER=1 before): run the loop again on the release left installed.
+if [[ "${E2E_RESUME:-0}" != 1 ]]; then
 # A clean start when a kept cluster still holds an earlier run (KEEP_CLUSTER=1).
 "$HELM" uninstall "$RELEASE" -n "$NS" --no-hooks --wait >/dev/null 2>&1 || true
 $KUBECTL delete namespace "$NS" --ignore-not-found --wait=true --timeout 180s >/dev/null
@@ -149,8 +154,6 @@ $KUBECTL delete pv -l driftloop.io/e2e=true --ignore-not-found --wait=true >/dev
 $KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 # No dynamic provisioner here: a hostPath PersistentVolume per claim of the chart, pre-bound by
 # claimRef, owned by the uid that writes it (hostPath ignores fsGroup).
-# Outside $HOME (root's, mode 0700): the loop driver reads the state volume as uid 10001.
-VOLUMES=${DRIFTLOOP_K8S_VOLUMES:-/var/tmp/driftloop-k8s-e2e}
 rm -rf "$VOLUMES"
 mkdir -p "$VOLUMES"
 pv() { # NAME CLAIM UID SIZE
@@ -173,8 +176,8 @@ YAML
 pv state "$RELEASE-state" 10001 2Gi
 pv mlflow-artifacts "$RELEASE-mlflow-artifacts" 10001 2Gi
 pv postgresql "data-$RELEASE-postgresql-0" 999 1Gi
-STATE="$VOLUMES/state"
 
+fi
 step "memory sampler (docker stats, every 5 s)"
 MEM_LOG="$K8S_RUN/memory.log"
 : >"$MEM_LOG"
@@ -193,6 +196,10 @@ MEM_LOG="$K8S_RUN/memory.log"
 sampler=$!
 
 step "helm install --wait (whole platform)"
+if [[ "${E2E_RESUME:-0}" == 1 ]]; then
+  INSTALLED_AT=$(date +%s.%N)
+  log "resuming on the installed release (E2E_RESUME=1): no install, no helm test, no setup flows"
+else
 INSTALLED_AT=$(date +%s.%N)
 # The state volume is mounted at the same path in the pods as on the node (driftloop.stateDir):
 # Feast's registry records its sources by absolute path, and the loop driver reads them here.
@@ -217,6 +224,7 @@ for p in $($KUBECTL -n "$NS" get pods -l app.kubernetes.io/component=test -o nam
   $KUBECTL -n "$NS" logs "$p" 2>/dev/null | sed "s|^|  ${p#pod/}: |" >&2 || true
 done
 
+fi
 step "the loop: flows as Jobs, traffic, monitor, automation, canary"
 secret() { $KUBECTL -n "$NS" get secret "$1" -o "jsonpath={.data.$2}" | base64 -d; }
 DRIVER_HOME=$(mktemp -d /tmp/driftloop-e2e-driver.XXXXXX)
@@ -232,7 +240,7 @@ kind: Role
 metadata: {name: e2e-driver}
 rules:
   - {apiGroups: [batch], resources: [jobs], verbs: [get, list]}
-  - {apiGroups: [""], resources: [pods], verbs: [get, list, delete]}
+  - {apiGroups: [""], resources: [pods], verbs: [get, list, watch, delete]}
   - {apiGroups: [""], resources: [pods/log], verbs: [get]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -288,7 +296,7 @@ chown -R 10001:10001 "$DRIVER_HOME"
     "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
     --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" \
     --installed-at "$INSTALLED_AT" --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" \
-    --summary "$LOOP_SUMMARY"
+    --summary "$LOOP_SUMMARY" ${E2E_RESUME:+--skip-setup}
 ) >&2
 
 step "helm upgrade (serving :$TAG -> :$TAG2), >= 1 ready pod"

@@ -144,16 +144,17 @@ class Driver:
             )
             log(f"last lines of Job {job}:\n{logs.stdout}{logs.stderr}")
 
-    def serving_pods(self) -> list[str]:
-        out = self.k(
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/component=serving",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}{' '}{.status.phase}{'\\n'}{end}",
-        )
-        return [line.split()[0] for line in out.splitlines() if line.endswith("Running")]
+    def serving_pods(self, include_terminating: bool = False) -> list[str]:
+        """Running serving pods (not those being deleted, unless ``include_terminating``)."""
+        pods = json.loads(
+            self.k("get", "pods", "-l", "app.kubernetes.io/component=serving", "-o", "json")
+        )["items"]
+        return [
+            p["metadata"]["name"]
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and (include_terminating or not p["metadata"].get("deletionTimestamp"))
+        ]
 
 
 def send_month(
@@ -195,8 +196,11 @@ def send_month(
         deleter.join(120)
         if delete_errors or deleter.is_alive():
             raise SystemExit(f"deleting serving pod {deleted} failed: {delete_errors}")
-        if deleted in driver.serving_pods():
-            raise SystemExit(f"serving pod {deleted} is still running after its deletion")
+        deadline = time.monotonic() + 120
+        while deleted in driver.serving_pods(include_terminating=True):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"serving pod {deleted} still exists 120 s after its deletion")
+            time.sleep(2.0)
     return {"requests": len(acked), "retried": failed, "deleted_pod": deleted, "acked": acked}
 
 
@@ -282,6 +286,11 @@ def main() -> int:
     parser.add_argument("--months", default="2013-04,2013-05,2013-06")
     parser.add_argument("--rows-per-month", type=int, default=2000)
     parser.add_argument("--summary", required=True)
+    parser.add_argument(
+        "--skip-setup",
+        action="store_true",
+        help="a champion is already served: skip the ingest/features/train runs",
+    )
     args = parser.parse_args()
     settings = get_settings()
     months = args.months.split(",")
@@ -290,14 +299,31 @@ def main() -> int:
     summary: dict[str, Any] = {"months": []}
 
     driver.phase("ingest, features, train (flow runs as Jobs)")
+    if not args.skip_setup:
+        setup(driver, months)
+    driver.phase("serving ready with the champion")
+    traffic = Traffic(settings, rows_per_request=25)
+    return loop(driver, traffic, months, options, summary, args.summary)
+
+
+def setup(driver: Driver, months: list[str]) -> None:
     driver.run_deployment("ingest/ingest", {"start_month": "2013-01", "end_month": months[-1]}, 900)
     driver.run_deployment("features/features", {}, 900)
     driver.run_deployment(
         "train/train", {"start_month": FIRST_TRAIN[0], "end_month": FIRST_TRAIN[1]}, 1200
     )
 
-    driver.phase("serving ready with the champion")
-    traffic = Traffic(settings, rows_per_request=25)
+
+def loop(
+    driver: Driver,
+    traffic: Traffic,
+    months: list[str],
+    options: DemoOptions,
+    summary: dict[str, Any],
+    summary_path: str,
+) -> int:
+    """Steps 2 and 3 of the module docstring (the champion is being served or about to be)."""
+    settings = driver.settings
     deadline = time.monotonic() + 300
     health: dict[str, Any] = {}
     while not health.get("champion"):
@@ -384,7 +410,7 @@ def main() -> int:
     summary["phases"] = [p for p in driver.phases if p[0]]
     summary["jobs"] = driver.jobs
     summary["promoted"] = promoted
-    with open(args.summary, "w") as f:
+    with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2, default=str)
     if not any(
         m.get("retrain", {}).get("rollout") in ("promote", "rollback") for m in summary["months"]
