@@ -273,6 +273,8 @@ predict_token=$(secret "$RELEASE-serving-auth" predict-token)
 feedback_token=$(secret "$RELEASE-serving-auth" feedback-token)
 chmod 0600 "$DRIVER_HOME/kubeconfig"
 chown -R 10001:10001 "$DRIVER_HOME"
+skip_setup=""
+[[ "${E2E_RESUME:-0}" != 1 ]] || skip_setup=--skip-setup
 # The driver runs as the pods' uid (whatever it touches on the state volume stays theirs), with
 # only these settings; secrets reach it through its environment, never a command line. It reads
 # the offline feature tables only (the online store stays the pods' business): as uid 10001 the
@@ -296,7 +298,7 @@ chown -R 10001:10001 "$DRIVER_HOME"
     "$REPO_ROOT/.venv/bin/python" "$HERE/loop.py" --namespace "$NS" \
     --kubectl "$DRIVER_HOME/kubectl --kubeconfig $DRIVER_HOME/kubeconfig" \
     --installed-at "$INSTALLED_AT" --months "${E2E_MONTHS:-2013-04,2013-05,2013-06}" \
-    --summary "$LOOP_SUMMARY" ${E2E_RESUME:+--skip-setup}
+    --summary "$LOOP_SUMMARY" $skip_setup
 ) >&2
 
 step "helm upgrade (serving :$TAG -> :$TAG2), >= 1 ready pod"
