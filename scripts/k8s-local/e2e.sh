@@ -93,6 +93,8 @@ finish() {
   else
     LOOP_SUMMARY=""
   fi
+  # The memory log lives in the run folder, which teardown removes: report it first.
+  memory_report
   # The driver's token and credentials never outlive the run.
   rm -rf "${DRIVER_HOME:-/nonexistent-driftloop}"
   if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
@@ -102,7 +104,6 @@ finish() {
     leftovers || rc=1
   fi
   summary
-  memory_report
   loop_report
   ((rc == 0)) && log "k8s-e2e PASSED" || log "k8s-e2e FAILED"
   exit "$rc"
