@@ -65,5 +65,5 @@ kind-up:  ## kind cluster + images loaded + chart installed (needs Docker, kind,
 kind-down:  ## uninstall the chart and delete the kind cluster
 	scripts/kind.sh down
 
-k8s-e2e:  ## real one-node Kubernetes 1.20 built from Debian's source (root, ~10 min first time)
+k8s-e2e: $(STAMP)  ## real one-node Kubernetes 1.20 built from Debian's source (root, ~10 min first time)
 	TAG=$(TAG) scripts/k8s-local/e2e.sh
