@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -53,6 +55,58 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def plain_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (SO_REUSEADDR only), not yet listening: uvicorn's own
+    bind, for when the server is given its sockets (a probe socket beside it)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def probe_socket(path: Path) -> socket.socket:
+    """A Unix socket at ``path`` (owner only) answering the same app: the replica's own address,
+    which a probe can reach even where replicas share one TCP port (SO_REUSEPORT). A stale file
+    from an earlier process is replaced; anything else at the path is refused."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ValueError(f"serving.probe_socket {path} exists and is not a socket")
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o600)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def listen_sockets(settings: Settings) -> list[socket.socket] | None:
+    """The sockets to serve on, or None for uvicorn's own bind of host:port."""
+    s = settings.serving
+    if not s.reuse_port and s.probe_socket is None:
+        return None
+    tcp = reuse_port_socket(s.host, s.port) if s.reuse_port else plain_socket(s.host, s.port)
+    if s.probe_socket is None:
+        return [tcp]
+    try:
+        return [tcp, probe_socket(s.probe_socket)]
+    except (OSError, ValueError):
+        tcp.close()
+        raise
+
+
 def run(settings: Settings) -> None:
     """Serve ``settings`` in the foreground until interrupted (``driftloop serve`` uses it)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -68,10 +122,12 @@ def run(settings: Settings) -> None:
         limit_concurrency=s.max_concurrency or None,
     )
     server = uvicorn.Server(config)
-    if s.reuse_port:
-        server.run(sockets=[reuse_port_socket(s.host, s.port)])
-    else:
-        server.run()
+    sockets = listen_sockets(settings)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if s.probe_socket is not None:
+            s.probe_socket.unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -79,7 +135,7 @@ def main() -> None:
         settings = get_settings()
         configure_logging(settings.log_level)
         run(settings)
-    except (DriftloopError, ValueError) as exc:  # settings refused: one readable line
+    except (DriftloopError, ValueError, OSError) as exc:  # refused: one readable line
         sys.stderr.write(f"error: {str(exc).splitlines()[0]}\n")
         raise SystemExit(1) from None
 

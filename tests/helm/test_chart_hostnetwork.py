@@ -100,15 +100,28 @@ def test_servers_bind_loopback_on_distinct_ports(docs: list[Doc]) -> None:
 
 
 def test_probes_call_the_ports_the_servers_listen_on(docs: list[Doc]) -> None:
-    for suffix, port in [
-        ("-mlflow", "mlflow"),
-        ("-prefect-server", "prefect"),
-        ("-serving", "serving"),
-    ]:
+    for suffix, port in [("-mlflow", "mlflow"), ("-prefect-server", "prefect")]:
         c = _container(_one(docs, "Deployment", suffix))
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             command = c[probe]["exec"]["command"][-1]
             assert f"http://127.0.0.1:{PORTS[port]}/" in command, (suffix, probe)
+
+
+def test_serving_probes_ask_their_own_replica_not_the_shared_port(docs: list[Doc]) -> None:
+    """Replicas share the port (SO_REUSEPORT): a TCP probe would judge whichever replica the
+    kernel picks, so a cold surge pod could fail the warm ones during a rolling update (seen:
+    `helm upgrade` in `make k8s-e2e` left 0 ready). Each probe asks its replica's own socket."""
+    c = _container(_one(docs, "Deployment", "-serving"))
+    sock = _env(c)["DRIFTLOOP_SERVING__PROBE_SOCKET"]
+    assert sock.startswith("/tmp/")  # the pod's own emptyDir: no two replicas share it
+    paths = {}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = c[probe]["exec"]["command"]
+        assert command[:5] == ["python", "-m", "serving.probe", "--socket", sock], probe
+        assert not any("127.0.0.1" in part for part in command), probe
+        paths[probe] = command[-1]
+    assert paths["readinessProbe"] == "/v2/health/replica"
+    assert paths["livenessProbe"] == "/v2/health/live"
 
 
 def test_clients_are_pointed_at_loopback(docs: list[Doc]) -> None:

@@ -90,7 +90,10 @@ imagePullSecrets:
 "failures" 3 "initialDelay" 0). Mode httpGet (kubelet calls the pod) or exec (python inside the
 container calls 127.0.0.1). */}}
 {{- define "driftloop.httpProbe" -}}
-{{- if eq .ctx.Values.probes.mode "exec" }}
+{{- if and (eq .ctx.Values.probes.mode "exec") .socket }}
+exec:
+  command: [python, -m, serving.probe, --socket, {{ .socket | quote }}, {{ .path | quote }}]
+{{- else if eq .ctx.Values.probes.mode "exec" }}
 exec:
   command:
     - python

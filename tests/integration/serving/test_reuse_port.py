@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
@@ -21,6 +22,8 @@ from driftloop.data.capture import read_predictions
 from driftloop.settings import Settings
 from serving.__main__ import reuse_port_socket
 from serving.examples import features_request
+from serving.probe import main as probe_main
+from serving.probe import probe
 from serving.process import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -133,3 +136,46 @@ def test_two_replicas_share_a_port_and_one_stopping_loses_nothing(
     assert missing == [], f"{len(missing)} of {len(acked)} acknowledged requests lost"
     # Refused connections are allowed (never acknowledged); answers other than 200 are not.
     assert [e for e in errors if e.startswith("HTTP")] == []
+
+
+def test_each_replica_answers_probes_on_its_own_socket(
+    serving_settings: Callable[..., Settings], register: Callable[..., str], tmp_path: Path
+) -> None:
+    """With a shared TCP port a probe over TCP judges whichever replica the kernel picks (the
+    e2e's `helm upgrade` saw ready replicas flap): each replica's probe socket reaches itself,
+    so a stopped replica's probe fails while the shared port still answers."""
+    base = serving_settings(serving={"reuse_port": True})
+    register("good", base, alias="champion")
+
+    def replica(name: str) -> Settings:
+        serving = base.serving.model_copy(update={"probe_socket": tmp_path / name / "probe.sock"})
+        return base.model_copy(update={"serving": serving})
+
+    a, b = replica("a"), replica("b")
+    first = ServerProcess(a).start()
+    second = None
+    try:
+        second = ServerProcess(b).start()
+        assert a.serving.probe_socket is not None
+        assert b.serving.probe_socket is not None
+        sock_a, sock_b = str(a.serving.probe_socket), str(b.serving.probe_socket)
+        assert oct(os.stat(sock_a).st_mode & 0o777) == "0o600"
+        assert probe_main(["--socket", sock_a, "/v2/health/replica"]) == 0
+        # start() saw the shared port ready, which `a` alone may have answered: b's own socket
+        # says when b itself is up.
+        wait_for(
+            lambda: probe("/v2/health/replica", sock_b, timeout=2)[0], timeout=90, what="b ready"
+        )
+        assert first.proc is not None
+        os.kill(first.proc.pid, signal.SIGTERM)
+        first.proc.wait(60)
+        # The port is still served (by b), yet a's own probe fails: it asks a, not the port.
+        assert httpx.get(f"{first.url}/v2/health/live", timeout=5).status_code == 200
+        ok, why = probe("/v2/health/live", sock_a, timeout=2)
+        assert not ok
+        assert sock_a in why
+        assert probe_main(["--socket", sock_b, "/v2/health/live"]) == 0
+    finally:
+        for p in (second, first):
+            if p is not None:
+                p.stop()

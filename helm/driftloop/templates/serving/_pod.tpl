@@ -3,6 +3,8 @@
 host-network test mode) every replica binds the same port with SO_REUSEPORT and the container
 declares no port: a declared port on a hostNetwork pod is a host port, and the scheduler would
 refuse a second replica (or the surge pod of a rolling update) on the node. */}}
+{{- define "driftloop.serving.probeSocket" -}}/tmp/driftloop-serving.sock{{- end -}}
+
 {{- define "driftloop.serving.container" -}}
 {{- $ := .ctx -}}
 name: serving
@@ -19,6 +21,10 @@ env:
   {{- if .reusePort }}
   - name: DRIFTLOOP_SERVING__REUSE_PORT
     value: "true"
+  # The replica's own address for its probes: over the shared port a probe would reach
+  # whichever replica the kernel picks (a cold surge pod failing a warm one, or passing itself).
+  - name: DRIFTLOOP_SERVING__PROBE_SOCKET
+    value: {{ include "driftloop.serving.probeSocket" $ | quote }}
   {{- end }}
   - name: DRIFTLOOP_SERVING__RECONCILE_INTERVAL_S
     value: {{ $.Values.serving.reconcileIntervalSeconds | quote }}
