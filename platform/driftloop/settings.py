@@ -253,6 +253,13 @@ class ServingSettings(BaseModel):
         "without a load balancer (the chart's host-network test mode). A process joins only once "
         "its app has started, and leaves when it stops accepting on SIGTERM.",
     )
+    probe_socket: Path | None = Field(
+        None,
+        description="Also answer on this Unix socket (a container-local path). With reuse_port a "
+        "TCP request to host:port reaches whichever replica the kernel picks, so a probe over TCP "
+        "would judge a random replica; over this socket it reaches its own (`python -m "
+        "serving.probe`, the chart's exec probes in host-network mode).",
+    )
     reconcile_interval_s: float = Field(5.0, gt=0, description="Registry poll interval.")
     max_rows_per_request: int = Field(
         10_000,
