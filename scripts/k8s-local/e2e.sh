@@ -39,11 +39,46 @@ summary() {
   for s in "${STEPS[@]}"; do printf '  %s\n' "$s" >&2; done
   printf '  %-44s %5ss\n' "total" $((SECONDS - t0)) >&2
 }
-memory_report() {
+memory_report() { # peak and mean of the sum over containers, and each component's peak
   [[ -s "${MEM_LOG:-}" ]] || return 0
-  awk '{ if ($2 > peak) { peak = $2; n = $3 } sum += $2; k++ }
-    END { printf "memory of the running platform (docker stats, sum over containers): peak %.0f MiB (%d containers), mean %.0f MiB over %d samples\n", peak, n, sum / k, k }' \
-    "$MEM_LOG" | tee "$K8S_CACHE/last-memory.txt" >&2
+  "$REPO_ROOT/.venv/bin/python" - "$MEM_LOG" <<'PY' | tee "$K8S_CACHE/last-memory.txt" >&2
+import collections, re, sys
+samples = collections.defaultdict(dict)  # epoch -> {container name: MiB}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) == 3:
+        samples[parts[0]][parts[1]] = float(parts[2])
+if not samples:
+    sys.exit(0)
+totals = {t: sum(c.values()) for t, c in samples.items()}
+peak_t = max(totals, key=totals.get)
+print(f"memory of the running platform (docker stats, sum over containers): peak "
+      f"{totals[peak_t]:.0f} MiB ({len(samples[peak_t])} containers), mean "
+      f"{sum(totals.values()) / len(totals):.0f} MiB over {len(totals)} samples")
+def component(name):  # k8s_<container>_<pod>_<namespace>_<uid>_<attempt>
+    bits = name.split("_")
+    if len(bits) < 3 or bits[0] != "k8s":
+        return name
+    container, pod = bits[1], bits[2]
+    if container == "POD":
+        return "pause (pod sandboxes)"
+    if container == "prefect-job":  # flow runs started by the worker, named after the run
+        return "flow-run Jobs/prefect-job"
+    pod = re.sub(r"-[a-z0-9]{8,10}-[a-z0-9]{5}$", "", pod)  # Deployment pod
+    pod = re.sub(r"-[0-9]+-[a-z0-9]{5}$", "", pod)  # revisioned Job pod
+    pod = re.sub(r"-[a-z0-9]{5}$", "", pod)  # Job pod
+    return f"{pod}/{container}"
+peak = collections.defaultdict(float)
+for t, c in samples.items():
+    per = collections.defaultdict(float)
+    for name, mib in c.items():
+        per[component(name)] = max(per[component(name)], mib)  # one replica's peak
+    for k, v in per.items():
+        peak[k] = max(peak[k], v)
+print("peak per container (one replica; MiB):")
+for k, v in sorted(peak.items(), key=lambda kv: -kv[1]):
+    print(f"  {v:7.0f}  {k}")
+PY
 }
 loop_report() {
   [[ -s "${LOOP_SUMMARY:-}" ]] || return 0
@@ -184,13 +219,12 @@ MEM_LOG="$K8S_RUN/memory.log"
 : >"$MEM_LOG"
 (
   while true; do
-    # Sum of the containers' memory as the engine reports it (usage minus page cache: RSS and
-    # kernel memory of the processes), one line per sample: epoch MiB containers.
-    docker stats --no-stream --format '{{.MemUsage}}' 2>/dev/null | awk -v t="$(date +%s)" '
-      { v = $1; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
+    # Each container's memory as the engine reports it (usage minus page cache: RSS and kernel
+    # memory of the processes), one line per container and sample: epoch name MiB.
+    docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' 2>/dev/null | awk -v t="$(date +%s)" '
+      { v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v)
         f = (u == "GiB") ? 1024 : (u == "MiB") ? 1 : (u == "KiB") ? 1 / 1024 : 1 / 1048576
-        s += v * f; n++ }
-      END { if (n) printf "%d %.0f %d\n", t, s, n }' >>"$MEM_LOG"
+        printf "%d %s %.1f\n", t, $1, v * f }' >>"$MEM_LOG"
     sleep 5
   done
 ) &
