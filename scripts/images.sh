@@ -12,6 +12,7 @@
 #   TORCH_WHEEL_DIR (/opt/wheels)  a folder holding torch-<ver>+<variant>-cp311-*.whl to use
 #                          instead of download.pytorch.org (copied into docker/wheels/)
 #   SMOKE (1)              run the smoke checks after building
+#   SBOM_DIR (build/sbom)  where the CycloneDX SBOM of each image is written
 #   KEEP_DOCKER (0)        leave a private Docker engine started by this script running
 #
 # With no reachable Docker engine but dockerd installed (e.g. Debian's docker.io), a private engine
@@ -112,6 +113,13 @@ build "$PLATFORM_IMAGE:$TAG" docker/Dockerfile.platform \
 build "$SERVING_IMAGE:$TAG" docker/Dockerfile.serving --build-arg "TORCH_VERSION=$TORCH_VERSION"
 find docker/wheels -name 'torch-*.whl' -delete
 find docker/certs -name 'ca-bundle.crt' -delete
+
+# 3c. A CycloneDX SBOM of each image's Python environment, next to the build outputs
+#     (build/sbom/<image>-<tag>.cdx.json; SBOM_MLFLOW=1 also logs it to MLflow, run "build IMAGE").
+SBOM_DIR=${SBOM_DIR:-$REPO_ROOT/build/sbom}
+for image in "$PLATFORM_IMAGE:$TAG" "$SERVING_IMAGE:$TAG"; do
+  "$REPO_ROOT/scripts/sbom.sh" "$image" "$SBOM_DIR" >/dev/null || die "SBOM of $image failed"
+done
 
 # 4. Smoke checks: the CLI answers --help; the serving container answers its health checks from
 #    inside the container (127.0.0.1), so nothing depends on container networking.

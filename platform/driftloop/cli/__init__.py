@@ -26,13 +26,14 @@ def _register_all() -> None:
         auth,
         data,
         features,
+        lens,
         monitoring,
         services,
         serving,
         training,
     )
 
-    for module in (services, data, features, training, serving, monitoring, auth, audit):
+    for module in (services, data, features, training, serving, monitoring, auth, audit, lens):
         module.register(app)
 
 
