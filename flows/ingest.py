@@ -3,6 +3,10 @@
 A thin wrapper: the work is :func:`driftloop.data.ingest.ingest_months`. The task retries only when
 the failure is I/O (git, DVC push: ServiceUnavailableError); a contract failure
 (DataQualityError) or a bad month fails at once.
+
+Artifacts: ``ingest-summary`` (partitions, hashes), ``data-profile`` (each ingested partition's
+profile) and ``data-profile-shift`` (the profiles against the revision before; it starts with a
+WARNING line when a shift is beyond the ``settings.data.profile_*`` limits).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from driftloop.data.ingest import ingest_months
+from driftloop.data.profile import ShiftReport, profiles_markdown
 from driftloop.errors import ServiceUnavailableError
 from driftloop.months import month_range
+from driftloop.settings import get_settings
 
 
 def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
@@ -59,5 +65,24 @@ def ingest(start_month: str = "2013-01", end_month: str = "2013-03") -> dict[str
     summary = ingest_task(months)
     create_markdown_artifact(
         key="ingest-summary", markdown=_summary_markdown(summary), description="ingest"
+    )
+    ingested = [(p["kind"], p["month"]) for p in summary["partitions"].values()]
+    create_markdown_artifact(
+        key="data-profile",
+        markdown=profiles_markdown(ingested, get_settings(), summary["revision"]),
+        description="data profile of each ingested partition",
+    )
+    shift = ShiftReport.from_dict(summary["shift"])
+    warning = ""
+    if shift.flagged:
+        get_run_logger().warning("data profile shift: %s", "; ".join(shift.findings()))
+        warning = (
+            f"**WARNING: {len(shift.findings())} shift(s) beyond the data profile limits** "
+            "(training checks them again before it starts).\n\n"
+        )
+    create_markdown_artifact(
+        key="data-profile-shift",
+        markdown=warning + shift.markdown(),
+        description="WARNING: data profile shift" if shift.flagged else "data profile shift",
     )
     return summary

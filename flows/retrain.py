@@ -8,6 +8,9 @@ Each step is another area's function or flow: :func:`flows.ingest.ingest` and
 features, train, rollout. The guards and the ledger are
 :mod:`driftloop.loop.ledger`. A model that fails the gate leaves serving untouched; the outcome (new
 champion, or the reason it is not one) goes to the ledger, the flow result and an artifact.
+The loop's cost (CPU seconds of this flow run and the children it waited for, wall seconds)
+goes with it, and onto the new version's training run
+(:func:`driftloop.loop.cost_report.record_loop_cost`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from driftloop.cost import Meter
+from driftloop.loop.cost_report import record_loop_cost
 from driftloop.loop.ledger import finish_retrain
 from driftloop.loop.trigger import claim_window, default_retrain_window
 from driftloop.registry.client import CHAMPION, get_alias
@@ -48,6 +53,7 @@ def _artifact(outcome: dict[str, Any]) -> str:
         "rollout",
         "rollout_reasons",
         "champion",
+        "cost",
         "error",
     ):
         if outcome.get(key) not in (None, "", []):
@@ -68,6 +74,7 @@ def retrain(
     window, the newest months are used. ``force`` skips the cooldown/budget/de-dup guards;
     ``rollout=False`` stops after the gate (the challenger keeps weight 0)."""
     logger = get_run_logger()
+    meter = Meter().start()
     if not start_month or not end_month:
         window = default_retrain_window()
         start_month, end_month = window["start_month"], window["end_month"]
@@ -116,9 +123,12 @@ def retrain(
             outcome.update(rollout="none (rejected by the gate; serving untouched)")
         champion = get_alias(CHAMPION)
         outcome.update(status="finished", champion=champion.version if champion else None)
+        outcome.update(cost=record_loop_cost(outcome, meter.read()))
         finish_retrain(record, outcome)
     except BaseException as exc:
         outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        if "cost" not in outcome:  # what the loop spent before it failed
+            outcome.update(cost=record_loop_cost(outcome, meter.read()))
         finish_retrain(record, outcome, failed=True)
         create_markdown_artifact(key="retrain-outcome", markdown=_artifact(outcome))
         raise

@@ -76,6 +76,9 @@ def markdown(decision: CanaryDecision, record_id: str, audit: dict[str, Any]) ->
             f"| {m.margin:+.4f} | {m.status} |"
         )
     lines += ["", f"Sample ratio: {decision.srm.text()}"]
+    if decision.kpi:
+        kpi = ", ".join(f"{k} {v}" for k, v in decision.kpi.items())
+        lines += ["", f"KPIs of the hard guards (settings.kpi): {kpi}"]
     return "\n".join(lines)
 
 

@@ -15,8 +15,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from driftloop.training.model_card import card_uri
+from driftloop.training.pipeline import (
+    check_data_shift,
+    fit_and_log,
+    job_from_run,
+    prepare,
+    register,
+)
 from driftloop.training.pipeline import evaluate as evaluate_step
-from driftloop.training.pipeline import fit_and_log, job_from_run, prepare, register
 
 
 @task(name="fit-model", cache_policy=NONE)
@@ -30,12 +37,24 @@ def fit_task(
     """Load the window (Feast), train and log; returns the MLflow run id."""
     logger = get_run_logger()
     job = prepare(start_month, end_month, params=params, use_best_params=use_best_params or None)
+    shift = check_data_shift(job)
+    warning = ""
+    if shift.flagged:
+        logger.warning("data profile shift: %s", "; ".join(shift.findings()))
+        verdict = "training stops" if shift.blocking else "flag only: training goes on"
+        warning = f"**WARNING: the training data shifted beyond the limits ({verdict}).**\n\n"
+    create_markdown_artifact(
+        warning + shift.markdown(),
+        key="data-profile-check",
+        description="WARNING: data profile shift" if shift.flagged else "data profile check",
+    )
     fitted = fit_and_log(
         job,
         resume=resume,
         on_epoch=lambda s: logger.info(
             "epoch %d: val loss %.4f, val ROC AUC %.4f", s.epoch, s.val_loss, s.val_auc
         ),
+        shift=shift,
     )
     return fitted.run_id
 
@@ -52,6 +71,7 @@ def evaluate_task(run_id: str) -> dict[str, Any]:
         "reason": result.reason,
         "compared_with": result.compared_with,
         "metrics": result.metrics,
+        "model_card": card_uri(result.run_id),
     }
 
 
@@ -59,6 +79,8 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"Version **{summary['version']}** -> `{summary['alias'] or 'no alias'}` "
         f"(gate {summary['gate']}: {summary['reason']})",
+        "",
+        f"Model card: `{summary['model_card']}` (and `card.json` next to it)",
         "",
         "| scorer | ROC AUC | log loss | Brier | ECE |",
         "|---|---:|---:|---:|---:|",

@@ -57,6 +57,7 @@ from driftloop.data.capture import (
     PREDICTIONS,
     partition_dir,
 )
+from driftloop.registry.client import DEFAULT_THRESHOLD
 from driftloop.schema import EVENT_TIMESTAMP, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings
 
@@ -155,7 +156,8 @@ class CaptureWriter:
         event_timestamps: list[Any] | None,
     ) -> None:
         """Queue ``n`` prediction rows sharing ``meta`` (request_id, ts, routing_key, variant,
-        served, routed, model_name, model_version, latency_ms, model_ms, error); ``inputs`` maps
+        served, routed, model_name, model_version, latency_ms, model_ms, error, and
+        decision_threshold: the version's, which sets predicted_label); ``inputs`` maps
         model input columns to lists or numpy arrays of length ``n`` (NaN/None = missing)."""
         self._put((meta, n, probabilities, inputs, event_timestamps), n)
 
@@ -287,7 +289,8 @@ class CaptureWriter:
         else:
             p = np.asarray(probs, dtype=np.float64)
             columns["late_probability"] = pa.array(p)
-            columns["predicted_label"] = pa.array((p >= 0.5).astype(np.int8))
+            threshold = float(meta.get("decision_threshold", DEFAULT_THRESHOLD))
+            columns["predicted_label"] = pa.array((p >= threshold).astype(np.int8))
         ts_type = self._batch_schema.field(EVENT_TIMESTAMP).type
         columns[EVENT_TIMESTAMP] = (
             pa.array(event_ts, ts_type, from_pandas=True)

@@ -410,8 +410,10 @@ def encode(
     probabilities: np.ndarray,
     outputs: tuple[str, ...],
     parameters: dict[str, Any],
+    threshold: float = 0.5,
 ) -> bytes:
-    """The OIP v2 response body."""
+    """The OIP v2 response body; ``is_late`` is ``probability >= threshold`` (the answering
+    version's decision threshold)."""
     n = len(probabilities)
     tensors = []
     for name in outputs:
@@ -420,7 +422,7 @@ def encode(
                 {"name": name, "shape": [n], "datatype": "FP64", "data": probabilities.tolist()}
             )
         else:
-            labels = (probabilities >= 0.5).astype(np.int64).tolist()
+            labels = (probabilities >= threshold).astype(np.int64).tolist()
             tensors.append({"name": name, "shape": [n], "datatype": "INT64", "data": labels})
     return orjson.dumps(
         {

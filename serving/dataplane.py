@@ -149,6 +149,11 @@ class DataPlane:
             }
             for c in dict.fromkeys([*REQUEST_FIELDS, *MODEL_INPUT_COLUMNS])
         ]
+        thresholds = {
+            v: {"threshold": h.threshold, "source": h.threshold_source}
+            for v, h in state.versions().items()
+            if version is None or v == str(version)
+        }
         return {
             "name": name,
             "versions": [version] if version else sorted(state.versions(), key=int),
@@ -163,6 +168,7 @@ class DataPlane:
                 "challenger": state.challenger.version if state.challenger else None,
                 "canary_weight": state.weight if state.challenger else 0,
                 "mode": state.mode,
+                "thresholds": thresholds,
                 "content_types": {
                     codec.FLIGHT: list(REQUEST_FIELDS),
                     codec.FEATURES: list(MODEL_INPUT_COLUMNS),
@@ -227,6 +233,9 @@ class DataPlane:
             "latency_ms": seconds * 1e3,
             "model_ms": outcome.model_ms,
             "error": error,
+            # the version's decision threshold: the capture's predicted_label (and its column
+            # decision_threshold once driftloop.data.capture's schema has one)
+            "decision_threshold": handle.threshold,
         }
         self.capture.put_predictions(meta, decoded.n, outcome.probs, rows.columns, rows.event_ts)
         if outcome.served:  # once per request (not its shadow copy or failed challenger call)
@@ -289,7 +298,12 @@ class DataPlane:
             decoded.request_id,
             probs,
             decoded.outputs,
-            {"variant": variant.value},
+            {
+                "variant": variant.value,
+                "threshold": handle.threshold,
+                "threshold_source": handle.threshold_source,
+            },
+            handle.threshold,
         )
 
     def _serve_inline(

@@ -14,6 +14,11 @@ version that cannot be loaded or whose artifact fails its integrity check
 (:mod:`driftloop.registry.integrity`), the last good champion keeps serving and readiness reports
 ``degraded`` with the reason. A refused artifact is listed in ``refused`` and audited
 (``artifact_refused``) once per version and reason.
+
+Each handle carries its version's decision threshold (tag ``driftloop.threshold``, chosen on
+the version's holdout under ``settings.kpi``'s error costs; 0.5 with source ``default`` for a
+version registered without one), read once when the version is loaded: ``is_late`` costs a
+comparison per row, nothing per request. A version whose tag is not a probability is not loaded.
 """
 
 from __future__ import annotations
@@ -32,7 +37,14 @@ import numpy as np
 import pandas as pd
 
 from driftloop.errors import ModelIntegrityError
-from driftloop.registry.client import RegistrySnapshot, registry_snapshot
+from driftloop.registry.client import (
+    DEFAULT_THRESHOLD,
+    THRESHOLD_DEFAULT,
+    RegistrySnapshot,
+    decision_threshold,
+    get_version,
+    registry_snapshot,
+)
 from driftloop.registry.integrity import load_verified_pyfunc
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
@@ -56,6 +68,10 @@ class ModelHandle:
     #: ``predict`` takes the request's columns (name -> list/array) as they are; otherwise it
     #: gets a DataFrame of MODEL_INPUT_COLUMNS
     takes_columns: bool = False
+    #: ``is_late`` when the probability is >= this; where it came from (``version``: the
+    #: version's tag, ``default``: registered without one)
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_source: str = THRESHOLD_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,8 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
     """Load ``models:/name/version`` as a pyfunc from a local copy whose content hash matched
     the one recorded at registration (ModelIntegrityError otherwise: nothing is unpickled); use
     ``predict_proba`` of the unwrapped python model when it has one (fast path, no schema
-    enforcement), else ``predict``."""
+    enforcement), else ``predict``. The handle gets the version's decision threshold."""
+    threshold, source = decision_threshold(get_version(version, settings, name))
     model = load_verified_pyfunc(f"models:/{name}/{version}", settings)
     inner: Any = None
     with contextlib.suppress(Exception):
@@ -91,7 +108,17 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
             return np.asarray(proba(df), dtype=np.float64).reshape(-1)
 
         takes_columns = getattr(inner, "accepts_columns", False) is True  # driftloop's model
-        return warm_up(ModelHandle(name, version, predict, True, takes_columns=takes_columns))
+        return warm_up(
+            ModelHandle(
+                name,
+                version,
+                predict,
+                fast_path=True,
+                takes_columns=takes_columns,
+                threshold=threshold,
+                threshold_source=source,
+            )
+        )
 
     def predict_slow(df: pd.DataFrame) -> np.ndarray:
         out = model.predict(df[MODEL_INPUT_COLUMNS])
@@ -101,7 +128,8 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
             return probabilities
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
-    return warm_up(ModelHandle(name, version, predict_slow, fast_path=False))
+    slow = ModelHandle(name, version, predict_slow, threshold=threshold, threshold_source=source)
+    return warm_up(slow)
 
 
 #: Warm-up calls (1 row and a small batch) before a freshly loaded version gets traffic.
@@ -258,12 +286,14 @@ class Reconciler:
         self.refused.pop(version, None)
         self._handles[version] = handle
         logger.info(
-            "loaded %s version %s as %s in %.2f s (fast path: %s)",
+            "loaded %s version %s as %s in %.2f s (fast path: %s, threshold %.4g from %s)",
             self.name,
             version,
             role,
             time.perf_counter() - started,
             handle.fast_path,
+            handle.threshold,
+            handle.threshold_source,
         )
         return handle
 

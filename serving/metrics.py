@@ -12,6 +12,8 @@
   differently: stored as conflicts, the first label wins)
 * ``driftloop_serving_info{champion, challenger, weight, mode}`` and ``driftloop_registry_up``
 * ``driftloop_rate_limited_total`` (requests answered 429 by the per-caller rate limit)
+* ``driftloop_serving_cpu_seconds_per_1k_predictions{model_version}`` and its counters
+  (:mod:`serving.cost`: computed at scrape time, nothing per request)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from serving.cost import ServingCost
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
 
@@ -80,6 +84,8 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+        self.cost = ServingCost(self.rows, self.latency)
+        self.registry.register(self.cost)
 
     def _child(self, version: str, variant: str) -> tuple[Any, Any, Any, Any]:
         key = (version, variant)
@@ -101,6 +107,8 @@ class ServingMetrics:
         lat.observe(seconds)
         if error:
             err.inc()
+        if not self.cost.started:  # the first prediction: serving's cost counts from here
+            self.cost.start()
 
     def reject_feedback(self, reason: str) -> None:
         self.feedback_rejected.labels(reason).inc()

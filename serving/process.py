@@ -21,7 +21,8 @@ from driftloop.settings import Settings, child_environ, project_root
 
 def serving_env(settings: Settings) -> dict[str, str]:
     """Environment that makes ``get_settings()`` in a child equal ``settings`` for what serving
-    reads (state, MLflow, serving, rollout, features). Serving tokens are passed as their
+    reads (state, MLflow, serving, features, and the KPIs its rollout status judges against).
+    Serving tokens are passed as their
     ``sha256:HEX`` digests, never in plain text (plain ones inherited from this process's
     environment are overwritten)."""
     env = child_environ(settings)
@@ -30,7 +31,7 @@ def serving_env(settings: Settings) -> dict[str, str]:
     env["DRIFTLOOP_LOG_LEVEL"] = settings.log_level
     env["DRIFTLOOP_MLFLOW__TRACKING_URI"] = settings.mlflow.uri
     env["MLFLOW_TRACKING_URI"] = settings.mlflow.uri
-    for section in ("mlflow", "serving", "features"):
+    for section in ("mlflow", "serving", "features", "kpi"):
         data = getattr(settings, section).model_dump(mode="json", exclude={"auth", "tracking_uri"})
         for key, value in data.items():
             if value is None:

@@ -15,7 +15,10 @@ Encoding chosen by driftloop (columnar, one tensor per column):
     :data:`driftloop.schema.MODEL_INPUT_COLUMNS` (no online lookup).
 * ``parameters.routing_key`` (optional) makes routing sticky for a caller; without it the
   tailnum of the first row (flight mode) or the request id is the key.
-* outputs: ``late_probability`` (FP64, [n]) and ``is_late`` (INT64, [n]; probability >= 0.5).
+* outputs: ``late_probability`` (FP64, [n]) and ``is_late`` (INT64, [n]; probability >= the
+  answering version's decision threshold: the cost-optimal cut on its holdout under the KPI's
+  error costs, stored with the version; 0.5 for versions registered without one). The response
+  ``parameters`` say which: ``threshold`` and ``threshold_source`` (``version`` or ``default``).
 
 Feedback (ground truth) is posted to ``/v2/models/{name}/feedback`` by request id.
 """
@@ -137,7 +140,7 @@ class InferenceResponse(BaseModel):
     """Answer of an inference::
 
     {"model_name": "flight-delay", "model_version": "3", "id": "req-1",
-     "parameters": {"variant": "champion"},
+     "parameters": {"variant": "champion", "threshold": 0.27, "threshold_source": "version"},
      "outputs": [
        {"name": "late_probability", "shape": [1], "datatype": "FP64", "data": [0.31]},
        {"name": "is_late", "shape": [1], "datatype": "INT64", "data": [0]}]}
@@ -165,6 +168,7 @@ class ModelMetadata(BaseModel):
      "inputs": [{"name": "carrier", "datatype": "BYTES", "shape": [-1]}, ...],
      "outputs": [{"name": "late_probability", "datatype": "FP64", "shape": [-1]}, ...],
      "parameters": {"champion": "3", "challenger": "4", "canary_weight": 10, "mode": "canary",
+                    "thresholds": {"3": {"threshold": 0.27, "source": "version"}, ...},
                     "content_types": {"flight": [...], "features": [...]}}}
     """
 
@@ -247,6 +251,17 @@ class ActionRequest(BaseModel):
     reason: str = ""
     metrics: dict[str, Any] | None = None
     version: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
+
+
+class RestoreRequest(BaseModel):
+    """``POST /admin/restore``: ``{"to": "3", "reason": "v4 misbehaves"}``. Without ``to`` the
+    champion goes back to the version it replaced (recorded at its promotion); ``to`` must be a
+    former champion per the audit log (409 otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    reason: str = Field("", max_length=2000)
 
 
 class ErrorResponse(BaseModel):

@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -143,6 +144,42 @@ class DataSettings(BaseModel):
     )
     first_month: str = Field("2013-01", description="First month the data set holds.")
     last_month: str = Field("2013-12", description="Last month the data set holds.")
+    # Data profiles (driftloop.data.profile). "Revised": a month against the same month at an
+    # earlier data revision (unchanged data scores exactly 0; a random 90 % of a month at most
+    # 0.003). "New month": a month against the one before it; 2013's largest month-to-month
+    # flights shift is PSI 0.23 (dep_delay, Nov -> Dec), its largest missing-share change 0.068
+    # (weather pressure), row change 0.16 (Feb -> Mar); doubling January's departure delays
+    # scores PSI 0.57.
+    profile_psi_limit: float = Field(
+        0.1, gt=0, description="Revised month: PSI of a column above this is flagged."
+    )
+    profile_missing_limit: float = Field(
+        0.02, gt=0, le=1, description="Revised month: missing-share change above this is flagged."
+    )
+    profile_row_change_limit: float = Field(
+        0.05, gt=0, description="Revised month: relative row-count change above this is flagged."
+    )
+    profile_new_month_psi_limit: float = Field(
+        0.35, gt=0, description="New month vs the month before: PSI above this is flagged."
+    )
+    profile_new_month_missing_limit: float = Field(
+        0.1, gt=0, le=1, description="New month vs the month before: missing-share change limit."
+    )
+    profile_new_month_row_change_limit: float = Field(
+        0.3, gt=0, description="New month vs the month before: relative row-count change limit."
+    )
+    profile_seasonal: list[str] = Field(
+        ["weather"],
+        description="Partitions (`weather`) or columns (`flights.dep_delay`) whose PSI is not "
+        "judged against the month before: they follow the calendar (2013 weather: PSI up to "
+        "2.4 between adjacent months). Their missing share and rows still are.",
+    )
+    profile_block: Literal["off", "revised", "all"] = Field(
+        "revised",
+        description="Which flagged shifts stop training before it starts: `revised` (a past "
+        "month whose data moved: poisoning or a silent upstream change), `all` (also new months "
+        "vs the month before), `off` (flag only).",
+    )
 
 
 class FeatureSettings(BaseModel):
@@ -160,6 +197,95 @@ class FeatureSettings(BaseModel):
     online_refresh_s: float = Field(
         30.0, ge=0, description="Serving's online feature snapshot refresh interval (0: never)."
     )
+
+
+class KpiSettings(BaseModel):
+    """The service's KPIs, declared once (``DRIFTLOOP_KPI__*``): what the training gate, the
+    monitor and the rollout decide against. Every decision record (the gate's audit record and
+    version tag ``driftloop.kpi``, the monitor's and the rollout's decision records) stores the
+    values it used.
+
+    ========================  ==========================================================
+    KPI                       read by
+    ========================  ==========================================================
+    minimum quality           monitor (:mod:`driftloop.monitoring.judge`): ``min_auc``,
+                              ``max_auc_drop``, ``max_calibration_gap``
+    error costs               training: the cost-optimal decision threshold on the holdout,
+                              which serving applies (``is_late``) per version
+    maximum error rate        rollout (:mod:`driftloop.monitoring.noninferiority`): hard
+                              guard on the challenger's share of failed requests
+    latency                   rollout: hard guard on the challenger's p99 request latency
+    ========================  ==========================================================
+
+    The same values under their old names (``training.cost_false_*``, ``monitoring.min_auc``,
+    ``monitoring.max_auc_drop``, ``monitoring.max_calibration_gap``,
+    ``rollout.error_rate_guard``) are deprecated aliases: set there, they apply to the KPI
+    (unless the KPI field is set too, which wins), and they always read the KPI's value."""
+
+    min_auc: float = Field(
+        0.6, gt=0, lt=1, description="Minimum quality: ROC AUC below this is a performance alarm."
+    )
+    max_auc_drop: float = Field(
+        0.03,
+        ge=0,
+        description="Minimum quality: ROC AUC more than this below the version's own holdout "
+        "(reference) AUC is a performance alarm.",
+    )
+    max_calibration_gap: float = Field(
+        0.05,
+        gt=0,
+        description="Minimum quality: |mean predicted probability - observed late rate| above "
+        "this is a performance alarm (labelled rows).",
+    )
+    cost_false_negative: float = Field(
+        5.0, gt=0, description="Error cost of a missed late flight (sets the decision threshold)."
+    )
+    cost_false_positive: float = Field(
+        1.0, gt=0, description="Error cost of a false late alarm (sets the decision threshold)."
+    )
+    max_error_rate: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Maximum error rate: share of requests that fail (the model raised or "
+        "returned no finite probabilities). A challenger above it beyond doubt is rolled back.",
+    )
+    p99_latency_ms: float = Field(
+        1000.0,
+        gt=0,
+        description="Latency budget: p99 of a request's server-side latency (ms, whole request). "
+        "A challenger with more than 1% of its requests slower than this, beyond doubt, is "
+        "rolled back.",
+    )
+
+    @classmethod
+    def from_sections(
+        cls,
+        training: TrainingSettings | None = None,
+        monitoring: MonitoringSettings | None = None,
+        rollout: RolloutSettings | None = None,
+    ) -> KpiSettings:
+        """The KPIs as the old section fields state them (defaults for the sections not given):
+        for decision records stored before the KPI section existed, and callers that pass a
+        section alone."""
+        values: dict[str, float] = {}
+        sections = {"training": training, "monitoring": monitoring, "rollout": rollout}
+        for (section, old), new in LEGACY_KPI_FIELDS.items():
+            part = sections[section]
+            if part is not None:
+                values[new] = getattr(part, old)
+        return cls(**values)
+
+
+#: ``(section, old field) -> KPI field`` of the deprecated aliases (see :class:`KpiSettings`).
+LEGACY_KPI_FIELDS: dict[tuple[str, str], str] = {
+    ("training", "cost_false_negative"): "cost_false_negative",
+    ("training", "cost_false_positive"): "cost_false_positive",
+    ("monitoring", "min_auc"): "min_auc",
+    ("monitoring", "max_auc_drop"): "max_auc_drop",
+    ("monitoring", "max_calibration_gap"): "max_calibration_gap",
+    ("rollout", "error_rate_guard"): "max_error_rate",
+}
 
 
 class TrainingSettings(BaseModel):
@@ -185,10 +311,16 @@ class TrainingSettings(BaseModel):
     )
     gate_min_slice_rows: int = Field(300, description="Slices smaller than this are not judged.")
     cost_false_negative: float = Field(
-        5.0, gt=0, description="Cost of a missed late flight (sets the decision threshold)."
+        5.0,
+        gt=0,
+        description="Deprecated alias of kpi.cost_false_negative (DRIFTLOOP_KPI__"
+        "COST_FALSE_NEGATIVE); always reads the KPI's value.",
     )
     cost_false_positive: float = Field(
-        1.0, gt=0, description="Cost of a false late alarm (sets the decision threshold)."
+        1.0,
+        gt=0,
+        description="Deprecated alias of kpi.cost_false_positive (DRIFTLOOP_KPI__"
+        "COST_FALSE_POSITIVE); always reads the KPI's value.",
     )
     validation_share: float = Field(
         0.1, gt=0, lt=0.5, description="Latest share of the window used for early stopping."
@@ -375,9 +507,18 @@ class RolloutSettings(BaseModel):
         "probability - observed late rate| over the champion's (labelled rows).",
     )
     error_rate_guard: float = Field(
-        0.05, gt=0, le=1, description="Hard guard: a challenger error rate above this rolls back."
+        0.05,
+        gt=0,
+        le=1,
+        description="Deprecated alias of kpi.max_error_rate (DRIFTLOOP_KPI__MAX_ERROR_RATE); "
+        "always reads the KPI's value.",
     )
-    guard_min_requests: int = Field(20, ge=1, description="... once it served this many requests.")
+    guard_min_requests: int = Field(
+        20,
+        ge=1,
+        description="The hard guards (kpi.max_error_rate, kpi.p99_latency_ms) judge a "
+        "challenger once it served this many requests.",
+    )
     srm_alpha: float = Field(
         0.001, gt=0, lt=0.5, description="Sample-ratio mismatch halts the rollout below this p."
     )
@@ -421,18 +562,24 @@ class MonitoringSettings(BaseModel):
         0.3, description="Reported as data drift (information) when this share of features drifted."
     )
     column_drift_pvalue: float = Field(0.05, description="Per-feature drift test threshold.")
-    min_auc: float = Field(0.6, description="KPI: ROC AUC below this is a performance alarm.")
+    min_auc: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="Deprecated alias of kpi.min_auc (DRIFTLOOP_KPI__MIN_AUC); always reads the "
+        "KPI's value.",
+    )
     max_auc_drop: float = Field(
         0.03,
         ge=0,
-        description="KPI: ROC AUC more than this below the version's own holdout (reference) AUC "
-        "is a performance alarm.",
+        description="Deprecated alias of kpi.max_auc_drop (DRIFTLOOP_KPI__MAX_AUC_DROP); always "
+        "reads the KPI's value.",
     )
     max_calibration_gap: float = Field(
         0.05,
         gt=0,
-        description="KPI: |mean predicted probability - observed late rate| above this is a "
-        "performance alarm (labelled rows).",
+        description="Deprecated alias of kpi.max_calibration_gap (DRIFTLOOP_KPI__"
+        "MAX_CALIBRATION_GAP); always reads the KPI's value.",
     )
     alpha: float = Field(
         0.05,
@@ -469,6 +616,99 @@ class MonitoringSettings(BaseModel):
         gt=0,
         description="A retrain claim (cooldown and budget) whose run neither finished nor "
         "failed within this is taken as killed: its window may be retrained again.",
+    )
+
+
+class RetentionSettings(BaseModel):
+    """How long the platform keeps what it accumulates; the ``housekeeping`` deployment enforces
+    it (:mod:`driftloop.loop.housekeeping`). Nothing still referenced by a registered version's
+    lineage is removed."""
+
+    captures_days: float = Field(
+        90.0,
+        gt=0,
+        description="Captured predictions kept this long: a daily partition (the UTC day the "
+        "prediction was served, not the flight's date) goes once all of it is older.",
+    )
+    feedback_days: float = Field(
+        90.0,
+        gt=0,
+        description="Feedback labels kept this long (daily partitions, by the day they were "
+        "posted).",
+    )
+    reports_days: float = Field(
+        180.0, gt=0, description="Drift report folders kept this long (by creation time)."
+    )
+    quarantine_days: float = Field(
+        30.0,
+        gt=0,
+        description="Invalid rows of refused ingests ({state}/rejected/) kept this long (file "
+        "time). The quarantine of accepted ingests is versioned with its data revision and "
+        "leaves the local DVC cache with it (dvc_cache_days).",
+    )
+    dvc_cache_days: float = Field(
+        30.0,
+        gt=0,
+        description="Local DVC cache objects used by no data commit of the last this many days, "
+        "no registered version's data revision and not the workspace are removed, and only "
+        "when the DVC remote holds them (the remote is never touched).",
+    )
+    schedule_enabled: bool = Field(
+        True, description="Give the housekeeping deployment its daily schedule."
+    )
+    schedule_cron: str = Field(
+        "30 3 * * *",
+        pattern=r"^\S+( \S+){4}$",
+        description="Cron (UTC, five fields) of the housekeeping deployment's schedule.",
+    )
+    dry_run: bool = Field(
+        False,
+        description="Housekeeping only reports what it would remove (scheduled runs too); "
+        "`driftloop housekeeping --dry-run` does so for one run.",
+    )
+
+
+class CostSettings(BaseModel):
+    """Prices that turn measured resource use into money (``driftloop cost``), and the gate's
+    rule on serving cost (:func:`driftloop.cost.judge_serving_cost`)."""
+
+    currency: str = Field("USD", description="Currency of the prices below.")
+    cpu_hour: float = Field(
+        0.045, ge=0, description="Price of one CPU core for an hour (one vCPU on demand)."
+    )
+    gpu_hour: float = Field(2.5, ge=0, description="Price of one GPU for an hour.")
+    gate_enabled: bool = Field(
+        True,
+        description="The evaluation gate refuses a challenger that costs more to serve than "
+        "gate_max_serving_cost_increase without a quality gain.",
+    )
+    gate_max_serving_cost_increase: float = Field(
+        0.25,
+        ge=0,
+        description="Share by which a challenger's CPU seconds per 1,000 predictions may exceed "
+        "the champion's (measured on the same holdout in the same process) without a quality "
+        "gain.",
+    )
+    gate_min_auc_gain: float = Field(
+        0.005,
+        ge=0,
+        description="ROC AUC gain over the champion (same holdout) that counts as a quality "
+        "gain, paying for a costlier challenger.",
+    )
+    gate_repeats: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="Scoring passes per model when the gate measures serving cost (the fastest "
+        "counts; passes alternate between the models).",
+    )
+    gate_max_rows: int = Field(
+        20_000, ge=100, description="Holdout rows the gate scores per pass (a seeded sample)."
+    )
+    serving_metrics_urls: list[str] = Field(
+        default_factory=list,
+        description="/metrics URLs of serving replicas that `driftloop cost` reads (default: "
+        "the local inference API, http://{serving.host}:{serving.port}/metrics).",
     )
 
 
@@ -526,11 +766,58 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    kpi: KpiSettings = Field(default_factory=KpiSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
+
+    @model_validator(mode="after")
+    def _one_set_of_kpis(self) -> Settings:
+        """``kpi`` is the one declared place of the KPIs. A deprecated alias set explicitly
+        (``DRIFTLOOP_MONITORING__MIN_AUC``, ...) applies to the KPI unless the KPI field is set
+        too; afterwards every alias holds the KPI's value, so code reading an old name sees the
+        same number as code reading ``settings.kpi``."""
+        explicit = self.kpi.model_fields_set
+        values = self.kpi.model_dump()
+        taken, ignored = [], []
+        for (section, old), new in LEGACY_KPI_FIELDS.items():
+            part = getattr(self, section)
+            if old not in part.model_fields_set:
+                continue
+            if new not in explicit:
+                values[new] = getattr(part, old)
+                taken.append(f"{section}.{old} -> kpi.{new}")
+            elif getattr(part, old) != getattr(self.kpi, new):
+                ignored.append(f"{section}.{old} (kpi.{new} is set)")
+        if taken or ignored:
+            warnings.warn(
+                "deprecated KPI settings: "
+                + "; ".join(
+                    ([f"applied {', '.join(taken)}"] if taken else [])
+                    + ([f"ignored {', '.join(ignored)}"] if ignored else [])
+                )
+                + " (set DRIFTLOOP_KPI__<NAME> instead)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if taken:
+            self.kpi = KpiSettings.model_validate(values)
+        for section in ("training", "monitoring", "rollout"):
+            part = getattr(self, section)
+            stale = {
+                old: getattr(self.kpi, new)
+                for (where, old), new in LEGACY_KPI_FIELDS.items()
+                if where == section and getattr(part, old) != getattr(self.kpi, new)
+            }
+            if stale:  # a copy: a section instance passed in by the caller is left as it was
+                mirrored = part.model_copy()
+                mirrored.__dict__.update(stale)  # the KPI's value, not marked as set by the user
+                setattr(self, section, mirrored)
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

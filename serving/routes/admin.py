@@ -1,5 +1,6 @@
-"""Rollout control (admin scope): what serves, the audit log, the canary weight, promote and
-roll back. Changes go to the registry (the single source of truth) and are reconciled at once."""
+"""Rollout control (admin scope): what serves, the audit log, the canary weight, promote, roll
+back and restore the previous champion. Changes go to the registry (the single source of truth)
+and are reconciled at once."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from driftloop.monitoring.noninferiority import rollout_status
-from driftloop.registry.promotion import promote, read_audit, rollback, set_weight
+from driftloop.registry.promotion import promote, read_audit, restore, rollback, set_weight
 from serving.handles import Reconciler
 from serving.routes.deps import AdminActor, PlaneDep, ReconcilerDep, SettingsDep, json_body
 from serving.routes.openapi import ERRORS, documented_body
-from serving.schemas import ActionRequest, WeightRequest
+from serving.schemas import ActionRequest, RestoreRequest, WeightRequest
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
 
 WeightBody = Annotated[WeightRequest, Depends(json_body(WeightRequest))]
 ActionBody = Annotated[ActionRequest, Depends(json_body(ActionRequest))]
+RestoreBody = Annotated[RestoreRequest, Depends(json_body(RestoreRequest))]
 
 
 @router.get("/state")
@@ -60,6 +62,17 @@ async def admin_rollback(
     """Drop the challenger; weight 0 (409 without a challenger, or when it is not ``version``
     when given)."""
     return await _write(reconciler, rollback, actor, req.reason, req.metrics, settings, req.version)
+
+
+@router.post("/restore", openapi_extra=documented_body(RestoreRequest))
+async def admin_restore(
+    actor: AdminActor, req: RestoreBody, settings: SettingsDep, reconciler: ReconcilerDep
+) -> dict[str, Any]:
+    """champion <- the version it replaced (recorded at its promotion), or ``to`` (a former
+    champion per the audit log); drops any challenger, canary weight and rollout. Audited as
+    ``restore`` (from, to). 409 when there is nothing to restore to or ``to`` was never
+    champion, 404 when that version no longer exists."""
+    return await _write(reconciler, restore, req.to, actor, req.reason, settings)
 
 
 async def _write(

@@ -22,6 +22,7 @@ from serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
     InferenceRequest,
+    RestoreRequest,
     WeightRequest,
 )
 
@@ -50,6 +51,16 @@ EXAMPLES: dict[type[BaseModel], dict[str, dict[str, Any]]] = {
     WeightRequest: {"start": {"value": {"weight": 10, "reason": "start canary"}}},
     ActionRequest: {
         "promote": {"value": {"reason": "p95 fine, AUC +0.01", "metrics": {"auc": 0.71}}}
+    },
+    RestoreRequest: {
+        "previous": {
+            "summary": "back to the champion the current one replaced",
+            "value": {"reason": "v4 misses late flights in production"},
+        },
+        "to": {
+            "summary": "back to a named former champion",
+            "value": {"to": "3", "reason": "back to the last good one"},
+        },
     },
 }
 

@@ -24,8 +24,10 @@ def _register_all() -> None:
     from driftloop.cli import (
         audit,
         auth,
+        cost,
         data,
         features,
+        housekeeping,
         lens,
         monitoring,
         services,
@@ -33,7 +35,19 @@ def _register_all() -> None:
         training,
     )
 
-    for module in (services, data, features, training, serving, monitoring, auth, audit, lens):
+    for module in (
+        services,
+        data,
+        features,
+        training,
+        serving,
+        monitoring,
+        auth,
+        audit,
+        lens,
+        cost,
+        housekeeping,
+    ):
         module.register(app)
 
 

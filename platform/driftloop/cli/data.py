@@ -44,6 +44,8 @@ def ingest(
     state = "new revision" if report.committed else "unchanged"
     typer.echo(f"data revision {report.revision} ({state}) in {report.data_repo}")
     typer.echo(f"DVC remote {report.remote}; took {report.seconds:.1f} s")
+    for warning in report.warnings:  # data profile shifts: training will judge them
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def data_status() -> None:

@@ -1,5 +1,5 @@
 """CLI commands of the serving area: ``driftloop serve``, ``driftloop promote|rollback`` and
-``driftloop rollout start|status|promote|rollback|mode``."""
+``driftloop rollout start|status|promote|rollback|restore|mode``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from driftloop.cli.common import progress
-from driftloop.registry.promotion import promote, rollback, set_mode
+from driftloop.registry.promotion import promote, restore, rollback, set_mode
 from driftloop.settings import get_settings, use_settings
 
 rollout_app = typer.Typer(
@@ -147,6 +147,26 @@ def rollout_rollback(reason: Annotated[str, typer.Option(help=REASON_HELP)] = ""
 
     decision = judge_canary()
     _echo(rollback(_actor(), reason or "manual rollback", _numbers(decision)))
+
+
+@rollout_app.command("restore")
+def rollout_restore(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Restore this version: it must have been champion before, per the audit log. "
+            "Default: the version the current champion replaced (recorded at its promotion).",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "",
+) -> None:
+    """Set the champion back to the version it replaced (or --to V), dropping any challenger
+    and canary; audited as `restore` (from, to). Refused (exit 1) when there is nothing to
+    restore to."""
+    record = restore(to, _actor(), reason)
+    typer.echo(f"champion {record['from_version']} -> {record['to_version']} (restored)", err=True)
+    _echo(record)
 
 
 @rollout_app.command("mode")

@@ -13,7 +13,9 @@ weight split chose the variant, False for a request pinned to a version or carry
 routing key: such rows are served but are no canary evidence; null in files from before the
 column), model_name, model_version,
 latency_ms (whole request), model_ms (the model call alone; null on error and in files written
-before it existed), late_probability (null on error), predicted_label, error (null when fine),
+before it existed), late_probability (null on error), predicted_label, decision_threshold (the
+version's threshold that made predicted_label; null in files from before the column), error (null
+when fine),
 event_timestamp (scheduled departure, UTC, when known) and every column of
 :data:`driftloop.schema.MODEL_INPUT_COLUMNS`. Feedback rows: prediction_id, request_id, row,
 is_late, ts, labeler (the fingerprint of the token that posted the label, ``token:ab12cd34``, or
@@ -70,6 +72,7 @@ PREDICTION_META_FIELDS: list[tuple[str, pa.DataType]] = [
     ("model_ms", pa.float64()),
     ("late_probability", pa.float64()),
     ("predicted_label", pa.int8()),
+    ("decision_threshold", pa.float64()),
     ("error", pa.string()),
     (EVENT_TIMESTAMP, _TS),
 ]

@@ -7,6 +7,13 @@ limit and the share), the data repository is untouched, and the invalid rows wit
 are written to ``{state}/rejected/`` for inspection. Accepted runs keep the quarantine DVC-tracked
 in the data repository next to the partitions (``quarantine/flights-2013-01.parquet``), so each
 revision says which rows were left out and why.
+
+Each partition also gets its profile (:mod:`driftloop.data.profile`: distributions, missing
+shares, ranges) in ``profiles/``, committed with the partition, and every ingested partition is
+compared with its profile at the revision before the ingest (a month seen for the first time:
+with the month before). Shifts beyond the limits of ``settings.data.profile_*`` are reported
+(``IngestReport.shift`` and ``warnings``); ingest stores what the source delivered, training
+decides whether a flagged shift stops it (``settings.data.profile_block``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import pandas as pd
 from driftloop.data import partitions as parts
 from driftloop.data import source
 from driftloop.data.contract import FLIGHTS, PLANES, WEATHER, reference_sets
+from driftloop.data.profile import compare_revisions, profile_bytes, profile_frame
 from driftloop.data.repo import DataRepo
 from driftloop.data.validation import ValidationResult, validate
 from driftloop.errors import DataQualityError, InvalidInputError
@@ -49,6 +57,8 @@ class PartitionReport:
     changed: bool
     quarantine_path: str
     quarantine_md5: str
+    #: the partition's profile in the data repository (git-tracked JSON)
+    profile_path: str = ""
 
 
 @dataclass
@@ -65,6 +75,9 @@ class IngestReport:
     remote: str
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: the ingested partitions' profiles against the revision before
+    #: (:meth:`driftloop.data.profile.ShiftReport.to_dict`)
+    shift: dict[str, Any] = field(default_factory=dict)
 
     def month(self, month: str, kind: str = "flights") -> PartitionReport:
         """The report of one month's flights (or weather) partition."""
@@ -211,11 +224,16 @@ def ingest_months(
 
     step("write partitions")
     files: dict[str, bytes] = {}
+    profiles: dict[str, bytes] = {}
     for v in checked:
+        frame = _frame(v)
         files[parts.partition_path(v.kind, v.month)] = parts.parquet_bytes(
-            _frame(v), parts.SCHEMAS[v.kind]
+            frame, parts.SCHEMAS[v.kind]
         )
         files[parts.quarantine_path(v.kind, v.month)] = parts.quarantine_bytes(v.result.quarantine)
+        profiles[parts.profile_path(v.kind, v.month)] = profile_bytes(
+            profile_frame(frame, v.kind, v.month)
+        )
 
     repo = DataRepo(settings)
     with repo.locked():
@@ -230,12 +248,30 @@ def ingest_months(
                 _write_atomic(target, data)
             if not on_disk_same or recorded[path] != parts.md5(data):
                 to_add.append(path)
+        # Profiles are small JSON kept in git (the commit stages them), not DVC.
+        for path, data in profiles.items():
+            target = repo.root / path
+            if not target.is_file() or target.read_bytes() != data:
+                _write_atomic(target, data)
+        changed_profiles = [
+            p for p, data in profiles.items() if repo.show(p, previous) != data.decode()
+        ]
         step("dvc add and push")
         repo.add_and_push(to_add)
         changed_files = [p for p, data in files.items() if recorded[p] != parts.md5(data)]
         step("commit")
-        committed = repo.commit(_commit_message(months, changed_files))
+        committed = repo.commit(_commit_message(months, changed_files + changed_profiles))
         revision = repo.revision()
+    shift = compare_revisions(
+        [(v.kind, v.month) for v in checked],
+        settings,
+        revision,
+        previous,
+        "the revision before this ingest",
+    )
+    for line in shift.findings():
+        logger.warning("data profile shift: %s", line)
+        warnings.append(f"profile shift: {line}")
 
     reports: dict[str, PartitionReport] = {}
     for v in checked:
@@ -252,6 +288,7 @@ def ingest_months(
             changed=recorded[path] != digest,
             quarantine_path=qpath,
             quarantine_md5=parts.md5(files[qpath]),
+            profile_path=parts.profile_path(v.kind, v.month),
         )
     report = IngestReport(
         months=months,
@@ -263,6 +300,7 @@ def ingest_months(
         remote=repo.remote_url,
         seconds=round(time.perf_counter() - started, 3),
         warnings=warnings,
+        shift=shift.to_dict(),
     )
     logger.info(
         "ingested %s: %d partitions changed, revision %s (%.1f s)",

@@ -9,6 +9,9 @@ Layout inside the data repo (``{state}/datarepo``)::
     quarantine/flights-2013-01.parquet invalid rows (raw values as text, source_row, reason)
     quarantine/weather-2013-01.parquet
     quarantine/planes.parquet
+    profiles/flights-2013-01.json      the partition's profile (driftloop.data.profile); small
+    profiles/weather-2013-01.json      JSON kept in git, not DVC, so any revision's profile reads
+    profiles/planes.json               in milliseconds (``git show``) and diffs as text
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ def partition_path(kind: str, month: str | None) -> str:
 def quarantine_path(kind: str, month: str | None) -> str:
     """Path of a quarantine file relative to the data repo."""
     return "quarantine/planes.parquet" if kind == "planes" else f"quarantine/{kind}-{month}.parquet"
+
+
+def profile_path(kind: str, month: str | None) -> str:
+    """Path of a partition's profile (git-tracked JSON) relative to the data repo."""
+    return "profiles/planes.json" if kind == "planes" else f"profiles/{kind}-{month}.json"
 
 
 def partition_key(kind: str, month: str | None) -> str:

@@ -135,6 +135,26 @@ class DataRepo:
         self.git("commit", "-q", "--no-verify", "-m", message)
         return True
 
+    def show(self, path: str, rev: str) -> str | None:
+        """Text of git-tracked ``path`` at ``rev`` (the profiles: small JSON kept in git, as DVC
+        keeps metrics files); None when the revision does not hold it."""
+        proc_out = self.git("show", f"{rev}:{path}", check=False)
+        return proc_out or None
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Whether revision ``older`` is ``newer`` or one of its ancestors."""
+        git = shutil.which("git")
+        if git is None:
+            raise ServiceUnavailableError("git is not installed; the data repository needs it")
+        proc = subprocess.run(
+            [git, "merge-base", "--is-ancestor", older, newer],
+            cwd=self.root,
+            env={**os.environ, **_GIT_ENV},
+            capture_output=True,
+            check=False,
+        )
+        return proc.returncode == 0
+
     def list_files(self, folder: str, rev: str | None = None) -> list[str]:
         """Tracked ``*.dvc`` files under ``folder`` at ``rev`` (None: the working tree)."""
         if rev is None:

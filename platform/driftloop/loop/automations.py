@@ -26,6 +26,7 @@ from typing import Any
 
 from driftloop.errors import NotFoundError, ServiceUnavailableError
 from driftloop.loop.events import DRIFT_EVENT, model_resource_id
+from driftloop.loop.housekeeping import ensure_housekeeping_schedule
 from driftloop.settings import Settings, get_settings, prefect_auth_string
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,12 @@ def ensure_automations(
                     f"monitor schedule every {settings.monitoring.schedule_minutes} min"
                     if settings.monitoring.schedule_enabled
                     else "monitor schedule paused (monitoring.schedule_enabled=false)"
+                )
+            if ensure_housekeeping_schedule(settings, client):
+                done.append(
+                    f"housekeeping schedule {settings.retention.schedule_cron} UTC"
+                    if settings.retention.schedule_enabled
+                    else "housekeeping schedule paused (retention.schedule_enabled=false)"
                 )
     except (NotFoundError, ServiceUnavailableError):
         raise

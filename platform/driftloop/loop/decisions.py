@@ -5,11 +5,13 @@ Each monitor verdict and each rollout decision appends one JSON line to
 
     {"id": "dec-20261130T221501-3fa2c1", "kind": "rollout" | "monitor", "created": ISO,
      "model": name, "versions": {...}, "decision": ..., "reason": ...,
-     "inputs": {...}, "settings": {...}, "outputs": {...}}
+     "inputs": {...}, "settings": {...}, "kpi": {...}, "outputs": {...}}
 
 ``inputs`` hold everything the decision function reads (the window, row and label counts, and
 the sufficient statistics or intervals it compared), ``settings`` the section of the settings it
-applied, ``outputs`` the statistics and the decision. :func:`replay` runs the same pure decision
+applied, ``kpi`` the KPIs (``settings.kpi``) it decided against (records from before the KPI
+section hold them in ``settings`` under the old names), ``outputs`` the statistics and the
+decision. :func:`replay` runs the same pure decision
 function (:func:`driftloop.monitoring.noninferiority.decide`,
 :func:`driftloop.monitoring.judge.judge`) on the stored inputs and settings and says whether it
 reaches the same decision and reasons, so a decision can be checked long after the traffic is
@@ -31,7 +33,13 @@ from driftloop.monitoring import noninferiority as canary_rule
 from driftloop.monitoring.canary import CanaryEvidence, gather_evidence, read_rollout_frame
 from driftloop.monitoring.judge import DriftVerdict, JudgeInputs, judge
 from driftloop.monitoring.noninferiority import CanaryDecision, decide
-from driftloop.settings import MonitoringSettings, RolloutSettings, Settings, get_settings
+from driftloop.settings import (
+    KpiSettings,
+    MonitoringSettings,
+    RolloutSettings,
+    Settings,
+    get_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,7 @@ def record_rollout(
                 "rollout_started": started,
             },
             "settings": settings.rollout.model_dump(mode="json"),
+            "kpi": settings.kpi.model_dump(mode="json"),
             "outputs": outputs,
         },
         settings,
@@ -121,6 +130,7 @@ def record_monitor(
             "reason": verdict.reason,
             "inputs": {"window": window, "judge": inputs.to_dict()},
             "settings": settings.monitoring.model_dump(mode="json"),
+            "kpi": settings.kpi.model_dump(mode="json"),
             "outputs": verdict.to_dict(),
         },
         settings,
@@ -158,18 +168,26 @@ def get_decision(decision_id: str, settings: Settings | None = None) -> dict[str
     return matches[0]
 
 
+def _kpis(record: dict[str, Any]) -> KpiSettings | None:
+    """The KPIs a record was decided against (None: a record from before the KPI section,
+    whose ``settings`` hold them under the old names)."""
+    stored = record.get("kpi")
+    return KpiSettings.model_validate(stored) if isinstance(stored, dict) else None
+
+
 def replay(record: dict[str, Any]) -> dict[str, Any]:
-    """Recompute a stored decision from its stored inputs and settings."""
+    """Recompute a stored decision from its stored inputs, settings and KPIs."""
     kind = record.get("kind")
     if kind == "rollout":
         evidence = CanaryEvidence.from_dict(record["inputs"]["evidence"])
         rollout = RolloutSettings.model_validate(record["settings"])
-        again = decide(evidence, rollout, bool(record["inputs"]["final"]))
+        again = decide(evidence, rollout, bool(record["inputs"]["final"]), _kpis(record))
         decision: str = again.decision
         reasons = list(again.reasons)
     elif kind == "monitor":
         inputs = JudgeInputs.from_dict(record["inputs"]["judge"])
-        verdict = judge(inputs, MonitoringSettings.model_validate(record["settings"]))
+        monitoring = MonitoringSettings.model_validate(record["settings"])
+        verdict = judge(inputs, monitoring, _kpis(record))
         decision = "retrain" if verdict.retrain else verdict.status
         reasons = list(verdict.reasons)
     else:
@@ -215,8 +233,9 @@ def replay_from_log(record: dict[str, Any], settings: Settings | None = None) ->
         rollout.latency_floor_ms,
         limit=int(stored["routed"]),
         until=last,
+        latency_budget_ms=stored.get("latency_budget_ms"),
     )
-    again = decide(evidence, rollout, bool(record["inputs"]["final"]))
+    again = decide(evidence, rollout, bool(record["inputs"]["final"]), _kpis(record))
     same_evidence = evidence.routed == stored["routed"] and evidence.last_ts == last
     return {
         "id": record["id"],

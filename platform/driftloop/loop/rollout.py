@@ -8,9 +8,12 @@ replica counts). Looks happen at fixed evidence sizes, every ``look_every`` rout
 on exactly the first ``k * look_every`` requests that are at least ``label_wait_s`` old: the same
 traffic reaches the same decision at the same look, whenever the poll timer fires. The rollout
 ends at the first look that concludes, or at the budget (``max_requests`` routed requests or
-``max_minutes``), where an open question becomes ``on_budget`` (roll back). The final decision is
-stored as a decision record (:mod:`driftloop.loop.decisions`) and its numbers go into the
-registry's audit log (:mod:`driftloop.registry.promotion`).
+``max_minutes``), where an open question becomes ``on_budget`` (roll back). The hard guards
+judge the challenger against the KPIs of ``settings.kpi`` (maximum error rate, p99 latency
+budget). The final decision is stored as a decision record (:mod:`driftloop.loop.decisions`)
+and its numbers, the KPI values included, go into the registry's audit log
+(:mod:`driftloop.registry.promotion`). A promoted champion that disappoints later is set back
+with ``driftloop rollout restore`` (:func:`driftloop.registry.promotion.restore`).
 """
 
 from __future__ import annotations

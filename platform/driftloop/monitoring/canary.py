@@ -18,7 +18,10 @@ rows, so a decision can be stored and recomputed from its record:
   caller sending huge batches to whichever variant answers them cannot make it look slow (the
   fixed cost of a call still favours larger batches a little);
 - ``log_loss`` and ``residual`` (predicted probability - label): the mean over a request's
-  labelled rows, one observation per request (rows of one request are not independent).
+  labelled rows, one observation per request (rows of one request are not independent);
+- ``slow``: per request, 1 when the whole request took longer than the latency budget
+  (``settings.kpi.p99_latency_ms``, kept in the evidence as ``latency_budget_ms``): its mean is
+  the share of requests over the p99 budget, which the rollout's latency guard judges.
 
 In ``shadow`` mode both models scored the same rows, so log loss and calibration gap are also
 compared *paired* (challenger - champion per row, averaged per request), which removes the rows'
@@ -63,6 +66,8 @@ class ArmEvidence:
     latency: MeanStats = field(default_factory=MeanStats)
     log_loss: MeanStats = field(default_factory=MeanStats)
     residual: MeanStats = field(default_factory=MeanStats)
+    #: per request: 1 when it took longer than the latency budget (empty without a budget)
+    slow: MeanStats = field(default_factory=lambda: MeanStats(binary=True))
     p95_model_ms: float | None = None
     p95_request_ms: float | None = None
     mean_probability: float | None = None
@@ -78,7 +83,7 @@ class ArmEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("error", "latency", "log_loss", "residual"):
+        for key in ("error", "latency", "log_loss", "residual", "slow"):
             out[key] = getattr(self, key).to_dict()
         out["errors"] = self.errors
         out["error_rate"] = self.error_rate
@@ -99,6 +104,8 @@ class ArmEvidence:
             latency=MeanStats.from_dict(data["latency"]),
             log_loss=MeanStats.from_dict(data["log_loss"]),
             residual=MeanStats.from_dict(data["residual"]),
+            # evidence stored before the latency budget: nothing was counted
+            slow=MeanStats.from_dict(data["slow"]) if data.get("slow") else MeanStats(binary=True),
             p95_model_ms=opt("p95_model_ms"),
             p95_request_ms=opt("p95_request_ms"),
             mean_probability=opt("mean_probability"),
@@ -131,6 +138,8 @@ class CanaryEvidence:
     excluded: int = 0
     first_ts: str | None = None
     last_ts: str | None = None
+    #: the latency budget (ms, whole request) the arms' ``slow`` counts are against (None: none)
+    latency_budget_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +161,7 @@ class CanaryEvidence:
             "excluded": self.excluded,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
+            "latency_budget_ms": self.latency_budget_ms,
         }
 
     @classmethod
@@ -173,6 +183,11 @@ class CanaryEvidence:
             excluded=int(data.get("excluded", 0)),
             first_ts=data.get("first_ts"),
             last_ts=data.get("last_ts"),
+            latency_budget_ms=(
+                float(data["latency_budget_ms"])
+                if data.get("latency_budget_ms") is not None
+                else None
+            ),
         )
 
 
@@ -198,8 +213,14 @@ def _p95(values: pd.Series) -> float | None:
     return float(np.percentile(values, 95)) if not values.empty else None
 
 
-def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: float) -> ArmEvidence:
-    """Evidence of one variant from its captured rows (labels in ``is_late`` where known)."""
+def arm_evidence(
+    rows: pd.DataFrame,
+    version: str | None,
+    latency_floor_ms: float,
+    latency_budget_ms: float | None = None,
+) -> ArmEvidence:
+    """Evidence of one variant from its captured rows (labels in ``is_late`` where known);
+    ``slow`` counts the requests over ``latency_budget_ms`` (none counted without one)."""
     if rows.empty:
         return ArmEvidence(version)
     failed = rows["error"].notna()
@@ -221,6 +242,14 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
     y = labeled[LABEL].to_numpy(dtype=np.float64)
     p = labeled[OUTPUT_PROBABILITY].to_numpy(dtype=np.float64)
     log_loss, residual = _per_request(labeled["request_id"], _row_log_loss(y, p), p - y)
+    request_ms = per_request["latency"].to_numpy(dtype=float)
+    slow = (
+        MeanStats.of(
+            np.where(np.isnan(request_ms), np.nan, request_ms > latency_budget_ms), binary=True
+        )
+        if latency_budget_ms is not None
+        else MeanStats(binary=True)
+    )
     return ArmEvidence(
         version=version,
         requests=len(per_request),
@@ -230,6 +259,7 @@ def arm_evidence(rows: pd.DataFrame, version: str | None, latency_floor_ms: floa
         latency=MeanStats.of(np.log(np.maximum(per_row_ms, max(latency_floor_ms, 1e-6)))),
         log_loss=log_loss,
         residual=residual,
+        slow=slow,
         p95_model_ms=_p95(per_request.loc[~per_request["failed"], "model"]),
         p95_request_ms=_p95(per_request["latency"]),
         mean_probability=float(ok[OUTPUT_PROBABILITY].mean()) if not ok.empty else None,
@@ -301,10 +331,15 @@ def gather_evidence(
     latency_floor_ms: float,
     limit: int | None = None,
     until: datetime | pd.Timestamp | None = None,
+    latency_budget_ms: float | None = None,
 ) -> CanaryEvidence:
     """The evidence in ``frame`` (capture rows since the rollout started, labels joined): the
-    first ``limit`` routed requests (all when None) that arrived no later than ``until``."""
-    empty = CanaryEvidence(mode, weight, ArmEvidence(champion), ArmEvidence(challenger))
+    first ``limit`` routed requests (all when None) that arrived no later than ``until``;
+    requests over ``latency_budget_ms`` are counted per arm (``slow``)."""
+    budget = latency_budget_ms
+    empty = CanaryEvidence(
+        mode, weight, ArmEvidence(champion), ArmEvidence(challenger), latency_budget_ms=budget
+    )
     if frame.empty:
         return empty
     ours, arrivals, excluded = _arrivals(frame, champion, challenger, until)
@@ -318,6 +353,7 @@ def gather_evidence(
             ArmEvidence(challenger),
             available=available,
             excluded=excluded,
+            latency_budget_ms=budget,
         )
     rows = ours[ours["request_id"].isin(set(chosen["request_id"]))]
     is_chall = (rows["variant"] == "challenger") & (
@@ -340,8 +376,8 @@ def gather_evidence(
     return CanaryEvidence(
         mode=mode,
         weight=weight,
-        champion=arm_evidence(champ_rows, champion, latency_floor_ms),
-        challenger=arm_evidence(chall_rows, challenger, latency_floor_ms),
+        champion=arm_evidence(champ_rows, champion, latency_floor_ms, budget),
+        challenger=arm_evidence(chall_rows, challenger, latency_floor_ms, budget),
         routed=len(chosen),
         treated=len(treated_ids),
         keys=int(keys["routing_key"].nunique()),
@@ -352,6 +388,7 @@ def gather_evidence(
         excluded=excluded,
         first_ts=pd.Timestamp(chosen["ts"].iloc[0]).isoformat(),
         last_ts=pd.Timestamp(chosen["ts"].iloc[-1]).isoformat(),
+        latency_budget_ms=budget,
     )
 
 

@@ -2,7 +2,10 @@
 the features that matter; plain drift share is reported, not acted on.
 
 Inputs are one :class:`JudgeInputs` (stored in the window's decision record, so the verdict can
-be recomputed: :func:`driftloop.loop.decisions.replay`); thresholds are ``settings.monitoring``.
+be recomputed: :func:`driftloop.loop.decisions.replay`). The KPIs (``min_auc``,
+``max_auc_drop``, ``max_calibration_gap``) are ``settings.kpi`` (:class:`KpiSettings`, the one
+declared place the gate and the rollout read too); the other thresholds ``settings.monitoring``.
+Every verdict's ``numbers["kpi"]`` holds the KPI values it judged against.
 
 - fewer than ``min_rows`` captured rows: ``insufficient_data`` (never an alarm);
 - **performance** (``quality``): the KPI is ROC AUC of at least
@@ -28,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from driftloop.settings import MonitoringSettings
+from driftloop.settings import KpiSettings, MonitoringSettings
 
 Status = Literal["ok", "drift", "quality", "insufficient_data"]
 #: Version of the rule, stored in every decision record.
@@ -83,9 +86,10 @@ class JudgeInputs:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def kpi_auc(reference_auc: float | None, settings: MonitoringSettings) -> float:
+def kpi_auc(reference_auc: float | None, settings: KpiSettings | MonitoringSettings) -> float:
     """The ROC AUC a version must keep: ``min_auc``, raised to its own holdout AUC minus
-    ``max_auc_drop`` when that is known."""
+    ``max_auc_drop`` when that is known (``settings``: the KPIs; a MonitoringSettings holds
+    them under the deprecated names)."""
     if reference_auc is None:
         return settings.min_auc
     return max(settings.min_auc, reference_auc - settings.max_auc_drop)
@@ -104,23 +108,36 @@ def _interval_text(iv: dict[str, Any]) -> str:
     return f"{iv['estimate']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]"
 
 
-def judge(inputs: JudgeInputs, settings: MonitoringSettings | None = None) -> DriftVerdict:
-    """Apply the monitoring rules (module docstring) to ``inputs``."""
+def judge(
+    inputs: JudgeInputs,
+    settings: MonitoringSettings | None = None,
+    kpis: KpiSettings | None = None,
+) -> DriftVerdict:
+    """Apply the monitoring rules (module docstring) to ``inputs`` with the KPIs ``kpis``
+    (``settings.kpi``; None: the values ``settings`` holds under the deprecated names, as in
+    decision records stored before the KPI section existed)."""
     settings = settings or MonitoringSettings()
+    kpis = kpis or KpiSettings.from_sections(monitoring=settings)
+    declared = {k: getattr(kpis, k) for k in ("min_auc", "max_auc_drop", "max_calibration_gap")}
     if inputs.rows < settings.min_rows:
         return DriftVerdict(
             status="insufficient_data",
             retrain=False,
             reasons=[f"{inputs.rows} captured rows < min_rows {settings.min_rows}"],
+            numbers={"kpi": declared},
         )
-    kpi = kpi_auc(inputs.reference_auc, settings)
-    numbers: dict[str, Any] = {"kpi_auc": kpi, "reference_auc": inputs.reference_auc}
+    kpi = kpi_auc(inputs.reference_auc, kpis)
+    numbers: dict[str, Any] = {
+        "kpi_auc": kpi,
+        "reference_auc": inputs.reference_auc,
+        "kpi": declared,
+    }
     alarms: list[str] = []
     reasons: list[str] = []
     info: list[str] = []
     kpi_text = f"KPI {kpi:.3f}" + (
-        f" (holdout {inputs.reference_auc:.3f} - {settings.max_auc_drop:g})"
-        if inputs.reference_auc is not None and kpi > settings.min_auc
+        f" (holdout {inputs.reference_auc:.3f} - {kpis.max_auc_drop:g})"
+        if inputs.reference_auc is not None and kpi > kpis.min_auc
         else ""
     )
     labeled = inputs.labeled >= settings.min_labeled_rows
@@ -130,11 +147,11 @@ def judge(inputs: JudgeInputs, settings: MonitoringSettings | None = None) -> Dr
     if auc is None and not labeled:
         auc, source = inputs.observed_auc, "observed"
     if auc is not None and source == "estimated" and inputs.reference_estimated_auc is not None:
-        kpi = kpi_auc(inputs.reference_estimated_auc, settings)
+        kpi = kpi_auc(inputs.reference_estimated_auc, kpis)
         numbers["kpi_auc_estimated"] = kpi
         kpi_text = (
             f"estimated KPI {kpi:.3f} (holdout estimate {inputs.reference_estimated_auc:.3f} - "
-            f"{settings.max_auc_drop:g})"
+            f"{kpis.max_auc_drop:g})"
         )
     if auc is not None:
         numbers["auc_source"] = source
@@ -148,11 +165,11 @@ def judge(inputs: JudgeInputs, settings: MonitoringSettings | None = None) -> Dr
     if labeled and gap is not None:
         low = 0.0 if gap["low"] <= 0.0 <= gap["high"] else min(abs(gap["low"]), abs(gap["high"]))
         text = f"calibration gap (mean p - late rate) {_interval_text(gap)}"
-        if low > settings.max_calibration_gap:
+        if low > kpis.max_calibration_gap:
             alarms.append("calibration")
-            reasons.append(f"{text}: |gap| > {settings.max_calibration_gap:g}")
+            reasons.append(f"{text}: |gap| > {kpis.max_calibration_gap:g}")
         else:
-            info.append(f"{text}: within ±{settings.max_calibration_gap:g}")
+            info.append(f"{text}: within ±{kpis.max_calibration_gap:g}")
     share = importance_share(inputs.drifted_columns, inputs.importance)
     numbers["importance_drift_share"] = share
     if share is not None:

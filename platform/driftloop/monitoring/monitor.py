@@ -353,7 +353,7 @@ def run_monitor(
         load_importance(info.run_id, settings),
         settings.monitoring,
     )
-    verdict = judge(inputs, settings.monitoring)
+    verdict = judge(inputs, settings.monitoring, settings.kpi)
     window = {"start": base["start"], "end": base["end"], "months": months}
     saved = save_report(report, verdict, info.name, str(info.version), window, settings)
     result = MonitorResult(

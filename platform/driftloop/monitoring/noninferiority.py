@@ -27,9 +27,11 @@ probability at least ``1 - alpha`` *all* of them cover their true values *at eve
   labelled rows for quality metrics) per variant.
 
 Decision, in order: **halt** on a sample-ratio mismatch (a broken split invalidates every
-comparison; the challenger is rolled back and nothing is promoted); **rollback** on the hard
-error guard (challenger error rate above ``error_rate_guard`` after ``guard_min_requests``) or
-on any inferior metric; **promote** when every metric is non-inferior; else **extend**, which at
+comparison; the challenger is rolled back and nothing is promoted); **rollback** on a hard guard
+against the KPIs of ``settings.kpi`` (after ``guard_min_requests`` challenger requests: its
+error rate above ``kpi.max_error_rate``, or more than 1% of its requests slower than
+``kpi.p99_latency_ms``, i.e. its p99 over the latency budget, each beyond doubt) or on any
+inferior metric; **promote** when every metric is non-inferior; else **extend**, which at
 the end of the budget becomes ``on_budget`` (roll back by default). The error rate stated with
 each decision: a wrong promotion or a wrong "inferior" has probability at most ``alpha``, however
 often the canary is looked at (the intervals are asymptotic: the plug-in variance; see
@@ -56,10 +58,13 @@ from driftloop.sequential import (
     mean_bounds,
     sample_ratio_mismatch,
 )
-from driftloop.settings import RolloutSettings, Settings, get_settings
+from driftloop.settings import KpiSettings, RolloutSettings, Settings, get_settings
 
 #: Version of the decision rule, stored in every record: a replay with another rule says so.
-RULE = "canary-2"
+#: canary-3: the KPIs' hard guards (max error rate, p99 latency budget) from settings.kpi
+RULE = "canary-3"
+#: the share of requests a p99 budget allows over it
+P99_SHARE = 0.01
 Decision = Literal["promote", "rollback", "extend", "halt"]
 PROMOTE: Decision = "promote"
 ROLLBACK: Decision = "rollback"
@@ -105,6 +110,8 @@ class CanaryDecision:
     evidence: CanaryEvidence
     guard: str | None = None
     budget: dict[str, Any] = field(default_factory=dict)
+    #: the KPI values the guards judged against (settings.kpi)
+    kpi: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reason(self) -> str:
@@ -121,6 +128,7 @@ class CanaryDecision:
             "final": self.final,
             "guard": self.guard,
             "budget": self.budget,
+            "kpi": self.kpi,
             "test": (
                 "always-valid confidence sequences (normal-mixture mSPRT, Johari et al. 2022), "
                 "non-inferiority per metric, Bonferroni over metrics"
@@ -285,24 +293,45 @@ JUDGES = {
 }
 
 
-def _guard(ev: CanaryEvidence, r: RolloutSettings, alpha: float) -> str | None:
-    """The challenger's error rate is above ``error_rate_guard`` beyond doubt (its own
-    confidence sequence lies above it): roll back at once, whatever the champion does."""
+def _guard(ev: CanaryEvidence, r: RolloutSettings, alpha: float, kpis: KpiSettings) -> str | None:
+    """A KPI broken beyond doubt by the challenger (its own confidence sequence lies beyond
+    it): roll back at once, whatever the champion does. The error rate against
+    ``kpi.max_error_rate``; the share of requests slower than the latency budget against 1%
+    (``kpi.p99_latency_ms`` is a p99)."""
     b = ev.challenger
     if b.requests < r.guard_min_requests:
         return None
-    bounds = mean_bounds(b.error, alpha, r.error_rate_guard)
-    if bounds.low > r.error_rate_guard:
+    limit = kpis.max_error_rate
+    bounds = mean_bounds(b.error, alpha, limit)
+    if bounds.low > limit:
         return (
             f"hard guard: challenger error rate {b.error_rate:.1%} over {b.requests} requests "
-            f"(at least {bounds.low:.1%}) > {r.error_rate_guard:.1%}"
+            f"(at least {bounds.low:.1%}) > KPI max error rate {limit:.1%}"
         )
+    budget = ev.latency_budget_ms
+    if budget is not None and b.slow.n >= r.guard_min_requests:
+        slow = mean_bounds(b.slow, alpha, P99_SHARE)
+        if slow.low > P99_SHARE:
+            return (
+                f"hard guard: {b.slow.mean:.1%} of {b.slow.n} challenger requests took longer "
+                f"than the KPI p99 latency budget of {budget:g} ms (at least {slow.low:.1%}, "
+                f"> {P99_SHARE:.0%}): its p99 is over the budget"
+            )
     return None
 
 
-def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> CanaryDecision:
+def decide(
+    evidence: CanaryEvidence,
+    rollout: RolloutSettings,
+    final: bool,
+    kpis: KpiSettings | None = None,
+) -> CanaryDecision:
     """The decision on ``evidence`` (see the module docstring); ``final`` when the evidence
-    budget (requests or time) is spent, which turns ``extend`` into ``rollout.on_budget``."""
+    budget (requests or time) is spent, which turns ``extend`` into ``rollout.on_budget``.
+    ``kpis``: ``settings.kpi`` (None: the value ``rollout`` holds under the deprecated name,
+    as in decision records stored before the KPI section existed)."""
+    kpis = kpis or KpiSettings.from_sections(rollout=rollout)
+    kpi = {"max_error_rate": kpis.max_error_rate, "p99_latency_ms": evidence.latency_budget_ms}
     k = len(rollout.metrics)
     metric_alpha = rollout.alpha / k
     by_key = evidence.keys > 0  # the split randomises routing keys (sticky), not requests
@@ -333,13 +362,14 @@ def decide(evidence: CanaryEvidence, rollout: RolloutSettings, final: bool) -> C
             evidence,
             guard,
             budget,
+            kpi,
         )
 
     if srm.mismatch:
         return done(HALT, [f"sample-ratio mismatch, the split is broken: {srm.text()}"])
     if evidence.challenger.requests == 0 and final:
         return done(ROLLBACK, ["the challenger served no routed request during the rollout"])
-    guard = _guard(evidence, rollout, metric_alpha)
+    guard = _guard(evidence, rollout, metric_alpha, kpis)
     if guard is not None:
         return done(ROLLBACK, [guard], guard)
     inferior = [v for v in verdicts if v.status == "inferior"]
@@ -388,8 +418,9 @@ def look(
         r.latency_floor_ms,
         limit=size,
         until=until,
+        latency_budget_ms=settings.kpi.p99_latency_ms,
     )
-    return decide(evidence, r, final)
+    return decide(evidence, r, final, settings.kpi)
 
 
 def current_decision(settings: Settings, snap: RegistrySnapshot | None = None) -> CanaryDecision:

@@ -25,6 +25,7 @@ start-up and test collection should not pay when they never reach the registry.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from driftloop.errors import NotFoundError, ServiceUnavailableError
+from driftloop.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from driftloop.settings import (
     Settings,
     get_settings,
@@ -55,6 +56,19 @@ MODE_TAG = "driftloop.canary_mode"
 MODES = ("canary", "shadow")
 #: ``"{ISO start}|{challenger version}"`` of the running rollout
 ROLLOUT_TAG = "driftloop.rollout_started"
+#: version tag: the decision threshold (``is_late`` when P(late) >= it), cost-optimal on the
+#: version's holdout under ``settings.kpi``'s error costs; set at registration
+THRESHOLD_TAG = "driftloop.threshold"
+#: version tag: the KPIs (JSON of ``settings.kpi``) the training gate decided against
+KPI_TAG = "driftloop.kpi"
+#: version tag: the champion a version replaced when it became champion (what ``restore`` goes
+#: back to); absent on a version that replaced no champion
+REPLACED_TAG = "driftloop.replaced_version"
+#: the threshold of a version registered without THRESHOLD_TAG (before it existed)
+DEFAULT_THRESHOLD = 0.5
+#: where a served threshold came from: the version's tag, or the default for older versions
+THRESHOLD_FROM_VERSION = "version"
+THRESHOLD_DEFAULT = "default"
 
 _T = TypeVar("_T")
 _D = TypeVar("_D")
@@ -253,6 +267,27 @@ def set_version_tags(
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
+def decision_threshold(info: VersionInfo) -> tuple[float, str]:
+    """``(threshold, source)`` of a version: its THRESHOLD_TAG (source ``version``), else
+    DEFAULT_THRESHOLD (source ``default``: registered before thresholds were stored).
+    InvalidInputError for a tag that is not a probability: such a version is not served with a
+    threshold nobody chose."""
+    raw = info.tags.get(THRESHOLD_TAG)
+    if raw is None:
+        return DEFAULT_THRESHOLD, THRESHOLD_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    # the cost-optimal cut may lie just above 1 (``1 + 1e-7``: "predict nothing late")
+    if not 0.0 <= value <= 1.0 + 1e-6:
+        raise InvalidInputError(
+            f"model {info.name} version {info.version} has tag {THRESHOLD_TAG}={raw[:40]!r}, "
+            "not a probability in [0, 1]: refusing to serve it with a threshold nobody chose"
+        )
+    return value, THRESHOLD_FROM_VERSION
+
+
 # ---- the registered model: aliases, weight, mode ----------------------------------------------
 def _parse_weight(raw: str | None) -> int:
     """The canary weight tag as read: clamped to 0..100, 0 when unset or malformed."""
@@ -385,6 +420,22 @@ def _set_model_tag(key: str, value: str, settings: Settings, name: str | None = 
         store.set_registered_model_tag(name, tag)
 
     _write(settings, f"set tag {key} of {name}", write)
+
+
+def _set_version_tag(
+    version: str, key: str, value: str, settings: Settings, name: str | None = None
+) -> None:
+    """Raw write of a version's tag with the writers' identity; only promotion.py calls it
+    (REPLACED_TAG, as part of an audited champion change)."""
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    settings, name = _model(settings, name)
+    tag = ModelVersionTag(key, str(value))  # type: ignore[no-untyped-call]  # untyped
+    _write(
+        settings,
+        f"set tag {key} of {name} version {version}",
+        lambda store: store.set_model_version_tag(name, str(version), tag),
+    )
 
 
 def _delete_model_tag(key: str, settings: Settings, name: str | None = None) -> None:

@@ -12,8 +12,15 @@ verify`` notices a truncated or re-chained log.
 
 Writers and their audit actions: ``assign_alias_after_gate`` (``register_champion`` or
 ``register_challenger``, the training gate), ``promote`` (``promote``), ``rollback``
-(``rollback``), ``set_weight`` (``set_weight`` or the caller's action), ``start_rollout``
-(``rollout_start``), ``set_mode`` (``set_mode``), ``reset_champion`` (``demo_reset``).
+(``rollback``), ``restore`` (``restore``), ``set_weight`` (``set_weight`` or the caller's
+action), ``start_rollout`` (``rollout_start``), ``set_mode`` (``set_mode``), ``reset_champion``
+(``demo_reset``).
+
+Every change that makes a version champion in place of another (register_champion, promote,
+demo_reset) first tags the new champion with the version it replaces
+(``driftloop.replaced_version``) and records it in the audit record (``replaced_version``), so
+``restore`` can set the champion back to it. Restore does not re-tag: restoring again walks
+further back through the champions, like an undo.
 
 Order of registry writes keeps serving safe: a promote moves ``champion`` first (replicas then
 serve the new version to everybody), then sets the weight to 0 and drops ``challenger``; a new
@@ -37,6 +44,7 @@ from driftloop.registry.client import (
     CHAMPION,
     MODE_TAG,
     MODES,
+    REPLACED_TAG,
     ROLLOUT_TAG,
     WEIGHT_TAG,
     RegistrySnapshot,
@@ -44,9 +52,12 @@ from driftloop.registry.client import (
     _delete_model_tag,
     _set_alias,
     _set_model_tag,
+    _set_version_tag,
+    get_version,
     registry_snapshot,
     rollout_tag,
 )
+from driftloop.registry.promotion_card import write_promotion_card
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -113,7 +124,10 @@ def _change(
 
 
 def _apply(
-    change: RegistryChange, writes: list[Callable[[], None]], settings: Settings
+    change: RegistryChange,
+    writes: list[Callable[[], None]],
+    settings: Settings,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the registry writes of ``change`` in order, then audit it with the registry state
     after them (``after``), then anchor the log's new head in the registry (:func:`_anchor`).
@@ -121,7 +135,8 @@ def _apply(
     write, after how many succeeded), since the writes before it did happen, and the failure is
     raised. The audit log's lock is held from the first write to the anchor, so the
     external-change check (``audit.detect_external``) never mistakes a change in progress for
-    one made outside driftloop, and anchors are written in the log's order."""
+    one made outside driftloop, and anchors are written in the log's order. ``extra``: more
+    fields of the record (``replaced_version``)."""
     with audit.holding(settings) as log:
         assert log is not None
         done = 0
@@ -132,9 +147,11 @@ def _apply(
         except Exception as exc:
             error = f"write {done + 1} of {len(writes)} failed: {type(exc).__name__}: {exc}"
             failed = replace(change, error=error[:500])
-            _anchor(_audit(failed, settings, {"after": _state_after(settings)}), log, settings)
+            fields = {**(extra or {}), "after": _state_after(settings)}
+            _anchor(_audit(failed, settings, fields), log, settings)
             raise
-        return _anchor(_audit(change, settings, {"after": _state_after(settings)}), log, settings)
+        fields = {**(extra or {}), "after": _state_after(settings)}
+        return _anchor(_audit(change, settings, fields), log, settings)
 
 
 def _anchor(record: dict[str, Any], log: audit.AuditLog, settings: Settings) -> dict[str, Any]:
@@ -164,6 +181,20 @@ def _state_after(settings: Settings) -> dict[str, Any] | None:
 def _retire_challenger(settings: Settings) -> list[Callable[[], None]]:
     """The writes that take the challenger out of serving: weight 0, then drop its alias."""
     return [lambda: _write_weight(0, settings), lambda: _delete_alias(CHALLENGER, settings)]
+
+
+def _crown(
+    version: str, snap: RegistrySnapshot, settings: Settings
+) -> tuple[list[Callable[[], None]], dict[str, Any]]:
+    """The writes that make ``version`` champion in place of ``snap.champion`` (first the new
+    champion's REPLACED_TAG, then the alias: the alias never points at a version that does not
+    say what it replaced), and the audit fields that record the replaced version."""
+    replaced = snap.champion if snap.champion not in (None, version) else None
+    writes: list[Callable[[], None]] = []
+    if replaced is not None:
+        writes.append(lambda: _set_version_tag(version, REPLACED_TAG, replaced, settings))
+    writes.append(lambda: _set_alias(CHAMPION, version, settings))
+    return writes, {"replaced_version": replaced}
 
 
 def _checked_weight(weight: int) -> int:
@@ -196,14 +227,15 @@ def assign_alias_after_gate(
     snap = registry_snapshot(settings)
     version = str(version)
     writes: list[Callable[[], None]]
+    extra: dict[str, Any] | None = None
     if alias == CHALLENGER:
         writes = [lambda: _write_weight(0, settings), lambda: _set_alias(alias, version, settings)]
         versions, weight_after = (snap.challenger, version), 0
     else:
-        writes = [lambda: _set_alias(alias, version, settings)]
+        writes, extra = _crown(version, snap, settings)
         versions, weight_after = (snap.champion, version), snap.weight
     change = _change(f"register_{alias}", snap, versions, weight_after, actor, reason, metrics)
-    return _apply(change, writes, settings)
+    return _apply(change, writes, settings, extra)
 
 
 def _expect(snap: RegistrySnapshot, expected: str | None, action: str) -> None:
@@ -239,9 +271,12 @@ def promote(
             f"version {challenger} of model {snap.name} did not go through a canary (no rollout "
             "of it was started): start one (`driftloop rollout start`) before promoting it"
         )
-    writes = [lambda: _set_alias(CHAMPION, challenger, settings), *_retire_challenger(settings)]
+    crown, extra = _crown(challenger, snap, settings)
+    writes = [*crown, *_retire_challenger(settings)]
     change = _change("promote", snap, (snap.champion, challenger), 0, actor, reason, metrics)
-    return _apply(change, writes, settings)
+    record = _apply(change, writes, settings, extra)
+    # the champion-vs-challenger card (best effort: never fails a promotion that happened)
+    return {**record, **write_promotion_card(snap.champion, challenger, record, settings)}
 
 
 def rollback(
@@ -259,6 +294,104 @@ def rollback(
     versions = (snap.challenger, snap.champion)
     change = _change("rollback", snap, versions, 0, actor, reason, metrics)
     return _apply(change, _retire_challenger(settings), settings)
+
+
+#: audit actions that make ``to_version`` the champion in place of ``from_version``
+CROWNING_ACTIONS = ("register_champion", "promote", "demo_reset", "restore")
+
+
+def former_champions(model: str, records: list[dict[str, Any]]) -> set[str]:
+    """Every version the audit log shows as champion of ``model`` at some point: the champion
+    of each recorded registry state (``after``, and ``before`` of an external change) and both
+    ends of every champion change."""
+    seen: set[str] = set()
+    for record in records:
+        if record.get("model") != model:
+            continue
+        for state in (record.get("before"), record.get("after")):
+            if isinstance(state, dict) and state.get("champion"):
+                seen.add(str(state["champion"]))
+        if record.get("action") in CROWNING_ACTIONS:
+            seen.update(str(v) for v in (record.get("from_version"), record.get("to_version")) if v)
+    return seen
+
+
+def _replaced_per_audit(model: str, champion: str, records: list[dict[str, Any]]) -> str | None:
+    """The champion that ``champion`` replaced, per the latest audited change that crowned it
+    (a restore is no such change: restoring goes back, never forth)."""
+    for record in reversed(records):
+        if (
+            record.get("model") == model
+            and record.get("action") in ("register_champion", "promote", "demo_reset")
+            and str(record.get("to_version")) == champion
+            and not record.get("error")
+        ):
+            replaced = record.get("from_version")
+            return str(replaced) if replaced else None
+    return None
+
+
+def restore_target(
+    snap: RegistrySnapshot, to: str | None, settings: Settings
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """``(version, where it came from, audit records)`` that :func:`restore` would set as
+    champion. ``to`` must have been champion before per the audit log (409 otherwise); without
+    it the champion's REPLACED_TAG, else the audited change that crowned it, decides (409 when
+    neither names one). 400 for a malformed ``to``, 404 when the version no longer exists."""
+    if to is not None and not (str(to).isdigit() and len(str(to)) <= 32):
+        raise InvalidInputError(f"version to restore must be a version number, got {to!r}")
+    if snap.champion is None:
+        raise ConflictError(f"model {snap.name} has no champion: there is nothing to restore")
+    records = read_audit(settings)
+    if to is not None:
+        target, source = str(int(to)), "requested"
+        known = former_champions(snap.name, records)
+        if target not in known:
+            shown = ", ".join(sorted(known, key=int)) or "none"
+            raise ConflictError(
+                f"version {target} of model {snap.name} was never champion per the audit log "
+                f"({audit_path(settings)}; former champions: {shown}): refusing to restore it"
+            )
+    else:
+        tags = get_version(snap.champion, settings, snap.name).tags
+        target, source = tags.get(REPLACED_TAG, ""), f"tag {REPLACED_TAG}"
+        if not target:
+            target = _replaced_per_audit(snap.name, snap.champion, records) or ""
+            source = "audit log"
+        if not target:
+            raise ConflictError(
+                f"champion version {snap.champion} of model {snap.name} replaced no recorded "
+                "champion: there is nothing to restore to (name a former champion with --to)"
+            )
+    if target == snap.champion:
+        raise ConflictError(f"version {target} of model {snap.name} is the champion already")
+    get_version(target, settings, snap.name)  # NotFoundError (404) when it was deleted
+    return target, source, records
+
+
+def restore(
+    to: str | None = None,
+    actor: str = "cli",
+    reason: str = "",
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """champion <- the version the current champion replaced (its REPLACED_TAG, recorded at
+    promotion), or ``to`` (a former champion per the audit log); any challenger, canary
+    weight and rollout stamp are dropped. Audit action ``restore`` (from: the champion, to:
+    the restored version). 409 when there is nothing to restore to (see
+    :func:`restore_target`)."""
+    settings = settings or get_settings()
+    snap = registry_snapshot(settings)
+    target, source, _ = restore_target(snap, to, settings)
+    writes: list[Callable[[], None]] = [lambda: _set_alias(CHAMPION, target, settings)]
+    if snap.challenger is not None or snap.weight:
+        writes += _retire_challenger(settings)
+    if ROLLOUT_TAG in snap.tags:
+        writes.append(lambda: _delete_model_tag(ROLLOUT_TAG, settings))
+    why = reason or f"restore version {target} as champion"
+    numbers = {"target_from": source, "dropped_challenger": snap.challenger}
+    change = _change("restore", snap, (snap.champion, target), 0, actor, why, numbers)
+    return _apply(change, writes, settings)
 
 
 def set_weight(
@@ -310,9 +443,10 @@ def reset_champion(
     snap = registry_snapshot(settings)
     if snap.champion == str(version) and snap.challenger is None:
         return None
-    writes = [lambda: _set_alias(CHAMPION, str(version), settings), *_retire_challenger(settings)]
+    crown, extra = _crown(str(version), snap, settings)
+    writes = [*crown, *_retire_challenger(settings)]
     change = _change("demo_reset", snap, (snap.champion, str(version)), 0, actor, reason)
-    return _apply(change, writes, settings)
+    return _apply(change, writes, settings, extra)
 
 
 def start_rollout(

@@ -62,7 +62,8 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
     p_naive = NaiveBaseline.fit(fit_rows).predict_proba(holdout)
     logistic = LogisticBaseline.fit(fitted.bundle.preprocessor, fit_rows, seed=job.params.seed)
     p_logit = logistic.predict_proba(holdout)
-    cost = {"cost_fn": t.cost_false_negative, "cost_fp": t.cost_false_positive}
+    kpi = settings.kpi
+    cost = {"cost_fn": kpi.cost_false_negative, "cost_fp": kpi.cost_false_positive}
     metrics = {
         "model": binary_metrics(y, p_model, **cost),
         "baseline": binary_metrics(y, p_naive, **cost),

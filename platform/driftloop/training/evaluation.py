@@ -1,10 +1,12 @@
 """Evaluation on the holdout month: metrics, calibration, slices, baselines and the gate.
 
 Metrics: ROC AUC, log loss, Brier score, precision and recall at the cost-optimal threshold
-(false negatives cost ``cost_false_negative``, false positives ``cost_false_positive``), expected
-calibration error with a reliability table. Baselines: a naive carrier x origin late rate from the
-training window (global rate fallback) and a logistic regression on the model's preprocessed
-features. The gate decides which alias (if any) a new version gets.
+(false negatives cost ``settings.kpi.cost_false_negative``, false positives
+``settings.kpi.cost_false_positive``: the KPI's error costs), expected calibration error with a
+reliability table. The model's threshold is registered with its version (tag
+``driftloop.threshold``) and is where serving cuts ``is_late``. Baselines: a naive carrier x
+origin late rate from the training window (global rate fallback) and a logistic regression on
+the model's preprocessed features. The gate decides which alias (if any) a new version gets.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from driftloop.data.profile import ShiftReport, check_window
+from driftloop.data.repo import DataRepo
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.registry import client as registry
 from driftloop.registry import integrity
@@ -29,10 +31,11 @@ from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
 from driftloop.training.bundle import ModelBundle
 from driftloop.training.calibration import Calibration
-from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.inputs import TrainingData, load_training_data
 from driftloop.training.job import Evaluation, FittedRun, TrainJob, TrainResult
+from driftloop.training.model_card import SHIFT_ARTIFACT, TAG_MODEL_CARD, card_uri, write_card
 from driftloop.training.pyfunc import load_python_model, log_model
+from driftloop.training.serving_cost import evaluate_with_cost
 from driftloop.training.trainer import DistContext, EpochCallback, EpochStats, TrainParams, fit
 
 logger = logging.getLogger(__name__)
@@ -139,15 +142,78 @@ def prepare(
     )
 
 
+def check_data_shift(job: TrainJob, settings: Settings | None = None) -> ShiftReport:
+    """The data profiles of the window and holdout month (:mod:`driftloop.data.profile`) against
+    the data revision the champion was trained on (what the model in service learned from),
+    or the revision before when there is no champion or its revision is not an ancestor."""
+    settings = settings or get_settings()
+    data = job.data
+    if data.data_rev in ("", "unknown"):
+        return ShiftReport(
+            None, None, "none", settings.data.profile_block, skipped="the data has no revision"
+        )
+    champion = registry.get_alias(registry.CHAMPION, settings)
+    reference = champion.tags.get(tr.TAG_DATA_REV) if champion is not None else None
+    source = f"the data of champion v{champion.version}" if champion is not None else "none"
+    return check_window(
+        [*data.months, data.holdout_month], settings, data.data_rev, reference, source
+    )
+
+
+def _log_shift(shift: ShiftReport) -> None:
+    """The check in the active run: tags, metrics, and every number as an artifact."""
+    findings = shift.findings()
+    tr.set_tags(
+        {
+            "driftloop.data_shift": shift.status,
+            "driftloop.data_shift_reference": shift.reference_rev or "none",
+            "driftloop.data_shift_blocking": str(shift.blocking).lower(),
+            "driftloop.data_shift_findings": "; ".join(findings)[:4000] or "none",
+        }
+    )
+    tr.log_metrics(
+        {
+            "data_shift_max_psi": shift.max_psi(),
+            "data_shift_findings": float(len(findings)),
+            "data_shift_partitions": float(len(shift.partitions)),
+        }
+    )
+    tr.log_json(shift.to_dict(), SHIFT_ARTIFACT)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shift.md"
+        path.write_text(shift.markdown())
+        tr.log_artifact(str(path), artifact_path=SHIFT_ARTIFACT.rpartition("/")[0])
+
+
+def _refuse_shift(job: TrainJob, shift: ShiftReport, settings: Settings) -> None:
+    """TrainingError when the check blocks training (its run and checkpoint are given up, so a
+    resume cannot step around the check)."""
+    if not shift.blocking:
+        return
+    shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+    where = DataRepo(settings).root
+    raise TrainingError(
+        f"training blocked: the data moved beyond settings.data.profile_* limits since revision "
+        f"{(shift.reference_rev or '?')[:10]} ({shift.reference_source}): "
+        + "; ".join(shift.blocking_findings()[:5])
+        + f". Compare with `git -C {where} diff {(shift.reference_rev or '')[:10]} "
+        f"{(shift.rev or '')[:10]} -- profiles/`; when the change is intended, train with "
+        "DRIFTLOOP_DATA__PROFILE_BLOCK=off"
+    )
+
+
 def fit_and_log(
     job: TrainJob,
     settings: Settings | None = None,
     resume: bool = False,
     on_epoch: EpochCallback | None = None,
     dist: DistContext | None = None,
+    shift: ShiftReport | None = None,
 ) -> FittedRun:
-    """Train in an MLflow run: params, lineage tags, dataset inputs, per-epoch and system
-    metrics, the pyfunc model and the reference sample. Resumes the checkpoint when asked."""
+    """Train in an MLflow run: params, lineage tags, the data profile check (``shift``, computed
+    when not given; a blocking one stops here, before training), dataset inputs, per-epoch and
+    system metrics, the pyfunc model and the reference sample. Resumes the checkpoint when
+    asked."""
     settings = settings or get_settings()
     tr.setup_mlflow(settings)
     data, params = job.data, job.params
@@ -173,8 +239,8 @@ def fit_and_log(
                     "holdout_rows": len(data.holdout),
                     "feature_service": data.feature_service,
                     "features": ",".join(data.features),
-                    "cost_false_negative": settings.training.cost_false_negative,
-                    "cost_false_positive": settings.training.cost_false_positive,
+                    "cost_false_negative": settings.kpi.cost_false_negative,
+                    "cost_false_positive": settings.kpi.cost_false_positive,
                     "validation_share": settings.training.validation_share,
                 }
             )
@@ -189,6 +255,9 @@ def fit_and_log(
                     "driftloop.features": ",".join(data.features),
                 }
             )
+            shift = shift or check_data_shift(job, settings)
+            _log_shift(shift)
+            _refuse_shift(job, shift, settings)
             tr.log_frame_input(fit_rows, f"train {data.window}", "training")
             tr.log_frame_input(val_rows, f"validation {data.window}", "validation")
             tr.log_frame_input(data.holdout, f"holdout {data.holdout_month}", "holdout")
@@ -225,6 +294,7 @@ def fit_and_log(
                 "mean_samples_per_s": result.samples_per_s,
                 "best_epoch": result.best_epoch,
                 "epochs_trained": len(result.history),
+                **result.cost_metrics(),
             }
         )
         info = log_model(bundle, data.train)
@@ -281,7 +351,7 @@ def evaluate(job: TrainJob, fitted: FittedRun, settings: Settings | None = None)
     """Score model, naive baseline, logistic regression and the champion on the holdout; decide
     the gate; log metrics, slices, calibration and permutation importance to the run."""
 
-    return evaluate_fitted(job, fitted, settings or get_settings())
+    return evaluate_with_cost(job, fitted, settings or get_settings())
 
 
 def register(
@@ -305,16 +375,28 @@ def register(
         tr.TAG_COMPARED_WITH: evaluation.champion_version or "none",
         tr.TAG_GATE: evaluation.decision_gate,
         tr.TAG_GATE_REASON: evaluation.decision_reason[:4000],
+        TAG_MODEL_CARD: card_uri(fitted.run_id),
+        # serving decides is_late at this cost-optimal holdout threshold (settings.kpi's costs)
+        registry.THRESHOLD_TAG: repr(float(model_m["threshold"])),
+        registry.KPI_TAG: json.dumps(settings.kpi.model_dump(mode="json"), sort_keys=True),
     }
     # Re-hashed against the run's parameter: an artifact changed since fit is not registered.
     version = integrity.register_verified_version(fitted.model_uri, fitted.run_id, tags, settings)
+    try:  # every version has its card (gate reason included), or the version goes again
+        write_card(job, fitted, evaluation, version.version, settings)
+    except Exception as exc:
+        registry.delete_version(version.version, settings)
+        raise TrainingError(
+            f"writing the model card of version {version.version} failed "
+            f"({type(exc).__name__}: {exc}); the version was removed"
+        ) from exc
     try:
         if evaluation.alias is not None:
             assign_alias_after_gate(
                 version.version,
                 evaluation.alias,
                 evaluation.decision_reason,
-                evaluation.metrics,
+                {**evaluation.metrics, "kpi": settings.kpi.model_dump(mode="json")},
                 settings,
             )
     except Exception as exc:

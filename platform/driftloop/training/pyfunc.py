@@ -4,6 +4,12 @@
 ``late_probability``; ``load_model(uri).unwrap_python_model().predict_proba(df)`` is the fast path
 (a float64 array, no schema enforcement) that serving uses. The model loads once, in
 ``load_context``.
+
+The decision threshold (``is_late`` when P(late) >= it) is chosen on the holdout *after* the
+artifact is logged and its content hash recorded (:mod:`driftloop.registry.integrity`), so it is
+not inside the artifact: it is stored with the registered version (tag
+``driftloop.threshold``). :func:`load_python_model` of a version gives the loaded model that
+threshold (``threshold``, ``threshold_source``); serving reads the same tag.
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from driftloop.registry.client import (
+    DEFAULT_THRESHOLD,
+    THRESHOLD_DEFAULT,
+    decision_threshold,
+    get_version,
+)
 from driftloop.registry.integrity import load_verified_pyfunc
 from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS
 from driftloop.schema import OUTPUT_PROBABILITY as PROBA
@@ -37,6 +49,12 @@ _REQUIREMENTS = ["torch", "pandas", "numpy", "scikit-learn", "mlflow"]
 
 class DelayModel(PythonModel):
     """P(arrival delay > 15 min) for rows of MODEL_INPUT_COLUMNS."""
+
+    #: is_late when P(late) >= threshold: the registered version's (set by load_python_model),
+    #: else the default of versions registered without one (class attributes: models pickled
+    #: before they existed have them too)
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_source: str = THRESHOLD_DEFAULT
 
     def __init__(self) -> None:
         self._bundle: ModelBundle | None = None
@@ -57,6 +75,10 @@ class DelayModel(PythonModel):
     def predict_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Fast path: probabilities as a float64 array (vectorised, torch.inference_mode)."""
         return self.bundle.predict_proba(df)
+
+    def decide(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """``is_late`` (0/1, int64) at this model's decision threshold."""
+        return (self.predict_proba(df) >= self.threshold).astype(np.int64)
 
     def predict(  # type: ignore[no-untyped-def]  # MLflow derives a signature from hints
         self, context: Any, model_input, params: dict[str, Any] | None = None
@@ -118,9 +140,17 @@ def log_model(bundle: ModelBundle, example: pd.DataFrame, name: str = "model") -
 def load_python_model(model_uri: str, settings: Settings | None = None) -> DelayModel:
     """Load a version (``models:/name/version``) or a training run's logged model
     (``models:/m-...``) from a local copy whose content hash matched the one its run recorded
-    (:mod:`driftloop.registry.integrity`), and return its unwrapped :class:`DelayModel`."""
+    (:mod:`driftloop.registry.integrity`), and return its unwrapped :class:`DelayModel`. A
+    version's model gets the version's decision threshold (tag ``driftloop.threshold``); a
+    logged model, not yet registered, keeps the default."""
     model = load_verified_pyfunc(model_uri, settings)
     python_model = model.unwrap_python_model()
     if not hasattr(python_model, "predict_proba"):
         raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")
-    return cast("DelayModel", python_model)
+    loaded = cast("DelayModel", python_model)
+    rest = model_uri.removeprefix("models:/")
+    name, _, version = rest.partition("/")
+    if model_uri.startswith("models:/") and not rest.startswith("m-") and version.isdigit():
+        info = get_version(version, settings, name)
+        loaded.threshold, loaded.threshold_source = decision_threshold(info)
+    return loaded

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from driftloop.cost import CPU_SECONDS, FIT_CPU_SECONDS, FIT_WALL_SECONDS, GPU_SECONDS, Meter, Usage
 from driftloop.errors import TrainingError
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
@@ -96,6 +97,18 @@ class FitResult:
     samples_per_s: float
     resumed_from: int | None = None
     stopped_early: bool = False
+    #: CPU seconds of every rank, wall seconds, GPU seconds (wall x CUDA devices) of this fit
+    usage: Usage = field(default_factory=lambda: Usage(0.0, 0.0))
+
+    def cost_metrics(self) -> dict[str, float]:
+        """The fit's cost as MLflow metrics (``cost.cpu_seconds`` starts as the fit's; the
+        evaluate step adds its own)."""
+        return {
+            CPU_SECONDS: self.usage.cpu_seconds,
+            FIT_CPU_SECONDS: self.usage.cpu_seconds,
+            FIT_WALL_SECONDS: self.usage.wall_seconds,
+            GPU_SECONDS: self.usage.gpu_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,7 @@ def fit(
     configure_threads(dist.world_size if dist is not None else 1)
     seed_everything(params.seed)
     device = pick_device(params.device)
+    meter = Meter(gpus=1 if device.type == "cuda" else 0).start()
     if dist is not None and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
@@ -327,6 +341,7 @@ def fit(
         raise TrainingError("no epoch was trained")
     net.load_state_dict(best_state)
     net.eval()
+    usage = _usage(meter, device, dist)
     speeds = [h.samples_per_s for h in history if np.isfinite(h.samples_per_s)]
     return FitResult(
         model=net,
@@ -337,7 +352,24 @@ def fit(
         samples_per_s=float(np.mean(speeds)) if speeds else float("nan"),
         resumed_from=resumed_from,
         stopped_early=len(history) < params.epochs,
+        usage=usage,
     )
+
+
+def _usage(meter: Meter, device: torch.device, dist: DistContext | None) -> Usage:
+    """The fit's usage; under DDP the CPU and GPU seconds of every rank summed (a collective:
+    every rank calls it at the same point), the wall seconds of this rank."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # queued kernels belong to this fit's GPU time
+    usage = meter.stop()
+    if dist is None:
+        return usage
+    import torch.distributed as torch_dist  # only DDP runs need the collective
+
+    both = torch.tensor([usage.cpu_seconds, usage.gpu_seconds], dtype=torch.float64, device=device)
+    torch_dist.all_reduce(both)
+    cpu, gpu = (float(v) for v in both.cpu())
+    return Usage(cpu_seconds=cpu, wall_seconds=usage.wall_seconds, gpu_seconds=gpu)
 
 
 def _evaluate(

@@ -5,6 +5,7 @@ weight, mode, promote, rollout start, rollback and the demo's reset. The trainin
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from driftloop.settings import Settings
 pytestmark = pytest.mark.integration
 
 FAKE_MODEL = Path(__file__).parents[1] / "serving" / "fake_model.py"
-GATE_METRICS = {"model": {"roc_auc": 0.71}, "baseline": {"roc_auc": 0.5}}
+GATE_METRICS = {"model": {"roc_auc": 0.71, "threshold": 0.31}, "baseline": {"roc_auc": 0.5}}
 
 
 @pytest.fixture
@@ -130,9 +131,13 @@ def test_every_alias_change_leaves_an_audit_record(
     assert _moved(record) == ("register_champion", None, v1)
     assert record["actor"] == "train"
     assert record["reason"] == "test gate: champion"
-    assert record["metrics"] == GATE_METRICS
+    # the gate's record holds the KPIs it decided against; the version its decision threshold
+    assert record["metrics"] == {**GATE_METRICS, "kpi": settings.kpi.model_dump(mode="json")}
     assert (snap.champion, snap.challenger) == (v1, None)
-    assert get_version(v1, settings).tags["driftloop.gate"] == "champion"
+    tags = get_version(v1, settings).tags
+    assert tags["driftloop.gate"] == "champion"
+    assert float(tags["driftloop.threshold"]) == 0.31
+    assert json.loads(tags["driftloop.kpi"]) == settings.kpi.model_dump(mode="json")
 
     record, snap = _audited(settings, train(plain, "challenger"))
     v2 = versions[-1]
@@ -162,6 +167,8 @@ def test_every_alias_change_leaves_an_audit_record(
     assert _moved(record) == ("rollout_start", v1, v2)
     record, snap = _audited(settings, lambda: promotion.promote("t", "good", {"auc": 1}, settings))
     assert _moved(record) == ("promote", v1, v2)
+    assert record["replaced_version"] == v1
+    assert get_version(v2, settings).tags["driftloop.replaced_version"] == v1
     assert (record["weight_before"], record["weight_after"]) == (40, 0)
     assert (snap.champion, snap.challenger, snap.weight) == (v2, None, 0)
 

@@ -28,6 +28,7 @@ RAW_WRITERS = (
     "_delete_alias",
     "_set_model_tag",
     "_delete_model_tag",
+    "_set_version_tag",
     "set_alias",
     "delete_alias",
     "set_model_tag",
@@ -66,7 +67,13 @@ def test_only_promotion_and_the_adapter_write_aliases_or_canary_tags() -> None:
 def test_the_private_writers_are_defined_in_the_adapter_and_called_by_promotion() -> None:
     client = (REGISTRY / "client.py").read_text()
     promotion = (REGISTRY / "promotion.py").read_text()
-    for name in ("_set_alias", "_delete_alias", "_set_model_tag", "_delete_model_tag"):
+    for name in (
+        "_set_alias",
+        "_delete_alias",
+        "_set_model_tag",
+        "_delete_model_tag",
+        "_set_version_tag",
+    ):
         assert f"def {name}(" in client
         assert re.search(rf"\b{name}\(", promotion), name
     public = ("set_alias", "delete_alias", "set_model_tag", "delete_model_tag", "set_canary_weight")

@@ -23,6 +23,8 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
         self.tags: dict[str, str] = {}
+        #: tags per version (every version named here exists)
+        self.versions: dict[str, dict[str, str]] = {}
         self.writes: list[tuple[str, ...]] = []
 
     def snapshot(self, settings: Settings, name: str | None = None) -> RegistrySnapshot:
@@ -54,6 +56,17 @@ class FakeRegistry:
         self.writes.append(("delete_tag", key))
         self.tags.pop(key, None)
 
+    def set_version_tag(self, version: str, key: str, value: str, settings: Settings) -> None:
+        self.writes.append(("set_version_tag", version, key, value))
+        self.versions.setdefault(version, {})[key] = value
+
+    def get_version(
+        self, version: str, settings: Settings, name: str | None = None
+    ) -> client.VersionInfo:
+        if version not in self.versions:
+            raise NotFoundError(f"model m has no version {version}")
+        return client.VersionInfo("m", version, None, "", dict(self.versions[version]))
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
@@ -63,6 +76,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
     monkeypatch.setattr(promotion, "_delete_alias", reg.delete_alias)
     monkeypatch.setattr(promotion, "_set_model_tag", reg.set_tag)
     monkeypatch.setattr(promotion, "_delete_model_tag", reg.delete_tag)
+    monkeypatch.setattr(promotion, "_set_version_tag", reg.set_version_tag)
+    monkeypatch.setattr(promotion, "get_version", reg.get_version)
     return reg
 
 
@@ -104,7 +119,7 @@ def test_a_write_failing_part_way_is_audited_with_the_error_and_raised(
     assert fake.aliases["champion"] == "2"  # the first write happened
     (record,) = read_audit(settings)
     assert record["action"] == "promote"
-    assert record["error"] == "write 3 of 3 failed: ConnectionError: MLflow went away"
+    assert record["error"] == "write 4 of 4 failed: ConnectionError: MLflow went away"
     assert fake.tags[audit.HEAD_TAG] == f"1:{record['hash']}"  # the failed change is anchored
 
 
@@ -169,6 +184,7 @@ def test_promote_moves_champion_first_then_weight_then_drops_challenger(
     fake.tags[ROLLOUT_TAG] = "2026-01-01T00:00:00+00:00|2"  # its canary was started
     record = promotion.promote("t", "good", {"auc": 0.7}, settings)
     assert fake.writes == [
+        ("set_version_tag", "2", client.REPLACED_TAG, "1"),  # what it replaces, before the alias
         ("set_alias", "champion", "2"),
         ("set_tag", WEIGHT_TAG, "0"),
         ("delete_alias", "challenger"),
@@ -180,6 +196,7 @@ def test_promote_moves_champion_first_then_weight_then_drops_challenger(
         "to_version": "2",
     }
     assert (record["weight_before"], record["weight_after"]) == (25, 0)
+    assert record["replaced_version"] == "1"
 
 
 def test_mode_change_is_audited_with_both_modes(fake: FakeRegistry, settings: Settings) -> None:

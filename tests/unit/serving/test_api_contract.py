@@ -41,6 +41,7 @@ from serving.schemas import (
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
+    RestoreRequest,
     WeightRequest,
 )
 
@@ -161,7 +162,12 @@ def test_infer_returns_probabilities_with_lineage(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     out = InferenceResponse.model_validate(r.json())
     assert (out.model_name, out.model_version, out.id) == (MODEL, "1", "abc")
-    assert out.parameters == {"variant": "champion"}
+    # a version registered without a threshold answers at the default, and says so
+    assert out.parameters == {
+        "variant": "champion",
+        "threshold": 0.5,
+        "threshold_source": "default",
+    }
     probs = out.outputs[0].data
     assert probs[0] < probs[1] < probs[2]  # rises with distance
     pinned = _post(client, f"/v2/models/{MODEL}/versions/1/infer", features_request(1))
@@ -318,6 +324,9 @@ def test_admin_actions_answer_409_without_a_challenger_and_the_audit_record_with
     monkeypatch.setattr(promotion, "_set_alias", set_alias)
     monkeypatch.setattr(promotion, "_delete_alias", delete_alias)
     monkeypatch.setattr(promotion, "_set_model_tag", lambda k, v, s: writes.append(("tag", k, v)))
+    monkeypatch.setattr(
+        promotion, "_set_version_tag", lambda v, k, val, s: writes.append(("vtag", v, k, val))
+    )
     app = create_app(  # the replica reads the same scripted registry
         _settings(tmp_path), loader=_load, feature_source=InMemoryFeatures(), snapshot=snapshot
     )
@@ -337,6 +346,12 @@ def test_admin_actions_answer_409_without_a_challenger_and_the_audit_record_with
         admin_digest = hashlib.sha256(b"admin-secret").hexdigest()
         assert record["actor"] == f"token:{admin_digest[:8]}"  # who, without the secret
         assert aliases == {"champion": "2"}
+        # the new champion says what it replaced (what a restore goes back to), before its alias
+        assert writes[:2] == [
+            ("vtag", "2", "driftloop.replaced_version", "1"),
+            ("set_alias", "champion", "2"),
+        ]
+        assert record["replaced_version"] == "1"
         audit = client.get("/admin/audit", headers=ADMIN).json()
         assert [a["action"] for a in audit] == ["promote"]
 
@@ -356,7 +371,8 @@ def test_unexpected_error_is_a_logged_500(tmp_path: Path, caplog: pytest.LogCapt
 
 # -- OpenAPI -----------------------------------------------------------------------------------
 BODY_MODELS: dict[str, type[BaseModel]] = {
-    m.__name__: m for m in (InferenceRequest, FeedbackRequest, WeightRequest, ActionRequest)
+    m.__name__: m
+    for m in (InferenceRequest, FeedbackRequest, WeightRequest, ActionRequest, RestoreRequest)
 }
 
 
@@ -381,6 +397,7 @@ def test_openapi_documents_every_route_error_and_body(client: TestClient) -> Non
         "/admin/weight": {"post"},
         "/admin/promote": {"post"},
         "/admin/rollback": {"post"},
+        "/admin/restore": {"post"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
     schemas = doc["components"]["schemas"]

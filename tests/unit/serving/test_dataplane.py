@@ -101,7 +101,11 @@ def test_failing_challenger_is_answered_by_champion_and_both_are_captured(tmp_pa
     settings, plane = _plane(tmp_path, weight=100, kind="raise")
     out = _infer(plane, features_request(2, request_id="r1"))
     assert out["model_version"] == "1"
-    assert out["parameters"] == {"variant": "champion"}
+    assert out["parameters"] == {
+        "variant": "champion",
+        "threshold": 0.5,
+        "threshold_source": "default",
+    }
     assert out["outputs"][0]["data"] == pytest.approx([0.1, 0.1])
     _finish(plane)
     log = read_predictions(settings)
