@@ -530,8 +530,14 @@ def run_hook(render: Render, port: int, **env: str) -> Run:
 
 def populate(cluster: FakeCluster) -> None:
     prefect = {"prefect.io/flow-run-id": "0f1e", "app.kubernetes.io/part-of": "driftloop"}
-    flow_pod_labels = SELECTOR | {"app.kubernetes.io/component": "flow-run"}
-    # This release: a flow-run Job (selector labels on its pod template only) and its pod.
+    # This release: a flow-run Job and its pod, labelled as prefect-kubernetes leaves them (seen
+    # live): the Job has only Prefect's labels, and on the pod template Prefect has overwritten
+    # app.kubernetes.io/name with the flow's name; the chart's driftloop.io/release survives.
+    flow_pod_labels = SELECTOR | {
+        "app.kubernetes.io/component": "flow-run",
+        "app.kubernetes.io/name": "train",
+        "driftloop.io/release": "rel",
+    }
     cluster.add(job("train-abc12", prefect, flow_pod_labels))
     cluster.add(
         pod(
@@ -554,7 +560,11 @@ def populate(cluster: FakeCluster) -> None:
     cluster.add(job(NAME, own, own))
     cluster.add(pod(f"{NAME}-h2m", own, ("Job", NAME)))
     # Another release in the same namespace, kept: its flow-run Job, its pod and a test pod.
-    other_pod = OTHER | {"app.kubernetes.io/component": "flow-run"}
+    other_pod = OTHER | {
+        "app.kubernetes.io/component": "flow-run",
+        "app.kubernetes.io/name": "train",
+        "driftloop.io/release": "other",
+    }
     cluster.add(job("train-other", prefect, other_pod))
     cluster.add(pod("train-other-p1", other_pod, ("Job", "train-other")))
     cluster.add(
@@ -707,3 +717,20 @@ def test_script_without_a_service_account_uses_kubeconfig(
     assert run.code == 0, run.err
     assert run.out[0] == "deleted pod/rel-driftloop-test-mlflow"
     assert cluster.names("pods") == set()
+
+
+def test_flow_run_pods_carry_a_release_label_prefect_leaves_alone(render: Render) -> None:
+    """prefect-kubernetes overwrites app.kubernetes.io/name on a flow run's pod template with the
+    flow's name (live in `make k8s-e2e`, `helm uninstall` left every flow-run Job behind), so
+    the hook needs a label of the chart's own to find them."""
+    docs = render("default", NEW_KUBE)
+    (cm,) = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and "base-job-template.json" in d.get("data", {})
+    ]
+    template = json.loads(cm["data"]["base-job-template.json"])
+    manifest = template["job_configuration"]["job_manifest"]
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    release = labels["app.kubernetes.io/instance"]
+    assert labels["driftloop.io/release"] == release

@@ -29,6 +29,10 @@ SELECTOR = {
     "app.kubernetes.io/name": ENV["CLEANUP_CHART_NAME"],
     "app.kubernetes.io/instance": RELEASE,
 }
+# Flow-run pods: prefect-kubernetes overwrites app.kubernetes.io/name with the flow's name on the
+# pod template (found live by `make k8s-e2e`: uninstall left every flow-run Job), so the chart's
+# job template also marks them with this label, which Prefect leaves alone.
+RELEASE_LABEL = {"driftloop.io/release": RELEASE, "app.kubernetes.io/instance": RELEASE}
 OWN_JOB = ENV["CLEANUP_JOB"]
 TIMEOUT_S = float(ENV.get("CLEANUP_TIMEOUT_SECONDS", "120"))
 SA_DIR = Path(ENV.get("CLEANUP_SERVICE_ACCOUNT_DIR", "/var/run/secrets/kubernetes.io/serviceaccount"))
@@ -69,7 +73,10 @@ def configure():
 
 def ours(meta):
     labels = (meta or {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in SELECTOR.items())
+    return any(
+        all(labels.get(key) == value for key, value in wanted.items())
+        for wanted in (SELECTOR, RELEASE_LABEL)
+    )
 
 
 def find(batch, core):
@@ -81,7 +88,7 @@ def find(batch, core):
         if name != OWN_JOB and (ours(job["metadata"]) or ours(template)):
             jobs.append(name)
     pods = []
-    selector = ",".join(f"{key}={value}" for key, value in SELECTOR.items())
+    selector = f"app.kubernetes.io/instance={RELEASE}"  # both label sets carry it; ours() decides
     for pod in api("list pods", core.list_namespaced_pod, NAMESPACE, label_selector=selector)["items"]:
         refs = pod["metadata"].get("ownerReferences") or []
         owner = next((ref for ref in refs if ref.get("controller")), None)

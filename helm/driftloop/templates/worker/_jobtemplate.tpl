@@ -37,6 +37,9 @@ job_configuration:
           labels:
             {{- include "driftloop.labels" (dict "ctx" . "component" "flow-run" "activity" "training") | nindent 12 }}
             {{- include "driftloop.state.podLabel" . | nindent 12 }}
+            # Prefect overwrites app.kubernetes.io/name with the flow's name here; the pre-delete
+            # cleanup hook finds this release's flow runs by this label instead.
+            driftloop.io/release: {{ .Release.Name | quote }}
         spec:
           # prefect-kubernetes' worker refuses a job manifest without these two keys HERE (its
           # _get_base_job_manifest puts them in the pod spec; the API server drops them). Found
