@@ -37,39 +37,29 @@ def request_drain_s(settings: Settings) -> int:
     return max(1, min(5, int(settings.serving.capture_shutdown_s / 4)))
 
 
+def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (SO_REUSEADDR; SO_REUSEPORT when asked), not yet
+    listening: uvicorn listens on it after the app's startup, so the kernel sends this process
+    no connection before then."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with SO_REUSEPORT, not yet listening: uvicorn listens
-    on it after the app's startup, so the kernel sends this process no connection before then."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-def plain_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (SO_REUSEADDR only), not yet listening: uvicorn's own
-    bind, for when the server is given its sockets (a probe socket beside it)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+    """A socket of ``host:port`` that other processes of this user may bind too (SO_REUSEPORT)."""
+    return bound_socket(host, port, reuse_port=True)
 
 
 def probe_socket(path: Path) -> socket.socket:
@@ -97,7 +87,7 @@ def listen_sockets(settings: Settings) -> list[socket.socket] | None:
     s = settings.serving
     if not s.reuse_port and s.probe_socket is None:
         return None
-    tcp = reuse_port_socket(s.host, s.port) if s.reuse_port else plain_socket(s.host, s.port)
+    tcp = bound_socket(s.host, s.port, reuse_port=s.reuse_port)
     if s.probe_socket is None:
         return [tcp]
     try:

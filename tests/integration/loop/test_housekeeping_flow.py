@@ -21,12 +21,33 @@ def test_housekeeping_deployment_is_scheduled_daily_and_follows_settings(
     prefect_server: str, make_settings: Callable[..., Settings]
 ) -> None:
     from driftloop.embedded.deploy import deploy_all
-    from driftloop.loop.automations import prefect_client
-    from driftloop.loop.housekeeping import HOUSEKEEPING_DEPLOYMENT, ensure_housekeeping_schedule
+    from driftloop.loop.automations import automation_name, prefect_client
 
     pool = f"test-pool-{uuid.uuid4().hex[:6]}"
     settings = make_settings(prefect_url=prefect_server, prefect={"work_pool": pool})
-    deploy_all(settings)  # `prefect deploy --all` on prefect.yaml
+    with prefect_client(settings) as client:
+        before = {d.id for d in client.read_deployments()}
+        had_automation = bool(client.read_automations_by_name(automation_name(settings)))
+    try:
+        deploy_all(settings)  # `prefect deploy --all` on prefect.yaml
+        _check_schedules(settings)
+    finally:
+        # The server is shared by the session: leave no deployment or automation behind
+        # (tests/integration/monitoring expects to create the loop's automation itself).
+        with prefect_client(settings) as client:
+            for d in client.read_deployments():
+                if d.id not in before:
+                    client.delete_deployment(d.id)
+            if not had_automation:
+                for auto in client.read_automations_by_name(automation_name(settings)):
+                    client.delete_automation(auto.id)
+
+
+def _check_schedules(settings: Settings) -> None:
+    from driftloop.loop.automations import prefect_client
+    from driftloop.loop.housekeeping import HOUSEKEEPING_DEPLOYMENT, ensure_housekeeping_schedule
+
+    pool = settings.prefect.work_pool
 
     def schedules(client: Any) -> list[tuple[str, str, bool]]:
         deployment = client.read_deployment_by_name(HOUSEKEEPING_DEPLOYMENT)
