@@ -5,9 +5,11 @@
   process, plus the children it waited for: git, subprocess tools), wall seconds, and GPU
   seconds (the wall time on CUDA devices, per device) when the activity ran on one.
 * :func:`money` prices CPU and GPU seconds (``cost.cpu_hour``, ``cost.gpu_hour``).
-* :func:`judge_serving_cost` is the gate's rule: a challenger that needs more than
-  ``cost.gate_max_serving_cost_increase`` more CPU seconds per 1,000 predictions than the
-  champion must pay for it with a ROC AUC gain of at least ``cost.gate_min_auc_gain``.
+* :func:`judge_serving_cost` is the gate's rule: a challenger shown (sign test over paired
+  scoring passes) to need more than ``cost.gate_max_serving_cost_increase`` more CPU seconds
+  per 1,000 predictions than the champion must pay for it with a ROC AUC gain whose
+  paired-DeLong lower bound reaches ``cost.gate_min_auc_gain``; both tests at
+  ``cost.gate_alpha``.
 
 Nothing here knows MLflow, torch or Prometheus: the training, serving and loop layers measure
 with it and log where they log.
@@ -18,10 +20,12 @@ from __future__ import annotations
 import math
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from driftloop.settings import CostSettings
+from driftloop.stats import MedianBound, PairedAucGain, median_lower_bound
 
 #: Metric names (MLflow) of a training run's cost.
 CPU_SECONDS = "cost.cpu_seconds"
@@ -115,7 +119,12 @@ def per_1k(cpu_seconds: float, predictions: float) -> float | None:
 
 @dataclass(frozen=True)
 class ServingCostVerdict:
-    """The gate's serving-cost rule applied to one challenger, with the numbers it used."""
+    """The gate's serving-cost rule applied to one challenger, with the numbers it used.
+
+    ``increase`` is the median of the paired passes' cost ratios minus one and
+    ``increase_lower`` its one-sided lower bound (sign test, achieved error rate
+    ``cost_alpha``); ``auc_gain`` and ``auc_gain_lower`` the paired-DeLong ROC AUC gain over
+    the champion on the same rows and its lower bound at ``1 - alpha``."""
 
     allowed: bool
     reason: str
@@ -125,6 +134,12 @@ class ServingCostVerdict:
     auc_gain: float | None
     max_increase: float
     min_auc_gain: float
+    alpha: float = 0.05
+    increase_lower: float | None = None
+    passes: int = 0
+    cost_alpha: float | None = None
+    auc_gain_lower: float | None = None
+    auc_rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,54 +152,87 @@ def _finite(value: float | None) -> bool:
 def judge_serving_cost(
     challenger_cpu_s_per_1k: float | None,
     champion_cpu_s_per_1k: float | None,
-    auc_gain: float | None,
+    ratios: Sequence[float] | None,
+    auc_gain: PairedAucGain | None,
     settings: CostSettings,
 ) -> ServingCostVerdict:
-    """Refuse a challenger whose CPU seconds per 1,000 predictions exceed the champion's by
-    more than ``gate_max_serving_cost_increase`` (a share) unless its ROC AUC gain over the
-    champion on the same holdout is at least ``gate_min_auc_gain``. A cost that could not be
-    measured refuses nothing (the reason says so): cost is a price, not a safety property."""
-    limit, need = settings.gate_max_serving_cost_increase, settings.gate_min_auc_gain
+    """Refuse a challenger that is *shown* to cost more than ``gate_max_serving_cost_increase``
+    (a share) above the champion per prediction, unless it is *shown* to gain at least
+    ``gate_min_auc_gain`` ROC AUC over the champion on the same rows.
 
-    def verdict(allowed: bool, reason: str, increase: float | None = None) -> ServingCostVerdict:
+    Both are one-sided tests at ``gate_alpha``, so the rule states its error rates:
+
+    * cost: ``ratios`` are the challenger/champion CPU-time ratios of paired, alternating
+      scoring passes. The challenger counts as costlier only when the sign-test lower bound of
+      their median exceeds ``1 + max_increase``: a challenger whose true median ratio is within
+      the limit is refused for cost with probability at most ``alpha`` (exact for independent
+      passes; no assumption on the noise's shape).
+    * quality: a costlier challenger is paid for only when the paired-DeLong lower bound of its
+      AUC gain reaches ``gate_min_auc_gain``: one whose true gain is below it is let through
+      with probability at most ``alpha`` (asymptotically normal).
+
+    ``challenger_cpu_s_per_1k``/``champion_cpu_s_per_1k`` (each model's fastest pass) are
+    recorded for the reader. A cost that could not be measured refuses nothing (the reason
+    says so): cost is a price, not a safety property."""
+    limit, need, alpha = (
+        settings.gate_max_serving_cost_increase,
+        settings.gate_min_auc_gain,
+        settings.gate_alpha,
+    )
+    gain = auc_gain.estimate if auc_gain is not None and _finite(auc_gain.estimate) else None
+    gain_lower = auc_gain.lower if gain is not None and auc_gain is not None else None
+
+    def verdict(allowed: bool, reason: str, bound: MedianBound | None = None) -> ServingCostVerdict:
         return ServingCostVerdict(
             allowed,
             reason,
             challenger_cpu_s_per_1k,
             champion_cpu_s_per_1k,
-            increase,
-            auc_gain,
+            bound.median - 1.0 if bound is not None else None,
+            gain,
             limit,
             need,
+            alpha,
+            bound.lower - 1.0 if bound is not None else None,
+            len(ratios or ()),
+            bound.achieved_alpha if bound is not None else None,
+            gain_lower,
+            auc_gain.rows if auc_gain is not None else None,
         )
 
     if not settings.gate_enabled:
         return verdict(True, "serving-cost rule off (cost.gate_enabled=false)")
-    if not (_finite(challenger_cpu_s_per_1k) and _finite(champion_cpu_s_per_1k)):
+    if not ratios or not all(_finite(r) and r > 0 for r in ratios):
         return verdict(True, "serving cost not measured for both models: not judged")
-    assert challenger_cpu_s_per_1k is not None
-    assert champion_cpu_s_per_1k is not None
-    if champion_cpu_s_per_1k <= 0:
-        return verdict(True, "champion's serving cost measured as 0: not judged")
-    increase = challenger_cpu_s_per_1k / champion_cpu_s_per_1k - 1.0
-    costs = (
-        f"{challenger_cpu_s_per_1k:.4g} vs champion {champion_cpu_s_per_1k:.4g} CPU s per 1,000 "
-        f"predictions ({increase:+.0%})"
-    )
-    if increase <= limit:
-        return verdict(True, f"serving cost {costs} within +{limit:.0%}", increase)
-    gain = auc_gain if _finite(auc_gain) else None
-    if gain is not None and gain >= need:
+    bound = median_lower_bound(ratios, alpha)
+    if bound is None:
         return verdict(
             True,
-            f"serving cost {costs} above +{limit:.0%}, paid for by ROC AUC gain {gain:+.4f} "
-            f">= {need:g}",
-            increase,
+            f"{len(ratios)} paired passes cannot bound the cost ratio at alpha {alpha:g}: "
+            "not judged",
         )
-    gained = f"{gain:+.4f}" if gain is not None else "unknown"
+    increase, lower = bound.median - 1.0, bound.lower - 1.0
+    costs = (
+        f"{increase:+.0%} CPU s per 1,000 predictions vs the champion (median of {bound.n} "
+        f"paired passes; {1 - bound.achieved_alpha:.1%} lower bound {lower:+.0%}"
+    )
+    if lower <= limit:
+        return verdict(True, f"serving cost {costs}) not shown above +{limit:.0%}", bound)
+    if gain is not None and gain_lower is not None and gain_lower >= need:
+        return verdict(
+            True,
+            f"serving cost {costs}) above +{limit:.0%}, paid for by ROC AUC gain {gain:+.4f} "
+            f"(paired DeLong {1 - alpha:.0%} lower bound {gain_lower:+.4f} >= {need:g})",
+            bound,
+        )
+    gained = (
+        f"{gain:+.4f}, {1 - alpha:.0%} lower bound {gain_lower:+.4f}"
+        if gain is not None and gain_lower is not None
+        else "unknown"
+    )
     return verdict(
         False,
-        f"serving cost {costs} is above the allowed +{limit:.0%} without a quality gain "
-        f"(ROC AUC gain {gained} < {need:g})",
-        increase,
+        f"serving cost {costs}) is above the allowed +{limit:.0%} without a shown quality "
+        f"gain (ROC AUC gain {gained} < {need:g})",
+        bound,
     )

@@ -692,15 +692,25 @@ class CostSettings(BaseModel):
     gate_min_auc_gain: float = Field(
         0.005,
         ge=0,
-        description="ROC AUC gain over the champion (same holdout) that counts as a quality "
-        "gain, paying for a costlier challenger.",
+        description="ROC AUC gain over the champion (same holdout rows) that counts as a quality "
+        "gain, paying for a costlier challenger: its one-sided paired-DeLong lower bound at "
+        "1 - gate_alpha must reach it.",
+    )
+    gate_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Error rate of each of the rule's two tests: refusing a challenger whose "
+        "serving cost is within the allowed increase (sign test over the paired passes), and "
+        "accepting a costlier one as paid for by a gain it does not have (paired DeLong).",
     )
     gate_repeats: int = Field(
-        5,
-        ge=1,
+        9,
+        ge=5,
         le=50,
-        description="Scoring passes per model when the gate measures serving cost (the fastest "
-        "counts; passes alternate between the models).",
+        description="Paired scoring passes per model when the gate measures serving cost (passes "
+        "alternate between the models; each pair gives one cost ratio). At least 5: the sign "
+        "test cannot reach 0.05 with fewer.",
     )
     gate_max_rows: int = Field(
         20_000, ge=100, description="Holdout rows the gate scores per pass (a seeded sample)."

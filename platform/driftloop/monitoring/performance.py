@@ -51,6 +51,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftloop.stats import delong as _delong
+from driftloop.stats import midranks as _midranks
+
 FloatArray = npt.NDArray[np.float64]
 
 EPS = 1e-7
@@ -247,17 +250,6 @@ def _labelled(y: Any, p: Any) -> tuple[FloatArray, FloatArray]:
     return labels, scores
 
 
-def _midranks(values: FloatArray) -> FloatArray:
-    """1-based ranks of ``values``, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
-    return ranks
-
-
 def _label_chunks(scores: FloatArray, simulations: int, seed: int) -> Iterator[FloatArray]:
     """``simulations`` label vectors ``y ~ Bernoulli(scores)``, as (chunk, rows) 0/1 matrices.
 
@@ -296,20 +288,6 @@ def _central_quantiles(values: FloatArray, confidence: float) -> tuple[float, fl
     tail = (1 - confidence) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)
-
-
-def _delong(positives: FloatArray, negatives: FloatArray) -> tuple[float, float]:
-    """AUC and its DeLong variance from midranks (Sun & Xu 2014)."""
-    m, n = len(positives), len(negatives)
-    combined = _midranks(np.concatenate([positives, negatives]))
-    within_pos, within_neg = _midranks(positives), _midranks(negatives)
-    auc = (combined[:m].sum() - m * (m + 1) / 2) / (m * n)
-    # Structural components: the share of negatives below each positive (ties count 1/2), and
-    # the share of positives above each negative.
-    v10 = (combined[:m] - within_pos) / n
-    v01 = 1 - (combined[m:] - within_neg) / m
-    variance = v10.var(ddof=1) / m + v01.var(ddof=1) / n
-    return float(auc), float(variance)
 
 
 def _mean_interval(metric: str, values: FloatArray, confidence: float) -> Interval | None:

@@ -6,8 +6,11 @@ A challenger has not served yet when the gate decides, so its live cost per pred
 unknown. What differs between two versions on the same serving path is the model call, and that
 can be measured here: both models score the same holdout rows (a seeded sample of at most
 ``cost.gate_max_rows``), in this process, through the same ``predict_proba`` serving calls,
-``cost.gate_repeats`` times alternately after a warm-up pass, on one torch thread; the fastest
-pass of each counts (the one least disturbed by other threads). One thread, because the CPU
+``cost.gate_repeats`` times alternately after a warm-up pass, on one torch thread. Each pair of
+passes gives one challenger/champion cost ratio; the rule decides on a sign-test bound of their
+median, and on the paired-DeLong ROC AUC gain of the warm-up scores on the same rows (see
+:func:`driftloop.cost.judge_serving_cost` for the error rates). The fastest pass of each model
+is what is logged (the one least disturbed by other threads). One thread, because the CPU
 time of a thread pool includes its workers spinning between parallel regions: measured with two
 threads, two models of the same architecture differed by -55 % to +43 %, with one thread by
 under 2 %. The result, CPU seconds per 1,000 predictions, is
@@ -20,18 +23,20 @@ the numbers in its reason. Serving's own measurement of live traffic is
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from driftloop import cost
 from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
+from driftloop.schema import LABEL
 from driftloop.settings import Settings
+from driftloop.stats import PairedAucGain, paired_auc_gain
 from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.job import Evaluation, FittedRun, TrainJob
 from driftloop.training.pyfunc import load_python_model
@@ -44,22 +49,62 @@ TAG_COST_GATE = "driftloop.cost_gate"
 Predict = Callable[[pd.DataFrame], Any]
 
 
-def scoring_cpu_per_1k(
+@dataclass(frozen=True)
+class ScoringPasses:
+    """CPU seconds per 1,000 rows of each predictor in every timed pass (passes alternate
+    between the predictors, so pass ``i`` of each ran side by side), and each predictor's
+    scores from its warm-up pass."""
+
+    per_1k: dict[str, list[float]]
+    scores: dict[str, np.ndarray]
+
+    def fastest(self) -> dict[str, float]:
+        return {name: min(values) for name, values in self.per_1k.items()}
+
+    def ratios(self, numerator: str, denominator: str) -> list[float]:
+        """Cost ratio of ``numerator`` to ``denominator`` in each pair of passes."""
+        return [
+            a / b
+            for a, b in zip(self.per_1k[numerator], self.per_1k[denominator], strict=True)
+            if b > 0
+        ]
+
+
+def scoring_passes(
     predictors: dict[str, Predict], frame: pd.DataFrame, repeats: int
-) -> dict[str, float]:
-    """CPU seconds per 1,000 rows of each predictor on ``frame``: one warm-up pass each, then
-    ``repeats`` passes alternating between them; the fastest pass counts."""
+) -> ScoringPasses:
+    """One warm-up pass each (its scores are kept), then ``repeats`` timed passes alternating
+    between the predictors."""
     if frame.empty:
         raise ValueError("no rows to measure the scoring cost on")
-    best = dict.fromkeys(predictors, math.inf)
-    for predict in predictors.values():
-        predict(frame)  # warm-up: lazy initialisation is no per-prediction cost
+    scores = {  # warm-up: lazy initialisation is no per-prediction cost
+        name: np.asarray(predict(frame), dtype=np.float64) for name, predict in predictors.items()
+    }
+    per_1k: dict[str, list[float]] = {name: [] for name in predictors}
     for _ in range(max(1, repeats)):
         for name, predict in predictors.items():
             started = cost.process_cpu_seconds()
             predict(frame)
-            best[name] = min(best[name], cost.process_cpu_seconds() - started)
-    return {name: seconds / len(frame) * 1000.0 for name, seconds in best.items()}
+            per_1k[name].append((cost.process_cpu_seconds() - started) / len(frame) * 1000.0)
+    return ScoringPasses(per_1k, scores)
+
+
+def scoring_cpu_per_1k(
+    predictors: dict[str, Predict], frame: pd.DataFrame, repeats: int
+) -> dict[str, float]:
+    """CPU seconds per 1,000 rows of each predictor on ``frame``: its fastest timed pass (the
+    one least disturbed by other threads)."""
+    return scoring_passes(predictors, frame, repeats).fastest()
+
+
+@dataclass(frozen=True)
+class CostMeasurement:
+    """What the gate's serving-cost rule decides on: each model's fastest pass (logged), the
+    paired passes' cost ratios and the paired ROC AUC gain on the same rows."""
+
+    fastest: dict[str, float]
+    ratios: list[float] = field(default_factory=list)
+    auc_gain: PairedAucGain | None = None
 
 
 def _sample(holdout: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -68,9 +113,9 @@ def _sample(holdout: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 def measure_serving_cost(
     job: TrainJob, fitted: FittedRun, champion_version: str | None, settings: Settings
-) -> dict[str, float]:
-    """``{"challenger": s, "champion": s}``: CPU seconds per 1,000 predictions of the new model
-    and (when given and loadable) of ``champion_version``, on the same holdout rows."""
+) -> CostMeasurement:
+    """The new model's and (when given and loadable) ``champion_version``'s CPU seconds per
+    1,000 predictions, their paired ratios and the AUC gain, on the same holdout rows."""
     frame = _sample(job.data.holdout, settings.cost.gate_max_rows, job.params.seed)
     predictors: dict[str, Predict] = {"challenger": fitted.bundle.predict_proba}
     if champion_version is not None:
@@ -82,9 +127,20 @@ def measure_serving_cost(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a pool's spinning workers would be measured as cost (module doc)
     try:
-        return scoring_cpu_per_1k(predictors, frame, settings.cost.gate_repeats)
+        passes = scoring_passes(predictors, frame, settings.cost.gate_repeats)
     finally:
         torch.set_num_threads(threads)
+    if "champion" not in predictors:
+        return CostMeasurement(passes.fastest())
+    gain = None
+    if LABEL in frame.columns:
+        gain = paired_auc_gain(
+            frame[LABEL].to_numpy(dtype=np.float64),
+            passes.scores["challenger"],
+            passes.scores["champion"],
+            confidence=1 - settings.cost.gate_alpha,
+        )
+    return CostMeasurement(passes.fastest(), passes.ratios("challenger", "champion"), gain)
 
 
 def _fit_cpu_seconds(run_id: str, settings: Settings) -> float:
@@ -98,17 +154,18 @@ def _fit_cpu_seconds(run_id: str, settings: Settings) -> float:
 
 
 def apply_cost_rule(
-    evaluation: Evaluation, measured: dict[str, float], settings: Settings
+    evaluation: Evaluation, measured: CostMeasurement, settings: Settings
 ) -> tuple[Evaluation, cost.ServingCostVerdict | None]:
     """The evaluation after the serving-cost rule (None: not judged, the gate did not make the
     version challenger). A refusal turns the gate to ``rejected`` with the numbers."""
     if evaluation.decision_gate != "challenger":
         return evaluation, None
-    model_auc = evaluation.metrics.get("model", {}).get("roc_auc")
-    champion_auc = evaluation.metrics.get("champion", {}).get("roc_auc")
-    gain = model_auc - champion_auc if model_auc is not None and champion_auc is not None else None
     verdict = cost.judge_serving_cost(
-        measured.get("challenger"), measured.get("champion"), gain, settings.cost
+        measured.fastest.get("challenger"),
+        measured.fastest.get("champion"),
+        measured.ratios,
+        measured.auc_gain,
+        settings.cost,
     )
     if verdict.allowed:
         return evaluation, verdict
@@ -133,10 +190,10 @@ def evaluate_with_cost(job: TrainJob, fitted: FittedRun, settings: Settings) -> 
     metrics = {
         cost.EVALUATE_CPU_SECONDS: usage.cpu_seconds,
         cost.CPU_SECONDS: _fit_cpu_seconds(fitted.run_id, settings) + usage.cpu_seconds,
-        cost.PREDICT_CPU_PER_1K: measured["challenger"],
+        cost.PREDICT_CPU_PER_1K: measured.fastest["challenger"],
     }
-    if "champion" in measured:
-        metrics[cost.CHAMPION_PREDICT_CPU_PER_1K] = measured["champion"]
+    if "champion" in measured.fastest:
+        metrics[cost.CHAMPION_PREDICT_CPU_PER_1K] = measured.fastest["champion"]
     with tr.start_run(run_id=fitted.run_id):
         tr.log_metrics(metrics)
         if verdict is not None:
