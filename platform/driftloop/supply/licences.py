@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from driftloop.errors import InvalidInputError
 from driftloop.settings import project_root
 from driftloop.supply import spdx
+from driftloop.supply.policyfile import load_policy_file
 
 #: The policy file, relative to the project root.
 POLICY_FILE = Path("requirements/licences.yaml")
@@ -131,21 +130,7 @@ class LicencePolicy(BaseModel):
 def load_policy(path: Path | None = None) -> LicencePolicy:
     """The policy file (default ``requirements/licences.yaml`` of the project); a malformed
     one raises :class:`InvalidInputError` naming the file and the field."""
-    path = path or project_root() / POLICY_FILE
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InvalidInputError(f"licence policy {path}: cannot read it ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"licence policy {path}: not YAML ({exc})") from None
-    try:
-        return LicencePolicy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InvalidInputError(
-            f"licence policy {path}: {where}: {first['msg']} ({exc.error_count()} problem(s))"
-        ) from None
+    return load_policy_file(path or project_root() / POLICY_FILE, LicencePolicy, "licence policy")
 
 
 # ---- installed distributions ------------------------------------------------------------------

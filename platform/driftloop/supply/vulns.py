@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from driftloop.errors import DriftloopError, InvalidInputError
 from driftloop.settings import project_root
+from driftloop.supply.policyfile import load_policy_file
 
 IGNORE_FILE = Path("requirements/vuln-ignore.yaml")
 CONSTRAINTS_FILE = Path("requirements/constraints.txt")
@@ -116,22 +116,7 @@ def load_ignores(path: Path | None = None) -> tuple[VulnIgnore, ...]:
     """The entries of ``requirements/vuln-ignore.yaml``; a malformed file raises
     :class:`InvalidInputError` naming the field."""
     path = path or project_root() / IGNORE_FILE
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InvalidInputError(
-            f"vulnerability ignore file {path}: cannot read it ({exc})"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"vulnerability ignore file {path}: not YAML ({exc})") from None
-    try:
-        return VulnIgnoreFile.model_validate(raw).ignore
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InvalidInputError(
-            f"vulnerability ignore file {path}: {where}: {first['msg']}"
-        ) from None
+    return load_policy_file(path, VulnIgnoreFile, "vulnerability ignore file", empty={}).ignore
 
 
 # ---- pip-audit's JSON -------------------------------------------------------------------------
