@@ -103,9 +103,7 @@ def paired_auc_gain(labels: Any, a: Any, b: Any, confidence: float = 0.95) -> Pa
     ) / neg.sum()
     se = math.sqrt(max(float(var), 0.0))
     gain = auc_a - auc_b
-    return PairedAucGain(
-        gain, gain - NormalDist().inv_cdf(confidence) * se, se, len(y), confidence
-    )
+    return PairedAucGain(gain, gain - NormalDist().inv_cdf(confidence) * se, se, len(y), confidence)
 
 
 @dataclass(frozen=True)
