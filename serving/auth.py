@@ -39,6 +39,10 @@ class Authenticator:
             ADMIN: admin,
         }
         self._known_tokens = set().union(*self._scopes.values())
+        #: the scopes of each known digest, filled when a token is first checked in constant
+        #: time (only configured tokens ever get an entry: bounded, and no per-request
+        #: comparison loop over every token)
+        self._checked: dict[str, frozenset[str]] = {}
 
     @staticmethod
     def _digest(header: str | None) -> str:
@@ -62,8 +66,12 @@ class Authenticator:
         if scope not in self._scopes:
             raise ValueError(f"unknown scope {scope!r} (known: {', '.join(SCOPES)})")
         digest = self._digest(header)
-        if not self._known(digest, self._known_tokens):
-            raise AuthenticationError("unknown bearer token")
-        if not self._known(digest, self._scopes[scope]):
+        scopes = self._checked.get(digest)
+        if scopes is None:
+            if not self._known(digest, self._known_tokens):
+                raise AuthenticationError("unknown bearer token")
+            scopes = frozenset(s for s in SCOPES if self._known(digest, self._scopes[s]))
+            self._checked[digest] = scopes
+        if scope not in scopes:
             raise PermissionDeniedError(f"this token lacks the {scope} scope")
         return f"token:{digest[:8]}"

@@ -29,8 +29,9 @@ value counts too: the count is an upper bound, and the caps leave room for it.
 from __future__ import annotations
 
 import math
+import os
 import sys
-import uuid
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -53,6 +54,7 @@ from driftloop.schema import (
     REQUEST_FIELDS,
 )
 from driftloop.settings import ServingSettings
+from serving import explain
 from serving.schemas import MAX_PARAMETERS, NUMERIC_DATATYPES, InferenceRequest
 
 FLIGHT = "flight"
@@ -103,6 +105,41 @@ class Decoded:
     columns: dict[str, Any]  # name -> list[str|None] (text) or float64 ndarray (numeric)
     routing_key: str | None
     outputs: tuple[str, ...]
+    #: ``parameters.synthetic``: the mark of load-test / probe traffic (None: real traffic)
+    synthetic: str | None = None
+    #: ``parameters.explain``: attributions asked for (:mod:`serving.explain`)
+    explain: bool = False
+
+
+class _RandomIds:
+    """Random request ids: 32 hex digits (128 bits from ``os.urandom``, as ``uuid4().hex``
+    holds 122), read 256 ids at a time. ``uuid4`` makes a system call per id, and the call
+    releases the GIL: on a busy machine every release let a background thread in, and the
+    event loop waited to get it back (~10 % of a single-row request's time under load)."""
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)  # a child must not repeat our ids
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer, self._at = b"", 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._buffer):
+                self._buffer, self._at = os.urandom(16 * self.BATCH), 0
+            start = self._at
+            self._at += 16
+            return self._buffer[start : start + 16].hex()
+
+
+#: The id of a request that did not bring one.
+new_request_id = _RandomIds()
 
 
 def describe_validation_error(err: ValidationError) -> str:
@@ -213,7 +250,16 @@ def _out_of_range(name: str, data: list[Any]) -> InvalidInputError:
     return InvalidInputError(f"input {name!r} holds a number beyond FP64 range at row {i}")
 
 
+#: Up to this many values a numeric input is checked value by value in Python (a few numpy
+#: calls per column cost more on one row than the loop; the numpy path names the problem).
+SMALL_COLUMN = 64
+
+
 def _numeric(name: str, data: list[Any]) -> np.ndarray:
+    if len(data) <= SMALL_COLUMN and all(
+        (type(v) is float or type(v) is int) and -FLOAT32_MAX <= v <= FLOAT32_MAX for v in data
+    ):  # numbers, finite (NaN compares False) and in the models' range: nothing else to check
+        return np.asarray(data, dtype=np.float64)
     nullable = name in NULLABLE
     if all(type(v) is float or type(v) is int for v in data):
         try:
@@ -278,6 +324,25 @@ def _text(name: str, data: list[Any], max_length: int) -> list[Any]:
             f"input {name!r} (BYTES) holds a non-string value {str(v)[:40]!r} at row {i}"
         )
     return data
+
+
+#: A synthetic-traffic mark: a short name (``load-test``, ``probe``); ``true`` means ``synthetic``.
+_MARK_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def synthetic_mark(value: Any, where: str = "parameters.synthetic") -> str | None:
+    """The mark of load-test or probe traffic given as ``value`` (None/false: real traffic):
+    true -> ``synthetic``, else a name of 1-32 letters, digits, ``.``, ``_`` or ``-``."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "synthetic"
+    if type(value) is not str or not 0 < len(value) <= 32 or not set(value) <= _MARK_CHARS:
+        raise InvalidInputError(
+            f"{where} must be true or a name of 1-32 letters, digits, '.', '_' or '-' "
+            "(e.g. 'load-test')"
+        )
+    return value
 
 
 def _routing_key(value: Any, max_length: int) -> str | None:
@@ -394,11 +459,13 @@ def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decod
             )
         outputs = tuple(wanted)
     return Decoded(
-        request_id=req.id or uuid.uuid4().hex,
+        request_id=req.id or new_request_id(),
         n=n,
         mode=mode,
         columns=columns,
         routing_key=key,
+        synthetic=synthetic_mark(params["synthetic"]) if "synthetic" in params else None,
+        explain=explain.parse(params["explain"]) if "explain" in params else False,
         outputs=outputs,
     )
 
@@ -411,9 +478,10 @@ def encode(
     outputs: tuple[str, ...],
     parameters: dict[str, Any],
     threshold: float = 0.5,
+    extra: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     """The OIP v2 response body; ``is_late`` is ``probability >= threshold`` (the answering
-    version's decision threshold)."""
+    version's decision threshold); ``extra``: more output tensors (the attributions)."""
     n = len(probabilities)
     tensors = []
     for name in outputs:
@@ -424,6 +492,7 @@ def encode(
         else:
             labels = (probabilities >= threshold).astype(np.int64).tolist()
             tensors.append({"name": name, "shape": [n], "datatype": "INT64", "data": labels})
+    tensors.extend(extra)
     return orjson.dumps(
         {
             "model_name": model_name,

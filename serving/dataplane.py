@@ -15,13 +15,21 @@ carries its labeler (the token's fingerprint); the first label of a prediction w
 one is stored as a conflict (counted in the answer and in ``/metrics``). Request ids are chosen
 by callers: labels for an id that more than one request used are refused (409, nothing stored),
 since its prediction ids name rows of each of them (:data:`driftloop.data.capture.AMBIGUOUS`).
+
+Every response and capture row carries the answering version's lineage id (computed when the
+version is loaded). Requests marked synthetic (``parameters.synthetic`` or
+:data:`SYNTHETIC_HEADER`: load tests, probes) are served as usual, counted with
+``traffic="synthetic"`` and captured with their mark, which keeps them out of monitoring windows
+and canary evidence; marking needs the admin scope when auth is on (:meth:`DataPlane.infer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,22 +46,25 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
 )
 from driftloop.errors import ServiceUnavailableError as Unavailable
 from driftloop.schema import MODEL_INPUT_COLUMNS, REQUEST_FIELDS
 from driftloop.settings import Settings
-from serving import codec
+from serving import codec, explain
 from serving.capture import CaptureWriter
 from serving.features import FeatureLookup
 from serving.handles import ModelHandle, Reconciler
 from serving.labels import LABEL_MEMORY_SIZE, SERVED_INDEX_SIZE, LabelMemory, ServedIndex
-from serving.metrics import ServingMetrics
+from serving.metrics import LIVE, SYNTHETIC, ServingMetrics
 from serving.router import Route, Variant, route
 from serving.rows import Rows, model_rows
 from serving.schemas import FeedbackRequest
 
 logger = logging.getLogger(__name__)
 
+#: The request header that marks load-test / probe traffic (``X-Driftloop-Synthetic: load-test``).
+SYNTHETIC_HEADER = "X-Driftloop-Synthetic"
 #: JSON arrays and objects a feedback body may hold (it needs one object and two lists).
 FEEDBACK_CONTAINERS = codec.Containers(arrays=16, objects=16)
 
@@ -83,6 +94,10 @@ class Outcome:
 
 
 class DataPlane:
+    #: checks the Authorization header of a request marked synthetic (raises 401/403); set by
+    #: the app factory when auth is on (None: anyone may mark, as on the auth-off loopback)
+    synthetic_guard: Callable[[str | None], object] | None = None
+
     def __init__(
         self,
         settings: Settings,
@@ -109,10 +124,14 @@ class DataPlane:
         self.labels = LabelMemory(label_memory_size)
         # look-ups of labelled predictions in the capture files: one at a time, off the loop
         self._lookup_pool = ThreadPoolExecutor(1, thread_name_prefix="feedback-lookup")
+        # attributions on request (parameters.explain) and of a traffic sample, own thread
+        self.explainer = explain.Explainer(settings)
+        self._explain_rate = settings.serving.explain_sample_rate
 
     def close(self) -> None:
         self._challenger_pool.shutdown(wait=True, cancel_futures=False)
         self._lookup_pool.shutdown(wait=True, cancel_futures=True)
+        self.explainer.close()
 
     # -- metadata / health -------------------------------------------------------------------
     def check_model(self, name: str, version: str | None = None) -> ModelHandle | None:
@@ -219,7 +238,12 @@ class DataPlane:
         error = outcome.error
         handle = outcome.handle
         self.metrics.observe(
-            handle.version, outcome.variant.value, decoded.n, seconds, error is not None
+            handle.version,
+            outcome.variant.value,
+            decoded.n,
+            seconds,
+            error is not None,
+            LIVE if decoded.synthetic is None else SYNTHETIC,
         )
         meta = {
             "request_id": decoded.request_id,
@@ -236,16 +260,31 @@ class DataPlane:
             # the version's decision threshold: the capture's predicted_label (and its column
             # decision_threshold once driftloop.data.capture's schema has one)
             "decision_threshold": handle.threshold,
+            "lineage_id": handle.lineage_id,
+            "synthetic": decoded.synthetic,
         }
         self.capture.put_predictions(meta, decoded.n, outcome.probs, rows.columns, rows.event_ts)
         if outcome.served:  # once per request (not its shadow copy or failed challenger call)
             self.served.add(decoded.request_id, decoded.n)
 
-    async def infer(self, name: str, body: bytes, version: str | None = None) -> bytes:
-        """Answer one OIP v2 inference request body with a response body."""
+    async def infer(
+        self,
+        name: str,
+        body: bytes,
+        version: str | None = None,
+        *,
+        synthetic: str | None = None,
+        authorization: str | None = None,
+    ) -> bytes:
+        """Answer one OIP v2 inference request body with a response body. ``synthetic``: the
+        caller's :data:`SYNTHETIC_HEADER` (load-test / probe traffic, like
+        ``parameters.synthetic``); ``authorization``: its Authorization header, checked only
+        when the request is marked (see :meth:`_mark_synthetic`)."""
         started = time.perf_counter()
         pinned = self.check_model(name, version)
         decoded = codec.decode(body, self.settings.serving.max_rows_per_request, self.limits)
+        if synthetic is not None or decoded.synthetic is not None:
+            self._mark_synthetic(decoded, synthetic, authorization)
         rows = model_rows(decoded, self.features)
         state = self.reconciler.state
         key = decoded.routing_key
@@ -266,6 +305,8 @@ class DataPlane:
         if chosen is None:
             raise Unavailable(f"no champion of model {name} is loaded yet")
         handle, variant = chosen.primary, chosen.variant
+        if decoded.explain:  # 413/501 before anything is scored
+            self.explainer.check(decoded.n, handle)
         if variant is Variant.CHALLENGER and pinned is None and state.champion is not None:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(
@@ -292,19 +333,88 @@ class DataPlane:
             probs = self._serve_inline(decoded, key, handle, variant, started, rows, routed)
         if chosen.shadow is not None:
             self._spawn_shadow(decoded, key, chosen.shadow, rows, routed)
+        explained = await self._explain(handle, rows) if decoded.explain else None
+        if (
+            self._explain_rate
+            and decoded.synthetic is None
+            and random.random() < self._explain_rate
+        ):
+            self._sample_explanation(decoded, handle, variant, rows, routed, explained)
+        parameters = {
+            "variant": variant.value,
+            "threshold": handle.threshold,
+            "threshold_source": handle.threshold_source,
+            "lineage_id": handle.lineage_id,
+        }
+        if decoded.synthetic is not None:
+            parameters["synthetic"] = decoded.synthetic
         return codec.encode(
             self.model_name,
             handle.version,
             decoded.request_id,
             probs,
             decoded.outputs,
-            {
-                "variant": variant.value,
-                "threshold": handle.threshold,
-                "threshold_source": handle.threshold_source,
-            },
+            parameters,
             handle.threshold,
+            () if explained is None else (explain.attribution_tensor(explained),),
         )
+
+    async def _explain(self, handle: ModelHandle, rows: Rows) -> explain.Explained:
+        """Attributions of the answering version for ``rows``, in the explain thread."""
+        self.explainer.check(len(rows), handle)  # the champion may have answered instead
+        columns = rows.columns if handle.takes_columns else rows.frame
+        try:
+            return await asyncio.wrap_future(self.explainer.submit(handle, columns))
+        except Exception as exc:
+            raise ModelFailedError(
+                f"model {handle.name} version {handle.version} could not explain: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+
+    def _sample_explanation(
+        self,
+        decoded: codec.Decoded,
+        handle: ModelHandle,
+        variant: Variant,
+        rows: Rows,
+        routed: bool,
+        explained: explain.Explained | None,
+    ) -> None:
+        """Capture the explanation of a sampled request, off the request path."""
+        meta = {
+            "request_id": decoded.request_id,
+            "model_name": handle.name,
+            "model_version": handle.version,
+            "variant": variant.value,
+            "routed": routed,
+        }
+        columns = rows.columns if handle.takes_columns else rows.frame
+        future = self.explainer.sample(meta, handle, columns, len(rows), explained)
+        if future is not None:
+            wrapped = asyncio.wrap_future(future)
+            self._background.add(wrapped)
+            wrapped.add_done_callback(self._background.discard)
+
+    def _mark_synthetic(
+        self, decoded: codec.Decoded, header: str | None, authorization: str | None
+    ) -> None:
+        """Mark the request synthetic (served, counted with ``traffic="synthetic"``, captured
+        with its mark, left out of monitoring and canary evidence). Hiding traffic from the loop
+        is not a predict client's call: with auth on the caller needs the admin scope (403
+        otherwise, nothing served); with auth off (loopback development) anyone may."""
+        mark = decoded.synthetic or codec.synthetic_mark(header, f"header {SYNTHETIC_HEADER}")
+        if mark is None:
+            return
+        if self.synthetic_guard is not None:
+            try:
+                self.synthetic_guard(authorization)
+            except PermissionDeniedError:
+                raise PermissionDeniedError(
+                    "marking traffic synthetic (parameters.synthetic or "
+                    f"{SYNTHETIC_HEADER}) needs the admin scope: synthetic rows are left out "
+                    "of monitoring and canary evidence"
+                ) from None
+        decoded.synthetic = mark
 
     def _serve_inline(
         self,

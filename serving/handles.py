@@ -19,6 +19,7 @@ Each handle carries its version's decision threshold (tag ``driftloop.threshold`
 the version's holdout under ``settings.kpi``'s error costs; 0.5 with source ``default`` for a
 version registered without one), read once when the version is loaded: ``is_late`` costs a
 comparison per row, nothing per request. A version whose tag is not a probability is not loaded.
+Its lineage id (:func:`driftloop.data.capture.lineage_id`) is computed at the same time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftloop.data.capture import version_lineage_id
 from driftloop.errors import ModelIntegrityError
 from driftloop.registry.client import (
     DEFAULT_THRESHOLD,
@@ -72,6 +74,12 @@ class ModelHandle:
     #: version's tag, ``default``: registered without one)
     threshold: float = DEFAULT_THRESHOLD
     threshold_source: str = THRESHOLD_DEFAULT
+    #: :func:`driftloop.data.capture.lineage_id` of the version, computed once at load: every
+    #: response and capture row carries it (empty for a handle built without the registry)
+    lineage_id: str = ""
+    #: ``explain(columns or frame, n_steps)`` -> per-feature attributions of each row
+    #: (:mod:`serving.explain`); None for a model that cannot explain its predictions
+    explain: Callable[[Any, int], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,9 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
     the one recorded at registration (ModelIntegrityError otherwise: nothing is unpickled); use
     ``predict_proba`` of the unwrapped python model when it has one (fast path, no schema
     enforcement), else ``predict``. The handle gets the version's decision threshold."""
-    threshold, source = decision_threshold(get_version(version, settings, name))
+    info = get_version(version, settings, name)
+    threshold, source = decision_threshold(info)
+    lineage = version_lineage_id(info)
     model = load_verified_pyfunc(f"models:/{name}/{version}", settings)
     inner: Any = None
     with contextlib.suppress(Exception):
@@ -108,6 +118,7 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
             return np.asarray(proba(df), dtype=np.float64).reshape(-1)
 
         takes_columns = getattr(inner, "accepts_columns", False) is True  # driftloop's model
+        explain = getattr(inner, "explain", None)
         return warm_up(
             ModelHandle(
                 name,
@@ -117,6 +128,8 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
                 takes_columns=takes_columns,
                 threshold=threshold,
                 threshold_source=source,
+                lineage_id=lineage,
+                explain=explain if callable(explain) else None,
             )
         )
 
@@ -128,7 +141,14 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
             return probabilities
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
-    slow = ModelHandle(name, version, predict_slow, threshold=threshold, threshold_source=source)
+    slow = ModelHandle(
+        name,
+        version,
+        predict_slow,
+        threshold=threshold,
+        threshold_source=source,
+        lineage_id=lineage,
+    )
     return warm_up(slow)
 
 

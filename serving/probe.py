@@ -16,6 +16,8 @@ import socket
 import sys
 
 DEFAULT_SOCKET = "/tmp/driftloop-serving.sock"
+#: serving.dataplane.SYNTHETIC_HEADER (not imported: the probe must start fast)
+SYNTHETIC_HEADER = "X-Driftloop-Synthetic"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -40,7 +42,9 @@ def probe(path: str, socket_path: str, timeout: float = 4.0) -> tuple[bool, str]
     """(healthy, why) for GET ``path`` on the replica listening at ``socket_path``."""
     conn = UnixHTTPConnection(socket_path, timeout)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
+        # marked like any probe traffic (serving.dataplane.SYNTHETIC_HEADER): should a probe
+        # ever infer, its rows are served but never judged by the monitor or the canary
+        conn.request("GET", path, headers={"Connection": "close", SYNTHETIC_HEADER: "probe"})
         resp = conn.getresponse()
         body = resp.read(300).decode("utf-8", "replace").replace("\n", " ")
     except (OSError, http.client.HTTPException) as exc:

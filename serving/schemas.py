@@ -15,10 +15,20 @@ Encoding chosen by driftloop (columnar, one tensor per column):
     :data:`driftloop.schema.MODEL_INPUT_COLUMNS` (no online lookup).
 * ``parameters.routing_key`` (optional) makes routing sticky for a caller; without it the
   tailnum of the first row (flight mode) or the request id is the key.
+* ``parameters.synthetic`` (optional, ``true`` or a name such as ``"load-test"``; or the header
+  ``X-Driftloop-Synthetic: load-test``) marks load-test and probe traffic: served, counted with
+  ``traffic="synthetic"``, captured with its mark, left out of monitoring and canary evidence.
+  With auth on it needs the admin scope (403 otherwise).
+* ``parameters.explain`` (optional, ``true``/``false``) adds the output ``attributions`` (FP64,
+  [n, f], row-major): per input feature, integrated gradients of the row's probability against
+  the version's baseline; its ``parameters`` name the ``features`` (in column order), the
+  ``baseline_probability`` and each row's ``convergence_delta`` (the attributions of a row sum
+  to ``late_probability - baseline_probability`` up to it). See :mod:`serving.explain`.
 * outputs: ``late_probability`` (FP64, [n]) and ``is_late`` (INT64, [n]; probability >= the
   answering version's decision threshold: the cost-optimal cut on its holdout under the KPI's
   error costs, stored with the version; 0.5 for versions registered without one). The response
-  ``parameters`` say which: ``threshold`` and ``threshold_source`` (``version`` or ``default``).
+  ``parameters`` say which: ``threshold`` and ``threshold_source`` (``version`` or ``default``),
+  and ``lineage_id``: the answering version's lineage (``GET /v2/models/{name}/lineage/{id}``).
 
 Feedback (ground truth) is posted to ``/v2/models/{name}/feedback`` by request id.
 """
@@ -111,8 +121,9 @@ class InferenceRequest(BaseModel):
     parameters: dict[str, Any] | None = Field(
         None,
         max_length=MAX_PARAMETERS,
-        description="content_type (flight | features) and routing_key (a string of at most "
-        "serving.max_id_length characters); at most 32 entries.",
+        description="content_type (flight | features), routing_key (a string of at most "
+        "serving.max_id_length characters) and explain (true: per-feature attributions as the "
+        "output 'attributions'); at most 32 entries.",
     )
     inputs: list[RequestInput] = Field(
         max_length=MAX_TENSORS,
@@ -140,7 +151,8 @@ class InferenceResponse(BaseModel):
     """Answer of an inference::
 
     {"model_name": "flight-delay", "model_version": "3", "id": "req-1",
-     "parameters": {"variant": "champion", "threshold": 0.27, "threshold_source": "version"},
+     "parameters": {"variant": "champion", "threshold": 0.27, "threshold_source": "version",
+                    "lineage_id": "3.1f0c2a9b.77d0e4c1.5a3b9e20"},
      "outputs": [
        {"name": "late_probability", "shape": [1], "datatype": "FP64", "data": [0.31]},
        {"name": "is_late", "shape": [1], "datatype": "INT64", "data": [0]}]}
@@ -262,6 +274,31 @@ class RestoreRequest(BaseModel):
 
     to: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
     reason: str = Field("", max_length=2000)
+
+
+class LineageResponse(BaseModel):
+    """``GET /v2/models/{name}/lineage/{lineage_id}``: what stands behind a prediction::
+
+    {"lineage_id": "3.1f0c2a9b.77d0e4c1.5a3b9e20", "model_name": "flight-delay",
+     "model_version": "3", "aliases": ["champion"], "run_id": "4c1f...", "data_rev": "a9e1...",
+     "data_hashes": {"flights_2013-02": "..."}, "feature_service": "delay_model_v1",
+     "git_commit": "e1c4ee1...", "train_window": "2013-01..2013-03", "threshold": "0.27",
+     "links": {"model_version": "http://mlflow/#/models/flight-delay/versions/3",
+               "run": "http://mlflow/#/runs/4c1f..."}}
+    """
+
+    lineage_id: str
+    model_name: str
+    model_version: str
+    aliases: list[str] = []
+    run_id: str | None = None
+    data_rev: str | None = None
+    data_hashes: Any = None
+    feature_service: str | None = None
+    git_commit: str | None = None
+    train_window: str | None = None
+    threshold: str | None = None
+    links: dict[str, str] = {}
 
 
 class ErrorResponse(BaseModel):

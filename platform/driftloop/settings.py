@@ -87,10 +87,20 @@ class MlflowSettings(BaseModel):
     registered_model: str = Field("flight-delay", description="Registered model name.")
     request_timeout_s: float = Field(10.0, description="Timeout of one MLflow HTTP call.")
     auth: MlflowAuthSettings = Field(default_factory=MlflowAuthSettings)
+    public_url: str | None = Field(
+        None,
+        description="MLflow URL a browser opens (report, version and run links); default the "
+        "tracking URI. Set it when that is an in-cluster address (e.g. the Ingress URL).",
+    )
 
     @property
     def uri(self) -> str:
         return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+    @property
+    def browser_url(self) -> str:
+        """Where links for people point: ``public_url``, else the tracking URI."""
+        return (self.public_url or self.uri).rstrip("/")
 
     @property
     def embedded(self) -> bool:
@@ -310,6 +320,24 @@ class TrainingSettings(BaseModel):
         0.03, description="No slice's ROC AUC may fall more than this below the champion's."
     )
     gate_min_slice_rows: int = Field(300, description="Slices smaller than this are not judged.")
+    gate_fairness_tolerance: float = Field(
+        0.02,
+        ge=0,
+        description="Refuse a challenger whose worst error-rate gap between two carriers (or "
+        "two origins) is wider than the champion's by more than this, judged by the lower "
+        "bound of a paired bootstrap interval (driftloop.training.fairness).",
+    )
+    fairness_min_slice_rows: int = Field(
+        200, ge=1, description="Slices with fewer holdout rows are left out of the fairness gaps."
+    )
+    fairness_confidence: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Confidence level of each slice's Wilson interval for its error rate; "
+        "1 minus it is the fairness rule's stated error rate (refusing a challenger within the "
+        "tolerance).",
+    )
     cost_false_negative: float = Field(
         5.0,
         gt=0,
@@ -462,6 +490,27 @@ class ServingSettings(BaseModel):
         description="On SIGTERM the capture writers flush for at most this long (keep it below "
         "the pod's termination grace period).",
     )
+    explain_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of inference requests whose served predictions are also explained "
+        "(integrated gradients) off the request path and captured under capture/explanations/, "
+        "for the monitor's attribution drift; 0 turns the capture off.",
+    )
+    explain_steps: int = Field(
+        50,
+        ge=4,
+        le=1024,
+        description="Integration steps of integrated gradients (parameters.explain=true and the "
+        "captured sample); more steps, a smaller convergence delta and a dearer explanation.",
+    )
+    explain_max_rows: int = Field(
+        1000,
+        ge=1,
+        description="Most rows one parameters.explain=true request may have (413 above); a "
+        "captured sample explains at most this many rows of its request.",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
@@ -562,6 +611,13 @@ class MonitoringSettings(BaseModel):
         0.3, description="Reported as data drift (information) when this share of features drifted."
     )
     column_drift_pvalue: float = Field(0.05, description="Per-feature drift test threshold.")
+    report_max_rows: int = Field(
+        20_000,
+        ge=1001,
+        description="A window with more captured rows is drawn in the Evidently report (HTML) from "
+        "a seeded sample of this many; the drift statistics and the quality figures of the "
+        "summary are still computed on all rows.",
+    )
     min_auc: float = Field(
         0.6,
         gt=0,
@@ -609,6 +665,17 @@ class MonitoringSettings(BaseModel):
     window_minutes: float = Field(
         1440.0, gt=0, description="A monitor run judges the captured predictions of this window."
     )
+    attribution_shift: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="A feature's attribution drifted when its share of the mean |attribution| "
+        "moved by this much against the version's first explained window (reported beside "
+        "feature drift, not acted on).",
+    )
+    attribution_min_rows: int = Field(
+        50, ge=1, description="Attribution drift needs this many explained rows in both windows."
+    )
     min_labeled_rows: int = Field(100, description="Live quality is judged from this many labels.")
     retrain_window_months: int = Field(3, ge=1, description="Months a drift retrain trains on.")
     retrain_lease_minutes: float = Field(
@@ -616,6 +683,12 @@ class MonitoringSettings(BaseModel):
         gt=0,
         description="A retrain claim (cooldown and budget) whose run neither finished nor "
         "failed within this is taken as killed: its window may be retrained again.",
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        None,
+        description="Webhook (Slack, Teams, Mattermost or any JSON endpoint) the Prefect "
+        "notification automations post to on drift, a failed retrain and a rollback "
+        "(driftloop.loop.notifications); unset: no notification automations.",
     )
 
 
@@ -665,6 +738,26 @@ class RetentionSettings(BaseModel):
         False,
         description="Housekeeping only reports what it would remove (scheduled runs too); "
         "`driftloop housekeeping --dry-run` does so for one run.",
+    )
+
+
+class BatchSettings(BaseModel):
+    """Batch scoring (``driftloop batch-score``, the ``batch-score`` deployment): a month or a
+    parquet file of flights scored with historical (point-in-time) features."""
+
+    output_dir: Path | None = Field(
+        None,
+        description="Folder of the prediction parquet files when no --out is given "
+        "(default: {state}/batch).",
+    )
+    chunk_rows: int = Field(
+        50_000, ge=1, description="Rows scored per model call (bounds the memory of one call)."
+    )
+    artifact_max_mb: float = Field(
+        25.0,
+        ge=0,
+        description="Predictions up to this size are logged to the MLflow run as an artifact; "
+        "larger ones are referenced by path only.",
     )
 
 
@@ -784,6 +877,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @model_validator(mode="after")
     def _one_set_of_kpis(self) -> Settings:

@@ -59,7 +59,7 @@ from driftloop.settings import Settings
 from serving.auth import ADMIN, PREDICT, Authenticator
 from serving.capture import CaptureWriter
 from serving.codec import Containers, check_containers, describe_validation_error
-from serving.dataplane import DataPlane
+from serving.dataplane import SYNTHETIC_HEADER, DataPlane
 from serving.features import FeatureLookup
 from serving.handles import Reconciler
 from serving.metrics import ServingMetrics
@@ -311,13 +311,21 @@ class InferenceCall:
     actor: str
     body: bytes
     plane: DataPlane
+    #: the X-Driftloop-Synthetic header (load-test / probe traffic) and, only with it, the
+    #: Authorization header the data plane checks for the admin scope (None: not marked)
+    synthetic: str | None = None
+    authorization: str | None = None
 
 
 async def inference_call(request: Request) -> InferenceCall:
     services = _services(request)
     actor = admit_caller(services, request, PREDICT)
     body = await _read_limited(request, services)
-    return InferenceCall(actor, body, services.plane)
+    headers = request.headers
+    mark = headers.get(SYNTHETIC_HEADER)
+    if mark is None and b'"synthetic"' not in body:  # real traffic: nothing more to read
+        return InferenceCall(actor, body, services.plane)
+    return InferenceCall(actor, body, services.plane, mark, headers.get("authorization"))
 
 
 inference_call.required_scope = PREDICT  # type: ignore[attr-defined]  # read by openapi.py

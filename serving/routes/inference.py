@@ -84,10 +84,16 @@ async def version_ready(name: str, version: str, plane: PlaneDep) -> JSONRespons
 @router.post("/v2/models/{name}/infer", **_INFER_DOC)
 async def infer(name: str, call: InferenceDep) -> Response:
     """Predict P(arrival delay > 15 min) for every row (encoding: see InferenceRequest)."""
-    return Response(await call.plane.infer(name, call.body), media_type=JSON)
+    answer = await call.plane.infer(
+        name, call.body, synthetic=call.synthetic, authorization=call.authorization
+    )
+    return Response(answer, media_type=JSON)
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", **_INFER_DOC)
 async def infer_version(name: str, version: str, call: InferenceDep) -> Response:
     """Predict with one loaded version (champion or challenger), bypassing the router."""
-    return Response(await call.plane.infer(name, call.body, version), media_type=JSON)
+    answer = await call.plane.infer(
+        name, call.body, version, synthetic=call.synthetic, authorization=call.authorization
+    )
+    return Response(answer, media_type=JSON)

@@ -24,7 +24,9 @@ def _register_all() -> None:
     from driftloop.cli import (
         audit,
         auth,
+        batch,
         cost,
+        dashboard,
         data,
         features,
         housekeeping,
@@ -47,8 +49,15 @@ def _register_all() -> None:
         lens,
         cost,
         housekeeping,
+        batch,
+        dashboard,
     ):
         module.register(app)
+    # last: it replaces training's version-only `lineage` with one that also resolves a lineage
+    # id or a captured prediction
+    from driftloop.cli import lineage
+
+    lineage.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

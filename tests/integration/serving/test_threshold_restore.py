@@ -92,6 +92,7 @@ def test_each_version_decides_at_its_own_stored_threshold(
     )
     assert p == pytest.approx(P_ROW)  # 0.27: late at 0.2, not at 0.5
     assert is_late == 1
+    assert params.pop("lineage_id")  # the answering version's lineage (serving.handles)
     assert params == {"variant": "champion", "threshold": 0.2, "threshold_source": "version"}
 
     pinned = f"{proc.url}/v2/models/{name}/versions/{older}/infer"

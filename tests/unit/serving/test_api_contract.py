@@ -167,6 +167,7 @@ def test_infer_returns_probabilities_with_lineage(client: TestClient) -> None:
         "variant": "champion",
         "threshold": 0.5,
         "threshold_source": "default",
+        "lineage_id": "",  # a handle built without the registry has no lineage
     }
     probs = out.outputs[0].data
     assert probs[0] < probs[1] < probs[2]  # rises with distance
@@ -239,7 +240,8 @@ def test_metrics_count_requests_and_rejections(client: TestClient) -> None:
     _post(client, f"/v2/models/{MODEL}/infer", features_request(1))
     _post(client, f"/v2/models/{MODEL}/infer", b"{")
     text = client.get("/metrics").text
-    assert 'driftloop_inference_requests_total{model_version="1",variant="champion"}' in text
+    live = 'model_version="1",traffic="live",variant="champion"'
+    assert f"driftloop_inference_requests_total{{{live}}}" in text
     assert 'driftloop_rejected_requests_total{status="400"}' in text
     assert "driftloop_registry_up 1.0" in text
 
@@ -391,6 +393,7 @@ def test_openapi_documents_every_route_error_and_body(client: TestClient) -> Non
         "/v2/models/{name}/infer": {"post"},
         "/v2/models/{name}/versions/{version}/infer": {"post"},
         "/v2/models/{name}/feedback": {"post"},
+        "/v2/models/{name}/lineage/{lineage_id}": {"get"},
         "/metrics": {"get"},
         "/admin/state": {"get"},
         "/admin/audit": {"get"},

@@ -105,6 +105,7 @@ def test_failing_challenger_is_answered_by_champion_and_both_are_captured(tmp_pa
         "variant": "champion",
         "threshold": 0.5,
         "threshold_source": "default",
+        "lineage_id": "",  # a handle built without the registry has no lineage
     }
     assert out["outputs"][0]["data"] == pytest.approx([0.1, 0.1])
     _finish(plane)

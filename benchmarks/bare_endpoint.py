@@ -1,0 +1,145 @@
+"""The floor for driftloop's inference route: a bare FastAPI OIP v2 endpoint doing the same
+useful work and nothing else (no routing, capture, metrics, auth, limits).
+
+Per request it reads the raw body, parses and validates it with pydantic
+(``model_validate_json``: the v2 request shape, one tensor per column), hands the columns to
+the champion's own model (:meth:`driftloop.training.bundle.ModelBundle.predict_proba`: the 4
+categorical lookups, numeric scaling, the torch MLP and the calibration, loaded from the same
+registered version's artifacts through its MLflow pyfunc) and answers a v2 response (orjson)
+with ``late_probability`` and ``is_late``. :mod:`benchmarks.serving` runs it next to driftloop
+and ``mlflow models serve`` and reports driftloop's throughput as a share of it.
+
+Usage (the benchmark starts it; by hand)::
+
+    MLFLOW_TRACKING_URI=http://127.0.0.1:5000 \
+        python benchmarks/bare_endpoint.py --model models:/flight-delay/1 --port 8090
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
+from pydantic import BaseModel, ConfigDict, ValidationError  # noqa: E402
+
+from driftloop.training.bundle import ModelBundle  # noqa: E402
+
+
+class Tensor(BaseModel):
+    """One input column (OIP v2 tensor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+
+
+class V2Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[Tensor]
+
+
+def load_bundle(model_uri: str) -> tuple[ModelBundle, float]:
+    """The model of ``model_uri`` (a registered version, through its MLflow pyfunc) and the
+    version's decision threshold (0.5 for anything else)."""
+    import mlflow.pyfunc
+
+    from driftloop.training.pyfunc import load_python_model
+
+    try:
+        model = load_python_model(model_uri)
+        return model.bundle, float(model.threshold)
+    except Exception:  # not a verified registry version (e.g. a run URI): plain pyfunc load
+        inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+        return inner.bundle, 0.5
+
+
+def create_app(bundle: ModelBundle, threshold: float) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Response:
+        try:
+            req = V2Request.model_validate_json(await request.body())
+        except ValidationError as err:
+            return JSONResponse({"error": str(err.errors()[0]["msg"])}, status_code=400)
+        columns = {t.name: t.data for t in req.inputs}
+        probs = bundle.predict_proba(columns)
+        n = len(probs)
+        labels = (probs >= threshold).astype(np.int64)
+        return Response(
+            orjson.dumps(
+                {
+                    "model_name": name,
+                    "model_version": "bare",
+                    "id": req.id or "",
+                    "outputs": [
+                        {
+                            "name": "late_probability",
+                            "shape": [n],
+                            "datatype": "FP64",
+                            "data": probs.tolist(),
+                        },
+                        {
+                            "name": "is_late",
+                            "shape": [n],
+                            "datatype": "INT64",
+                            "data": labels.tolist(),
+                        },
+                    ],
+                }
+            ),
+            media_type="application/json",
+        )
+
+    @app.get("/v2/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="models:/<name>/<version> (MLFLOW_TRACKING_URI)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    args = p.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bundle, threshold = load_bundle(args.model)
+    bundle.predict_proba({c: [v] for c, v in _example().items()})  # torch's first-call costs
+    uvicorn.run(
+        create_app(bundle, threshold),
+        host=args.host,
+        port=args.port,
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
+    return 0
+
+
+def _example() -> dict[str, Any]:
+    from serving.examples import ROW
+
+    return dict(ROW)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

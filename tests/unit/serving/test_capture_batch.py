@@ -1,0 +1,88 @@
+"""The capture writer encodes all requests of a flush as one record batch: the rows that come
+back are those the one-request encoder writes (per-request values on every row, a failed
+prediction's null outputs, the departure times, missing inputs as nulls), and a request whose
+parts disagree in length is dropped alone (counted ``encode``), the others of its flush kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from driftloop.data.capture import read_predictions
+from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS
+from driftloop.settings import Settings
+from serving.capture import CaptureWriter, PredictionItem
+
+
+def _item(request_id: str, n: int, **meta: Any) -> PredictionItem:
+    rng = np.random.default_rng(n)
+    inputs: dict[str, Any] = {c: rng.random(n) for c in MODEL_INPUT_COLUMNS}
+    for col in CATEGORICAL_COLUMNS:
+        inputs[col] = [f"{request_id}-{i}" if i % 2 else None for i in range(n)]
+    inputs["temp"] = [None] * n  # a list with nulls, as a request sends it
+    base = {
+        "request_id": request_id,
+        "ts": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "routing_key": f"key-{request_id}",
+        "variant": "champion",
+        "served": True,
+        "routed": n % 2 == 0,
+        "model_name": "m",
+        "model_version": "1",
+        "latency_ms": 1.5,
+        "model_ms": 0.25,
+        "error": None,
+        "decision_threshold": 0.4,
+    }
+    return ({**base, **meta}, n, rng.random(n), inputs, None)
+
+
+def _rows(batches: list[pa.RecordBatch]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = pa.Table.from_batches(batches).to_pylist()
+    return rows
+
+
+def test_one_batch_per_flush_holds_the_rows_of_the_one_request_encoder(tmp_path: Path) -> None:
+    writer = CaptureWriter(Settings(state_dir=tmp_path))
+    departures = [datetime(2013, 1, 1, 10, tzinfo=UTC), datetime(2013, 1, 1, 11, tzinfo=UTC)]
+    failed = _item("r2", 3, error="model failed", model_ms=None)
+    items: list[PredictionItem] = [
+        _item("r1", 1),
+        (failed[0], failed[1], None, failed[3], None),  # a failed call: no probabilities
+        (*_item("r3", 2)[:4], departures),
+        _item("r4", 4, routing_key=None, decision_threshold=0.9),
+    ]
+    batches = writer._encode_all(list(items))
+    assert len(batches) == 1
+    one_by_one = [writer._encode(item) for item in items]
+    assert all(b is not None for b in one_by_one)
+    assert _rows(batches) == _rows([b for b in one_by_one if b is not None])
+    rows = _rows(batches)
+    assert [r["prediction_id"] for r in rows][:4] == ["r1:0", "r2:0", "r2:1", "r2:2"]
+    assert all(r["late_probability"] is None and r["error"] == "model failed" for r in rows[1:4])
+    assert rows[4]["event_timestamp"] == departures[0]
+    assert all(r["routing_key"] is None for r in rows[6:])
+    assert all(r["temp"] is None for r in rows)
+    assert writer.dropped == 0
+
+
+def test_a_request_of_inconsistent_lengths_is_dropped_alone(tmp_path: Path) -> None:
+    settings = Settings(
+        state_dir=tmp_path, serving={"capture_flush_s": 0.05, "capture_flush_rows": 100_000}
+    )
+    writer = CaptureWriter(settings)
+    meta, n, probs, inputs, _ = _item("bad", 3)
+    writer.put_predictions(meta, n, probs[:2], inputs, None)  # 2 probabilities for 3 rows
+    for rid in ("ok1", "ok2"):
+        item = _item(rid, 2)
+        writer.put_predictions(*item)
+    writer.start()
+    assert writer.stop(10)
+    df = read_predictions(settings, with_labels=False)
+    assert sorted(df["request_id"].unique()) == ["ok1", "ok2"]
+    assert writer.rows_dropped["encode"] == 3
+    assert writer.rows_written == 4
