@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from driftloop.features.repo import apply
 from driftloop.features.store import build_sources, materialize, parse_until
+from flows.names import features_run_name
 
 
 @task(name="build-feature-sources")
@@ -33,7 +34,7 @@ def materialize_task(until: str | None) -> dict[str, Any]:
     return {"until": result.until.isoformat(), "seconds": result.seconds, "views": result.views}
 
 
-@flow(name="features", log_prints=False)
+@flow(name="features", flow_run_name=features_run_name, log_prints=False)
 def features(until: str | None = None, months: list[str] | None = None) -> dict[str, Any]:
     """Build the feature sources from ``months`` (default: all ingested), apply the feature repo
     and materialize the online store up to ``until`` (ISO time, naive = UTC)."""

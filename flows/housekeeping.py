@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from driftloop.loop.housekeeping import HousekeepingReport, run_housekeeping
+from flows.names import housekeeping_run_name
 
 
 @task(name="sweep", cache_policy=NONE)
@@ -22,7 +23,7 @@ def sweep_task(dry_run: bool | None) -> HousekeepingReport:
     return run_housekeeping(dry_run=dry_run)
 
 
-@flow(name="housekeeping", log_prints=False)
+@flow(name="housekeeping", flow_run_name=housekeeping_run_name, log_prints=False)
 def housekeeping(dry_run: bool | None = None) -> dict[str, Any]:
     """Remove what is older than ``settings.retention`` allows and no registered version
     references (``dry_run``: only report it; empty: ``retention.dry_run``)."""

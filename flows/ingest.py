@@ -21,6 +21,7 @@ from driftloop.data.profile import ShiftReport, profiles_markdown
 from driftloop.errors import ServiceUnavailableError
 from driftloop.months import month_range
 from driftloop.settings import get_settings
+from flows.names import ingest_run_name
 
 
 def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
@@ -58,7 +59,7 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="ingest", log_prints=False)
+@flow(name="ingest", flow_run_name=ingest_run_name, log_prints=False)
 def ingest(start_month: str = "2013-01", end_month: str = "2013-03") -> dict[str, Any]:
     """Ingest the months ``start_month``..``end_month`` (inclusive, YYYY-MM) and the planes."""
     months = month_range(start_month, end_month)

@@ -18,6 +18,8 @@ from driftloop.loop.decisions import record_monitor
 from driftloop.loop.rollout import reset_stale_rollout
 from driftloop.loop.trigger import trigger_retrain
 from driftloop.monitoring.monitor import run_monitor
+from driftloop.monitoring.reports import drifted_text
+from flows.names import monitor_outcome_name, monitor_run_name, rename_run
 
 
 @task(name="judge-window", cache_policy=NONE)
@@ -65,6 +67,24 @@ def _table(result: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _report_line(result: Any) -> str:
+    """Where the HTML report opens: its MLflow UI page (HTTP, works from any browser that
+    reaches MLflow), not a path that exists only where the flow ran."""
+    r = result.report
+    links = r.links
+    if links.get("report") and result.mlflow_logged:
+        return (
+            f"Report: [{r.id} in MLflow]({links['report']}) "
+            f"([download drift.html]({links['download']})); "
+            f"[{result.model_name} v{result.model_version}]({links['version']}); "
+            f"`driftloop drift open {r.id}`"
+        )
+    return (
+        f"Report: not in MLflow (logging it failed or the version has no run: see this run's "
+        f"logs); on the flow-run host at `{r.html}` (`driftloop drift open {r.id}`)"
+    )
+
+
 def _markdown(result: Any, decision: Any) -> str:
     r = result.report
     s = r.summary if r else None
@@ -92,11 +112,10 @@ def _markdown(result: Any, decision: Any) -> str:
             "",
             "| drift share | drifted features | live ROC AUC | labelled rows | missing share |",
             "|---:|---|---:|---:|---:|",
-            f"| {s.drift_share:.2f} | {', '.join(s.drifted_columns) or '-'} | {auc} "
+            f"| {s.drift_share:.2f} | {drifted_text(s)} | {auc} "
             f"| {s.rows_labeled} | {s.missing_share_current:.3f} |",
             "",
-            f"Report: [drift.html]({r.html.resolve().as_uri()}) "
-            f"(`driftloop drift open {r.id}`) - JSON `{r.json_path}`",
+            _report_line(result),
         ]
     if decision is not None and decision.event:
         lines += ["", f"Event `{decision.event}`: {decision.reason}"]
@@ -106,7 +125,7 @@ def _markdown(result: Any, decision: Any) -> str:
     return "\n".join(lines)
 
 
-@flow(name="monitor", log_prints=False)
+@flow(name="monitor", flow_run_name=monitor_run_name, log_prints=False)
 def monitor(
     start: str | None = None,
     end: str | None = None,
@@ -131,6 +150,7 @@ def monitor(
             key="drift-report", markdown=f"Nothing to judge: {exc}", description="drift verdict"
         )
         return {"verdict": {"status": "no_model", "retrain": False, "reasons": [str(exc)]}}
+    rename_run(monitor_outcome_name(result))
     decision: Any = trigger_task(result, trigger) if result.verdict.retrain else None
     record = None
     if result.inputs is not None:

@@ -28,6 +28,7 @@ from driftloop.loop.trigger import claim_window, default_retrain_window
 from driftloop.registry.client import CHAMPION, get_alias
 from flows.features import features as features_flow
 from flows.ingest import ingest as ingest_flow
+from flows.names import rename_run, retrain_name, retrain_run_name
 from flows.rollout import rollout as rollout_flow
 from flows.train import train as train_flow
 
@@ -61,7 +62,7 @@ def _artifact(outcome: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="retrain", log_prints=False)
+@flow(name="retrain", flow_run_name=retrain_run_name, log_prints=False)
 def retrain(
     start_month: str | None = None,
     end_month: str | None = None,
@@ -75,11 +76,16 @@ def retrain(
     ``rollout=False`` stops after the gate (the challenger keeps weight 0)."""
     logger = get_run_logger()
     meter = Meter().start()
+    asked = (start_month, end_month)  # the run's name says these
     if not start_month or not end_month:
         window = default_retrain_window()
         start_month, end_month = window["start_month"], window["end_month"]
     # Malformed, reversed or data-less windows fail here, before any claim.
     window, record, guard = claim_task(start_month, end_month, reason, source, force)
+    if (window["start_month"], window["end_month"]) != asked:  # defaulted or clamped
+        rename_run(
+            retrain_name(window["start_month"], window["end_month"], source, reason, rollout)
+        )
     start_month, end_month = window["start_month"], window["end_month"]
     holdout = window["holdout_month"]
     outcome: dict[str, Any] = {

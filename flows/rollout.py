@@ -20,13 +20,24 @@ from prefect.cache_policies import NONE
 from driftloop.loop.rollout import abandon, conclude, start, wait_for_decision
 from driftloop.monitoring.noninferiority import CanaryDecision
 from driftloop.registry.client import registry_snapshot
+from driftloop.registry.description import TAG_ROLLOUT_PREFECT_RUN, describe
 from driftloop.settings import get_settings
+from flows.names import rollout_run_name
+from flows.train import prefect_run_url
 
 
 @task(name="start-canary", retries=2, retry_delay_seconds=5)
 def start_task(weight: int | None) -> dict[str, Any]:
-    """Set the challenger's weight in the registry (409 without a challenger)."""
-    return start(weight, actor="flow:rollout")
+    """Set the challenger's weight in the registry (409 without a challenger); the challenger's
+    description then links to this flow run."""
+    audit = start(weight, actor="flow:rollout")
+    url, version = prefect_run_url(), audit.get("to_version")
+    if url and version:
+        try:
+            describe(str(version), get_settings(), {TAG_ROLLOUT_PREFECT_RUN: url})
+        except Exception as exc:  # a missing link must not stop the canary
+            get_run_logger().warning("could not link version %s to this run: %s", version, exc)
+    return audit
 
 
 @task(name="look-until-decided", cache_policy=NONE)
@@ -96,7 +107,7 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-@flow(name="rollout", log_prints=False)
+@flow(name="rollout", flow_run_name=rollout_run_name, log_prints=False)
 def rollout(weight: int | None = None) -> dict[str, Any]:
     """Canary the challenger at ``weight`` % (default settings.rollout.canary_weight), look at
     the evidence until it concludes or the budget is spent, then promote or roll back."""

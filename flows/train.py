@@ -24,6 +24,7 @@ from driftloop.training.pipeline import (
     register,
 )
 from driftloop.training.pipeline import evaluate as evaluate_step
+from flows.names import evaluate_run_name, train_run_name
 
 
 @task(name="fit-model", cache_policy=NONE)
@@ -59,10 +60,19 @@ def fit_task(
     return fitted.run_id
 
 
+def prefect_run_url() -> str | None:
+    """The Prefect UI URL of the flow run in progress (None outside one, or without a UI URL):
+    the version's description links to it."""
+    from prefect.runtime import flow_run
+
+    url = flow_run.ui_url
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
 @task(name="evaluate-and-register", cache_policy=NONE)
 def evaluate_task(run_id: str) -> dict[str, Any]:
     job, fitted = job_from_run(run_id)
-    result = register(job, fitted, evaluate_step(job, fitted))
+    result = register(job, fitted, evaluate_step(job, fitted), prefect_run=prefect_run_url())
     return {
         "version": result.version,
         "run_id": result.run_id,
@@ -93,7 +103,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="evaluate", log_prints=False)
+@flow(name="evaluate", flow_run_name=evaluate_run_name, log_prints=False)
 def evaluate(run_id: str) -> dict[str, Any]:
     """Evaluate a fitted run on its holdout month, gate it and register the version."""
     summary = evaluate_task(run_id)
@@ -101,7 +111,7 @@ def evaluate(run_id: str) -> dict[str, Any]:
     return summary
 
 
-@flow(name="train", log_prints=False)
+@flow(name="train", flow_run_name=train_run_name, log_prints=False)
 def train(
     start_month: str = "2013-01",
     end_month: str = "2013-03",

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from driftloop.training.tuning import tune as run_tune
+from flows.names import tune_run_name
 
 
 @task(name="optuna-trials", cache_policy=NONE)
@@ -35,7 +36,7 @@ def tune_task(
     }
 
 
-@flow(name="tune", log_prints=False)
+@flow(name="tune", flow_run_name=tune_run_name, log_prints=False)
 def tune(
     start_month: str = "2013-01",
     end_month: str = "2013-03",

@@ -50,7 +50,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """One report's verdict, drifted features and quality."""
-    from driftloop.monitoring.reports import get_report  # lazy: start-up cost
+    from driftloop.monitoring.reports import drifted_text, get_report  # lazy: start-up cost
 
     r = get_report(report_id)
     if as_json:
@@ -68,7 +68,7 @@ def show_cmd(
         f"rows     {s.rows_current} current ({s.rows_labeled} labelled), "
         f"{s.rows_reference} reference"
     )
-    typer.echo(f"drift    share {s.drift_share:.2f}: {', '.join(s.drifted_columns) or 'none'}")
+    typer.echo(f"drift    share {s.drift_share:.2f}: {drifted_text(s)}")
     if s.prediction_drift is not None:
         p = s.prediction_drift
         typer.echo(
@@ -81,6 +81,9 @@ def show_cmd(
     typer.echo(
         f"missing  {s.missing_share_current:.3f} current, {s.missing_share_reference:.3f} reference"
     )
+    typer.echo(f"url      {r.url}")
+    if r.links.get("download"):
+        typer.echo(f"download {r.links['download']}")
     typer.echo(f"html     {r.html}")
 
 
@@ -90,13 +93,14 @@ def open_cmd(
         "latest"
     ),
 ) -> None:
-    """Print the report's HTML path and open it in a browser when one is available."""
-    from driftloop.monitoring.reports import open_report  # lazy: start-up cost
+    """Print the report's URL (its MLflow UI page) and open it in a browser when one is
+    available."""
+    from driftloop.monitoring.reports import get_report, open_report  # lazy: start-up cost
 
-    path, opened = open_report(report_id)
-    typer.echo(str(path))
+    _, opened = open_report(report_id)
+    typer.echo(get_report(report_id).url)  # the MLflow UI page, else the file path
     if not opened:
-        typer.echo("(no browser available here: open the file above)", err=True)
+        typer.echo("(no browser available here: open the address above)", err=True)
 
 
 @drift_app.command("run")
@@ -129,7 +133,7 @@ def run_cmd(
         )
         typer.echo(f"decision record {rec['id']}")
     if result.report:
-        typer.echo(f"report {result.report.id}: {result.report.html}")
+        typer.echo(f"report {result.report.id}: {result.report.url}")
     if trigger and result.verdict.retrain:
         from driftloop.loop.trigger import trigger_retrain  # lazy: start-up cost
 
@@ -225,16 +229,23 @@ def demo_cmd(
     import os
     import warnings
 
-    from driftloop.embedded.demo import DemoOptions, run_demo  # lazy: start-up cost
+    # lazy: the CLI's other commands do not need it
+    from driftloop.logs import prefect_logging_env, quiet_console
 
-    # The demo prints its own progress and timeline: library INFO logs would bury it.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The demo prints its own progress and timeline: library INFO logs would bury it. Quiet
+    # the console only: the flows it runs in this process keep their logs in the Prefect UI
+    # (set before Prefect is imported: its logging config reads the environment).
+    for key, value in prefect_logging_env().items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # also for the worker's flow runs
     warnings.filterwarnings("ignore")
-    logging.getLogger().setLevel(logging.WARNING)
-    for name in ("prefect", "driftloop", "mlflow", "feast"):
+
+    from driftloop.embedded.demo import DemoOptions, run_demo  # lazy: start-up cost
+
+    for name in ("mlflow", "feast"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_console("WARNING")
     run_demo(
         DemoOptions(until=until, rows_per_month=rows_per_month, keep_running=keep_running),
         echo=typer.echo,

@@ -10,6 +10,8 @@ registered) makes the server hold exactly one automation per registered model, f
            from the event payload (Jinja), source "automation:<event id>"
 
 and sets the ``monitor`` deployment's interval schedule to ``monitoring.schedule_minutes``.
+With ``monitoring.notify_webhook_url`` set it also declares the webhook notifications on
+drift, a failed retrain and a rollback (:mod:`driftloop.loop.notifications`).
 Idempotent: an automation whose spec (hashed into its description) is unchanged is left alone;
 a changed one is updated in place; duplicates by name are removed.
 """
@@ -27,6 +29,7 @@ from typing import Any
 from driftloop.errors import NotFoundError, ServiceUnavailableError
 from driftloop.loop.events import DRIFT_EVENT, model_resource_id
 from driftloop.loop.housekeeping import ensure_housekeeping_schedule
+from driftloop.loop.notifications import ensure_notifications
 from driftloop.settings import Settings, get_settings, prefect_auth_string
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,34 @@ def _spec(settings: Settings, deployment_id: str) -> dict[str, Any]:
     }
 
 
+def describe_automation(settings: Settings) -> str:
+    """What the Prefect UI shows under the automation (its trigger reads only "A custom
+    trigger"): what fires it, the monitor's rule behind the event, and the guards with the
+    values in force."""
+    m, k = settings.monitoring, settings.kpi
+    model = settings.mlflow.registered_model
+    return (
+        f"Runs the {RETRAIN_DEPLOYMENT} deployment when the monitor emits {DRIFT_EVENT} for "
+        f"model {model} (resource {model_resource_id(model)}); at most one run per "
+        f"{m.retrain_cooldown_minutes:g} min (monitoring.retrain_cooldown_minutes). "
+        f"The monitor emits it only on an alarm in a window of at least {m.min_rows} rows: ROC "
+        f"AUC's {1 - m.alpha:.0%} interval wholly below the KPI (the larger of kpi.min_auc "
+        f"{k.min_auc:g} and the version's holdout AUC - kpi.max_auc_drop {k.max_auc_drop:g}; "
+        f"observed on at least "
+        f"{m.min_labeled_rows} labels, else estimated), a calibration gap beyond "
+        f"±{k.max_calibration_gap:g}, or drifted features holding at least "
+        f"{m.importance_drift_threshold:.0%} of the permutation importance (the plain drift "
+        f"share is reported, not acted on). Guards before it emits: cooldown "
+        f"{m.retrain_cooldown_minutes:g} min since the model's last retrain, budget "
+        f"{m.daily_retrain_budget} retrains a day, a window already retrained is not "
+        f"retrained again; a refused alarm is emitted as driftloop.drift.suppressed with the "
+        f"reason. The run trains on the event's start_month..end_month "
+        f"({m.retrain_window_months} months before the drifted one, which is held out for "
+        f"the gate), source automation:<event id>. Declared in "
+        f"platform/driftloop/loop/automations.py."
+    )
+
+
 def build_automation(settings: Settings, deployment_id: str) -> Any:
     """The automation object (not yet on the server)."""
     from prefect.automations import Automation, EventTrigger, Posture, RunDeployment
@@ -81,10 +112,7 @@ def build_automation(settings: Settings, deployment_id: str) -> Any:
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return Automation(
         name=automation_name(settings),
-        description=(
-            "Drift over threshold -> retrain (driftloop closed loop; declared in "
-            f"platform/driftloop/loop/automations.py). spec sha256:{digest}"
-        ),
+        description=f"{describe_automation(settings)} spec sha256:{digest}",
         enabled=True,
         trigger=EventTrigger(
             expect={DRIFT_EVENT},
@@ -187,6 +215,7 @@ def ensure_automations(
                     if settings.retention.schedule_enabled
                     else "housekeeping schedule paused (retention.schedule_enabled=false)"
                 )
+            done.extend(ensure_notifications(settings, client))
     except (NotFoundError, ServiceUnavailableError):
         raise
     except Exception as exc:

@@ -5,14 +5,23 @@ Each monitoring run writes one folder ``{state}/reports/<YYYYmmddTHHMMSSZ>-v<ver
 - ``drift.html`` (and ``quality.html`` when labels arrived): Evidently's self-contained pages;
 - ``drift.json``: the run's metadata, summary, verdict and Evidently's full JSON;
 - ``summary.json``: the same without Evidently's JSON (what listings read).
+
+Every HTML page of a report starts with a driftloop header (:func:`stamp_headers`): model and
+version, window, verdict and its reasons, the drifted features (count and every name), and
+links to the Prefect flow run, the MLflow version and run. The report is logged into the
+version's training run under ``monitoring/<id>/``; its links (``links`` in summary.json) are
+HTTP URLs of the MLflow UI (:mod:`driftloop.registry.links`), which open in a browser on one
+machine and, with ``mlflow.public_url``, from outside a cluster, unlike the file path.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 import webbrowser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +29,16 @@ from typing import Any
 from driftloop.errors import NotFoundError
 from driftloop.monitoring.adapter import DriftReport, DriftSummary
 from driftloop.monitoring.judge import DriftVerdict
+from driftloop.registry.links import artifact_links, version_url
 from driftloop.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+#: Where a report's files go in the version's training run (``monitoring/<report id>/``).
+ARTIFACT_DIR = "monitoring"
+#: id of the header element each HTML page gets (its presence makes stamping idempotent).
+HEADER_ID = "driftloop-report-header"
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,14 @@ class ReportInfo:
     window: dict[str, Any]
     summary: DriftSummary
     verdict: dict[str, Any]
+    #: HTTP links: ``report`` (MLflow UI page of drift.html), ``download``, ``version``,
+    #: ``run`` (MLflow), ``prefect_run``; empty when the report has no MLflow run
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """What to open: the report's MLflow UI page, else (no MLflow run) the file path."""
+        return self.links.get("report") or str(self.html)
 
     @property
     def html(self) -> Path:
@@ -63,6 +85,8 @@ class ReportInfo:
             "verdict": self.verdict,
             "html": str(self.html),
             "json": str(self.json_path),
+            "url": self.url,
+            "links": self.links,
         }
 
 
@@ -90,8 +114,12 @@ def save_report(
     window: dict[str, Any],
     settings: Settings | None = None,
     created: datetime | None = None,
+    run_id: str | None = None,
 ) -> ReportInfo:
-    """Write the report's HTML and JSON into a new folder and return its listing entry."""
+    """Write the report's HTML (with the driftloop header) and JSON into a new folder and
+    return its listing entry. ``run_id``: the version's training run, where the report will be
+    logged (its links point there)."""
+    settings = settings or get_settings()
     created = created or datetime.now(UTC)
     folder = _new_folder(reports_dir(settings), created, str(model_version))
     report.save_html(folder)
@@ -103,12 +131,178 @@ def save_report(
         "window": window,
         "summary": report.summary.to_dict(),
         "verdict": verdict.to_dict(),
+        "links": report_links(folder.name, model_name, str(model_version), run_id, settings),
     }
     (folder / SUMMARY_FILE).write_text(json.dumps(meta, indent=2, default=str))
     full = {**meta, "evidently": report.evidently_json()}
     (folder / "drift.json").write_text(json.dumps(full, default=str))
-    logger.info("drift report saved in %s", folder)
-    return _load(folder)
+    info = _load(folder)
+    stamp_headers(info)
+    logger.info("drift report saved in %s (%s)", folder, info.url)
+    return info
+
+
+def artifact_path(report_id: str, page: str = "drift.html") -> str:
+    """Path of a report page in the version's training run."""
+    return f"{ARTIFACT_DIR}/{report_id}/{page}"
+
+
+def prefect_run_url() -> str | None:
+    """The Prefect UI page of the flow run this code runs in (under ``PREFECT_UI_URL``, which
+    defaults from the API URL; the path the engine's own "View at" line uses); None outside a
+    flow run."""
+    try:
+        from prefect.runtime import flow_run
+        from prefect.utilities.urls import url_for
+
+        return url_for("flow-run", obj_id=flow_run.id) if flow_run.id else None
+    except Exception:  # no Prefect, or no run context
+        return None
+
+
+def report_links(
+    report_id: str,
+    model_name: str,
+    model_version: str,
+    run_id: str | None,
+    settings: Settings,
+) -> dict[str, str]:
+    """The report's HTTP links (see :class:`ReportInfo`). Without a run, or with MLflow
+    unreachable, only those that need no lookup (a warning says why the rest are missing)."""
+    links: dict[str, str] = {"version": version_url(model_version, settings, model_name)}
+    prefect = prefect_run_url()
+    if prefect:
+        links["prefect_run"] = prefect
+    if not run_id:
+        return links
+    try:
+        found = artifact_links(run_id, artifact_path(report_id), settings)
+    except Exception as exc:  # the report stays on disk; its header says what is missing
+        logger.warning("no MLflow link for report %s: %s", report_id, exc)
+        return links
+    return {**links, "report": found.view, "download": found.download, "run": found.run}
+
+
+def drifted_text(summary: DriftSummary) -> str:
+    """``3 of 12 features drifted: dest, temp, dewp``: the count and every name, so a list and
+    its count cannot disagree ("none of 12 features drifted" when none did)."""
+    judged = len(summary.columns) or len(summary.drifted_columns)
+    if not summary.drifted_columns:
+        return f"none of {judged} features drifted"
+    names = ", ".join(summary.drifted_columns)
+    return f"{len(summary.drifted_columns)} of {judged} features drifted: {names}"
+
+
+def _link(label: str, url: str | None) -> str:
+    if not url:
+        return ""
+    u = html.escape(url, quote=True)
+    return (
+        f'<a href="{u}" target="_blank" rel="noopener" style="color:#1a5fb4">{html.escape(label)}'
+        f'</a> <code style="font-size:11px;color:#555">{html.escape(url)}</code><br>'
+    )
+
+
+def header_html(info: ReportInfo, page: str = "drift.html") -> str:
+    """The driftloop header of a report page: what was judged, the verdict and its reasons,
+    and links back to the Prefect run and the MLflow version and run (each with its URL in
+    text too: the MLflow UI shows the page in a sandboxed frame, where a link may not open)."""
+    verdict = info.verdict or {}
+    reasons = verdict.get("reasons") or []
+    window = info.window or {}
+    months = ", ".join(window.get("months") or []) or "-"
+    esc = html.escape
+    reason_items = "".join(f"<li>{esc(str(r))}</li>" for r in reasons) or "<li>-</li>"
+    info_items = "".join(f"<li>{esc(str(r))}</li>" for r in verdict.get("info") or [])
+    links = info.links
+    pages = ", ".join(
+        f"{esc(p.name)}" for p in sorted(info.folder.glob("*.html")) if p.name != page
+    )
+    return (
+        f'<header id="{HEADER_ID}" style="font-family:system-ui,sans-serif;font-size:14px;'
+        "line-height:1.45;padding:12px 18px;margin:0 0 8px 0;background:#f4f6fb;"
+        'border-bottom:3px solid #1a5fb4;color:#111">'
+        f'<div style="font-size:18px;font-weight:600">driftloop {esc(page)}: '
+        f"{esc(info.model_name)} version {esc(info.model_version)}, verdict "
+        f'<span style="color:{_verdict_colour(verdict)}">{esc(str(verdict.get("status", "?")))}'
+        f"</span>{' (retrain)' if verdict.get('retrain') else ''}</div>"
+        f"<div>Window {esc(_when(window.get('start')))} .. {esc(_when(window.get('end')))}"
+        f" (data months {esc(months)}); {info.summary.rows_current} rows judged "
+        f"({info.summary.rows_labeled} labelled) against {info.summary.rows_reference} "
+        f"reference rows; report {esc(info.id)}, created {esc(info.created)}</div>"
+        f"<div>Drift share {info.summary.drift_share:.2f}: {esc(drifted_text(info.summary))}</div>"
+        + _sample_note(info)
+        + f'<div>Reason{"s" if len(reasons) > 1 else ""}:<ul style="margin:2px 0">'
+        f"{reason_items}</ul></div>"
+        + (
+            f'<div>Reported, not acted on:<ul style="margin:2px 0">{info_items}</ul></div>'
+            if info_items
+            else ""
+        )
+        + '<div style="margin-top:4px">'
+        + _link("Prefect flow run", links.get("prefect_run"))
+        + _link(f"MLflow: {info.model_name} version {info.model_version}", links.get("version"))
+        + _link("MLflow: training run (this report is under monitoring/)", links.get("run"))
+        + (f"Other pages of this report: {pages}" if pages else "")
+        + "</div></header>"
+    )
+
+
+def _sample_note(info: ReportInfo) -> str:
+    """A line saying the plots below were drawn from a sample when the window was larger than
+    ``monitoring.report_max_rows`` (the header's figures are on all rows): otherwise a count on
+    Evidently's page could differ from the header's and look like a contradiction."""
+    shown = get_settings().monitoring.report_max_rows
+    if info.summary.rows_current <= shown:
+        return ""
+    return (
+        f"<div>The pages below are drawn from a seeded sample of {shown} of the "
+        f"{info.summary.rows_current} current rows; the figures of this header (drift share, "
+        "drifted features, rows) are computed on all rows.</div>"
+    )
+
+
+def _when(value: Any) -> str:
+    """An ISO time as ``2013-07-01 00:00 UTC`` (as given when it is not one)."""
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value if value is not None else "-")
+    t = t.astimezone(UTC) if t.tzinfo else t
+    return f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+def _verdict_colour(verdict: dict[str, Any]) -> str:
+    if verdict.get("retrain"):
+        return "#c01c28"
+    return "#26a269" if verdict.get("status") == "ok" else "#9c6a00"
+
+
+_BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
+
+
+def add_header(page_html: str, header: str) -> str:
+    """``page_html`` with ``header`` first in its body (unchanged when it has one already)."""
+    if f'id="{HEADER_ID}"' in page_html:
+        return page_html
+    match = _BODY.search(page_html)
+    if match is None:
+        return header + page_html
+    return page_html[: match.end()] + header + page_html[match.end() :]
+
+
+def stamp_headers(info: ReportInfo) -> list[Path]:
+    """Put the driftloop header on every HTML page of the report's folder that lacks it (the
+    Evidently pages, and any page added later, such as attribution.html); returns those
+    changed."""
+    changed = []
+    for page in sorted(info.folder.glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        stamped = add_header(text, header_html(info, page.name))
+        if stamped != text:
+            page.write_text(stamped, encoding="utf-8")
+            changed.append(page)
+    return changed
 
 
 def _load(folder: Path) -> ReportInfo:
@@ -125,6 +319,7 @@ def _load(folder: Path) -> ReportInfo:
         window=data.get("window", {}),
         summary=DriftSummary.from_dict(data["summary"]),
         verdict=data.get("verdict", {}),
+        links=dict(data.get("links") or {}),
     )
 
 
@@ -164,10 +359,12 @@ def get_report(report_id: str = "latest", settings: Settings | None = None) -> R
 
 
 def open_report(report_id: str = "latest", settings: Settings | None = None) -> tuple[Path, bool]:
-    """The HTML path of a report, and whether a browser was opened on it."""
+    """The HTML path of a report, and whether a browser was opened on it (on its MLflow UI
+    page when it has one, else on the file)."""
     report = get_report(report_id, settings)
+    target = report.links.get("report") or report.html.resolve().as_uri()
     try:
-        opened = webbrowser.open(report.html.resolve().as_uri())
+        opened = webbrowser.open(target)
     except webbrowser.Error:
         opened = False
     return report.html, bool(opened)

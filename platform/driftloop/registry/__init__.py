@@ -7,4 +7,6 @@ Modules (nothing is re-exported here: import from the module that owns a name)::
                private to this package
     promotion  the one writer of aliases and canary weight/mode/rollout tags, each change audited
     tracking   the fluent tracking API of training runs
+    description  each version's description and standing tags (the "why" in MLflow's UI)
+    json_tags  large JSON version tags as run artifacts behind a short pointer tag
 """

@@ -438,6 +438,30 @@ def _set_version_tag(
     )
 
 
+def _write_version_notes(
+    version: str,
+    tags: dict[str, str],
+    description: str | None,
+    settings: Settings,
+    name: str | None = None,
+) -> None:
+    """Raw write of a version's tags, then its description, with the writers' identity (the
+    rollout user may edit model versions but not runs); only
+    :mod:`driftloop.registry.description` calls it."""
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    settings, name = _model(settings, name)
+
+    def write(store: Any) -> None:
+        for key, value in tags.items():
+            tag = ModelVersionTag(key, str(value))  # type: ignore[no-untyped-call]  # untyped
+            store.set_model_version_tag(name, str(version), tag)
+        if description is not None:
+            store.update_model_version(name, str(version), description)
+
+    _write(settings, f"edit {name} version {version}", write)
+
+
 def _delete_model_tag(key: str, settings: Settings, name: str | None = None) -> None:
     """Raw write (an unset tag is no error); only promotion.py calls it."""
     settings, name = _model(settings, name)

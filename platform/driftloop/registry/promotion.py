@@ -22,6 +22,11 @@ demo_reset) first tags the new champion with the version it replaces
 ``restore`` can set the champion back to it. Restore does not re-tag: restoring again walks
 further back through the champions, like an undo.
 
+Every change then brings the standing tags and the description of the versions it touched up
+to date (:mod:`driftloop.registry.description`; best effort, ``description_error`` in the
+result when it fails). A promote, rollback, restore or a new challenger removes the rollout
+stamp (``ROLLOUT_TAG``): the rollout ended.
+
 Order of registry writes keeps serving safe: a promote moves ``champion`` first (replicas then
 serve the new version to everybody), then sets the weight to 0 and drops ``challenger``; a new
 challenger gets weight 0 before its alias; at every step each replica has a loaded model to
@@ -57,6 +62,7 @@ from driftloop.registry.client import (
     registry_snapshot,
     rollout_tag,
 )
+from driftloop.registry.description import record_change as describe_change
 from driftloop.registry.promotion_card import write_promotion_card
 from driftloop.settings import Settings, get_settings
 
@@ -151,7 +157,9 @@ def _apply(
             _anchor(_audit(failed, settings, fields), log, settings)
             raise
         fields = {**(extra or {}), "after": _state_after(settings)}
-        return _anchor(_audit(change, settings, fields), log, settings)
+        record = _anchor(_audit(change, settings, fields), log, settings)
+    # the versions' standing tags and descriptions (best effort: never fails the change)
+    return {**record, **describe_change(record, settings)}
 
 
 def _anchor(record: dict[str, Any], log: audit.AuditLog, settings: Settings) -> dict[str, Any]:
@@ -181,6 +189,14 @@ def _state_after(settings: Settings) -> dict[str, Any] | None:
 def _retire_challenger(settings: Settings) -> list[Callable[[], None]]:
     """The writes that take the challenger out of serving: weight 0, then drop its alias."""
     return [lambda: _write_weight(0, settings), lambda: _delete_alias(CHALLENGER, settings)]
+
+
+def _end_rollout(snap: RegistrySnapshot, settings: Settings) -> list[Callable[[], None]]:
+    """The write that removes the rollout stamp once the rollout ended (none when unset): a
+    stamp left behind names a challenger that is gone."""
+    if ROLLOUT_TAG not in snap.tags:
+        return []
+    return [lambda: _delete_model_tag(ROLLOUT_TAG, settings)]
 
 
 def _crown(
@@ -230,6 +246,7 @@ def assign_alias_after_gate(
     extra: dict[str, Any] | None = None
     if alias == CHALLENGER:
         writes = [lambda: _write_weight(0, settings), lambda: _set_alias(alias, version, settings)]
+        writes += _end_rollout(snap, settings)  # a rollout of the replaced challenger ended
         versions, weight_after = (snap.challenger, version), 0
     else:
         writes, extra = _crown(version, snap, settings)
@@ -272,7 +289,7 @@ def promote(
             "of it was started): start one (`driftloop rollout start`) before promoting it"
         )
     crown, extra = _crown(challenger, snap, settings)
-    writes = [*crown, *_retire_challenger(settings)]
+    writes = [*crown, *_retire_challenger(settings), *_end_rollout(snap, settings)]
     change = _change("promote", snap, (snap.champion, challenger), 0, actor, reason, metrics)
     record = _apply(change, writes, settings, extra)
     # the champion-vs-challenger card (best effort: never fails a promotion that happened)
@@ -293,7 +310,8 @@ def rollback(
     _expect(snap, expected_challenger, "roll back")
     versions = (snap.challenger, snap.champion)
     change = _change("rollback", snap, versions, 0, actor, reason, metrics)
-    return _apply(change, _retire_challenger(settings), settings)
+    writes = [*_retire_challenger(settings), *_end_rollout(snap, settings)]
+    return _apply(change, writes, settings)
 
 
 #: audit actions that make ``to_version`` the champion in place of ``from_version``
@@ -386,8 +404,7 @@ def restore(
     writes: list[Callable[[], None]] = [lambda: _set_alias(CHAMPION, target, settings)]
     if snap.challenger is not None or snap.weight:
         writes += _retire_challenger(settings)
-    if ROLLOUT_TAG in snap.tags:
-        writes.append(lambda: _delete_model_tag(ROLLOUT_TAG, settings))
+    writes += _end_rollout(snap, settings)
     why = reason or f"restore version {target} as champion"
     numbers = {"target_from": source, "dropped_challenger": snap.challenger}
     change = _change("restore", snap, (snap.champion, target), 0, actor, why, numbers)

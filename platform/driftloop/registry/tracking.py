@@ -31,6 +31,8 @@ TAG_HOLDOUT_MONTH = "driftloop.holdout_month"
 TAG_HOLDOUT_AUC = "driftloop.holdout_auc"
 TAG_BASELINE_AUC = "driftloop.baseline_auc"
 TAG_COMPARED_WITH = "driftloop.compared_with"
+#: the version's standing: the gate's decision, then what rollouts made of it
+#: (:mod:`driftloop.registry.description`); the gate's own decision stays in ``gate_decision``
 TAG_GATE = "driftloop.gate"
 TAG_GATE_REASON = "driftloop.gate_reason"
 
@@ -80,6 +82,10 @@ def log_frame_input(df: pd.DataFrame, name: str, context: str) -> None:
 
 def log_json(obj: Any, artifact_file: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
 
 
 def log_table(df: pd.DataFrame, artifact_file: str) -> None:

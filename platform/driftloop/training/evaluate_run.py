@@ -1,9 +1,18 @@
-"""The evaluate step of a training run: every scorer on the same holdout, the gate, artifacts."""
+"""The evaluate step of a training run: every scorer on the same holdout, the gate, artifacts.
+
+Fairness: the error-rate gaps between carriers and between origins of the model (at its
+cost-optimal threshold, the one it is registered and served with) and of the champion (at its
+served threshold, tag ``driftloop.threshold``) on the same holdout
+(:mod:`driftloop.training.fairness`): metrics ``holdout_{model,champion}_fairness_*`` and
+``holdout_fairness_gap_change_*`` (the gate's paired estimate and interval), the report
+``evaluation/fairness.json``, ``.csv`` and ``.md``, and the gate's rule.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +23,7 @@ from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
 from driftloop.schema import LABEL
 from driftloop.settings import Settings
+from driftloop.training import fairness as fair
 from driftloop.training.evaluation import (
     GateDecision,
     LogisticBaseline,
@@ -32,14 +42,17 @@ logger = logging.getLogger(__name__)
 
 def _score_champion(
     holdout: pd.DataFrame, settings: Settings
-) -> tuple[str | None, np.ndarray | None, str]:
-    """(champion version, its holdout probabilities, problem) — (None, None, "") without one."""
+) -> tuple[str | None, np.ndarray | None, str, float]:
+    """(champion version, its holdout probabilities, problem, its served threshold) — (None,
+    None, "", default threshold) without one."""
     champion = registry.get_alias(registry.CHAMPION, settings)
     if champion is None:
-        return None, None, ""
+        return None, None, "", registry.DEFAULT_THRESHOLD
     try:
+        threshold, _ = registry.decision_threshold(champion)
         model = load_python_model(champion.uri)
-        return champion.version, np.asarray(model.predict_proba(holdout), dtype=np.float64), ""
+        p = np.asarray(model.predict_proba(holdout), dtype=np.float64)
+        return champion.version, p, "", threshold
     except Exception as exc:  # an unloadable champion must not block every future version
         integrity = isinstance(exc, ModelIntegrityError)  # refused before it ran: say why
         logger.warning(
@@ -48,7 +61,14 @@ def _score_champion(
             f": {exc}" if integrity else "",
             exc_info=not integrity,
         )
-        return champion.version, None, f"{type(exc).__name__}: {exc}"
+        return champion.version, None, f"{type(exc).__name__}: {exc}", registry.DEFAULT_THRESHOLD
+
+
+def _fairness(
+    holdout: pd.DataFrame, p: np.ndarray, threshold: float, settings: Settings
+) -> fair.FairnessReport:
+    t = settings.training
+    return fair.error_rates(holdout, p, threshold, t.fairness_min_slice_rows, t.fairness_confidence)
 
 
 def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Evaluation:
@@ -70,11 +90,26 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
         "logistic": binary_metrics(y, p_logit, **cost),
     }
     model_slices = slice_metrics(holdout, p_model)
-    champion_version, p_champion, problem = _score_champion(holdout, settings)
+    champion_version, p_champion, problem, champion_threshold = _score_champion(holdout, settings)
     champion_slices = None
+    model_fair = _fairness(holdout, p_model, metrics["model"]["threshold"], settings)
+    champion_fair: fair.FairnessReport | None = None
+    verdict: fair.FairnessVerdict | None = None
     if p_champion is not None:
         metrics["champion"] = binary_metrics(y, p_champion, **cost)
         champion_slices = slice_metrics(holdout, p_champion)
+        champion_fair = _fairness(holdout, p_champion, champion_threshold, settings)
+        verdict = fair.judge_fairness(
+            holdout,
+            p_model,
+            metrics["model"]["threshold"],
+            p_champion,
+            champion_threshold,
+            t.gate_fairness_tolerance,
+            champion_version,
+            min_rows=t.fairness_min_slice_rows,
+            confidence=t.fairness_confidence,
+        )
     decision = decide_gate(
         metrics["model"],
         metrics["baseline"],
@@ -83,7 +118,12 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
         model_slices=model_slices,
         champion_slices=champion_slices,
         champion_version=champion_version,
+        fairness=verdict,
     )
+    if decision.gate == "champion":  # nothing to compare with: the gaps are stated
+        decision = GateDecision(
+            "champion", f"{decision.reason}; worst error-rate gaps: {model_fair.summary()}"
+        )
     if champion_version is not None and p_champion is None and decision.gate == "champion":
         decision = GateDecision(
             "challenger",
@@ -115,6 +155,7 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
         tr.log_json(metrics, "evaluation/metrics.json")
         tr.log_table(slices, "evaluation/slices.csv")
         tr.log_table(calibration, "evaluation/reliability.csv")
+        _log_fairness(model_fair, champion_fair, verdict)
         tr.log_table(importance, "explain/permutation_importance.csv")
         tr.log_json(importance.to_dict(orient="records"), "explain/permutation_importance.json")
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,3 +184,40 @@ def evaluate_fitted(job: TrainJob, fitted: FittedRun, settings: Settings) -> Eva
         champion_version=champion_version,
         slices=slices,
     )
+
+
+def _log_fairness(
+    model: fair.FairnessReport,
+    champion: fair.FairnessReport | None,
+    verdict: fair.FairnessVerdict | None,
+) -> None:
+    """The fairness numbers in the active run: metrics, JSON, CSV and the Markdown report."""
+    tr.log_metrics(model.metrics("holdout_model"))
+    if champion is not None:
+        tr.log_metrics(champion.metrics("holdout_champion"))
+    if verdict is not None:
+        tr.log_metrics(verdict.metrics())
+    record = {
+        "model": model.to_dict(),
+        "champion": champion.to_dict() if champion is not None else None,
+        "verdict": None if verdict is None else asdict(verdict),
+    }
+    tr.log_json(record, fair.FAIRNESS_JSON)
+    table = model.frame()
+    if champion is not None:
+        theirs = champion.frame()[["column", "value", "rate", "lower", "upper"]]
+        table = table.merge(
+            theirs.add_prefix("champion_").rename(
+                columns={"champion_column": "column", "champion_value": "value"}
+            ),
+            on=["column", "value"],
+            how="left",
+        )
+    tr.log_table(table, fair.FAIRNESS_CSV)
+    lines = ["# Fairness: error-rate gaps on the holdout", ""]
+    if verdict is not None:
+        lines += [f"**Gate rule:** {verdict.reason}", ""]
+    lines += fair.markdown(
+        model.to_dict(), champion.to_dict() if champion is not None else None, record["verdict"]
+    )
+    tr.log_text("\n".join(lines) + "\n", fair.FAIRNESS_MARKDOWN)

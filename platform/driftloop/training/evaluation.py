@@ -6,7 +6,9 @@ Metrics: ROC AUC, log loss, Brier score, precision and recall at the cost-optima
 reliability table. The model's threshold is registered with its version (tag
 ``driftloop.threshold``) and is where serving cuts ``is_late``. Baselines: a naive carrier x
 origin late rate from the training window (global rate fallback) and a logistic regression on
-the model's preprocessed features. The gate decides which alias (if any) a new version gets.
+the model's preprocessed features. The gate decides which alias (if any) a new version gets;
+besides ROC AUC it judges slices and error-rate gaps between carriers and between origins
+(:mod:`driftloop.training.fairness`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
 from driftloop.stats import roc_auc
+from driftloop.training.fairness import FairnessVerdict
 from driftloop.training.preprocessing import Preprocessor
 
 SLICE_COLUMNS = ("carrier", "origin")
@@ -222,8 +225,11 @@ def decide_gate(
     model_slices: pd.DataFrame | None = None,
     champion_slices: pd.DataFrame | None = None,
     champion_version: str | None = None,
+    fairness: FairnessVerdict | None = None,
 ) -> GateDecision:
-    """The alias a new version earns on the shared holdout, with the reason in words."""
+    """The alias a new version earns on the shared holdout, with the reason in words.
+    ``fairness``: the error-rate gap rule against the champion
+    (:func:`driftloop.training.fairness.judge_fairness`); a refusal rejects the version."""
     auc, base = model["roc_auc"], baseline["roc_auc"]
     need = base + training.gate_min_auc_gain_over_baseline
     if not auc >= need:  # also catches NaN
@@ -256,8 +262,11 @@ def decide_gate(
                 f"slices degrade beyond {training.gate_slice_tolerance:g} vs champion "
                 f"v{champion_version}: " + "; ".join(worse[:5]),
             )
+    if fairness is not None and not fairness.allowed:
+        return GateDecision("rejected", fairness.reason)
     return GateDecision(
         "challenger",
         f"ROC AUC {auc:.4f} beats baseline {base:.4f} and champion v{champion_version} "
-        f"{champ:.4f}; no slice degrades",
+        f"{champ:.4f}; no slice degrades"
+        + (f"; {fairness.reason}" if fairness is not None else ""),
     )

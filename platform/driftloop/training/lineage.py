@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from driftloop.data.repo import DataRepo
 from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
 from driftloop.features.repo import feature_service_info
 from driftloop.registry import client as registry
+from driftloop.registry.json_tags import expand_json_tags
 from driftloop.settings import Settings, get_settings, project_root
 
 logger = logging.getLogger(__name__)
@@ -50,13 +51,21 @@ class LineageRecord:
     def lines(self) -> list[str]:
         """The chain in words, one reference per line, with each check's outcome."""
         aliases = f" (aliases: {', '.join(self.aliases)})" if self.aliases else ""
+        gate = self.tag("gate_decision") if "driftloop.gate_decision" in self.tags else ""
+        standing = self.tag("gate") + (f" (gate decided {gate})" if gate else "")
         out = [
             f"model version  {self.model}:{self.version}{aliases}",
-            f"  gate         {self.tag('gate')}: {self.tag('gate_reason')}",
+            f"  now          {standing}",
+            f"  gate         {gate or self.tag('gate')}: {self.tag('gate_reason')}",
             f"  holdout      {self.tag('holdout_month')}: ROC AUC {self.tag('holdout_auc')} "
             f"(baseline {self.tag('baseline_auc')}); compared with champion "
             f"{self.tag('compared_with')}",
             f"  train window {self.tag('train_window')}",
+            *(
+                [f"  rollout      {self.tag('rollout')}: {self.tag('rollout_reason')}"]
+                if "driftloop.rollout" in self.tags
+                else []
+            ),
             f"-> MLflow run  {self.tag('run_id')}",
             f"-> data rev    {self.tag('data_rev')}",
         ]
@@ -94,15 +103,18 @@ def parse_ref(ref: str, settings: Settings) -> tuple[str, str | None, str | None
 
 
 def resolve_version(ref: str, settings: Settings | None = None) -> registry.VersionInfo:
+    """The version ``ref`` names, its large JSON tags read back from their run artifacts
+    (:mod:`driftloop.registry.json_tags`), so readers see every tag's value."""
     settings = settings or get_settings()
     name, alias, version = parse_ref(ref, settings)
     if alias is not None:
         found = registry.get_alias(alias, settings, name)
         if found is None:
             raise NotFoundError(f"model {name} has no alias {alias!r}")
-        return found
-    assert version is not None
-    return registry.get_version(version, settings, name)
+    else:
+        assert version is not None
+        found = registry.get_version(version, settings, name)
+    return replace(found, tags=expand_json_tags(found.tags, settings))
 
 
 def _check_run(run_id: str, settings: Settings) -> Check:

@@ -28,6 +28,7 @@ from driftloop.registry import client as registry
 from driftloop.registry import tracking as tr
 from driftloop.schema import CATEGORICAL_COLUMNS, LATE_THRESHOLD_MIN, NUMERIC_COLUMNS
 from driftloop.settings import Settings
+from driftloop.training import fairness as fair
 from driftloop.training.job import Evaluation, FittedRun, TrainJob
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ KNOWN_LIMITS = [
     "rate differs (see the holdout's late rate) is calibrated to the window's, not its own.",
     "Small slices (fewer rows than gate_min_slice_rows) are not judged by the gate; their ROC "
     "AUC is noisy.",
+    "Fairness is judged on two groupings the data has (carrier, origin), as error-rate gaps at "
+    "the served threshold; slices under fairness_min_slice_rows rows are left out and a gap "
+    "counts only as far as the slices' confidence intervals show it. Passengers' attributes "
+    "are not in the data: nothing here speaks to fairness between people.",
 ]
 
 
@@ -166,8 +171,10 @@ def build_card(
     settings: Settings,
     importance: list[dict[str, Any]] | None = None,
     shift: dict[str, Any] | None = None,
+    fairness: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The card of ``version`` as a JSON-able dict (``render_markdown`` turns it into text)."""
+    """The card of ``version`` as a JSON-able dict (``render_markdown`` turns it into text).
+    ``fairness``: the run's ``evaluation/fairness.json`` (:mod:`driftloop.training.fairness`)."""
     data, t = job.data, settings.training
     metrics = evaluation.metrics
     model = metrics["model"]
@@ -243,6 +250,7 @@ def build_card(
         "slices": slice_summary(evaluation.slices, model["roc_auc"], t.gate_min_slice_rows),
         "calibration": calibration,
         "importance": importance,
+        "fairness": fairness,
         "data_shift": shift_summary,
         "gate": {
             "decision": evaluation.decision_gate,
@@ -254,6 +262,9 @@ def build_card(
                 "gate_min_auc_gain_over_champion": t.gate_min_auc_gain_over_champion,
                 "gate_slice_tolerance": t.gate_slice_tolerance,
                 "gate_min_slice_rows": t.gate_min_slice_rows,
+                "gate_fairness_tolerance": t.gate_fairness_tolerance,
+                "fairness_min_slice_rows": t.fairness_min_slice_rows,
+                "fairness_confidence": t.fairness_confidence,
             },
         },
         "known_limits": KNOWN_LIMITS,
@@ -392,6 +403,16 @@ def render_markdown(card: dict[str, Any]) -> str:
         ]
     else:
         lines.append("not recorded")
+    lines += ["", "## Fairness: error-rate gaps between carriers and between origins", ""]
+    fairness = card.get("fairness")
+    if fairness and fairness.get("model"):
+        verdict = fairness.get("verdict")
+        if verdict:
+            lines += [f"Gate rule: {verdict['reason']}", ""]
+        lines += fair.markdown(fairness["model"], fairness.get("champion"), verdict)
+        lines.append(f"(all slices: `{fair.FAIRNESS_CSV}`)")
+    else:
+        lines.append("not recorded")
     shift = card["data_shift"]
     lines += ["", "## Data profile check", ""]
     if shift["status"] in ("not recorded", "skipped"):
@@ -435,7 +456,8 @@ def write_card(
     """Build the card of ``version`` and log ``card.md`` and ``card.json`` to its run."""
     importance = _run_json(fitted.run_id, IMPORTANCE_ARTIFACT, settings)
     shift = _run_json(fitted.run_id, SHIFT_ARTIFACT, settings)
-    card = build_card(job, fitted, evaluation, version, settings, importance, shift)
+    fairness = _run_json(fitted.run_id, fair.FAIRNESS_JSON, settings)
+    card = build_card(job, fitted, evaluation, version, settings, importance, shift, fairness)
     with tempfile.TemporaryDirectory() as tmp:
         md, js = Path(tmp) / "card.md", Path(tmp) / "card.json"
         md.write_text(render_markdown(card))

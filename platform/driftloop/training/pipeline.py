@@ -24,8 +24,9 @@ from driftloop.data.profile import ShiftReport, check_window
 from driftloop.data.repo import DataRepo
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.registry import client as registry
-from driftloop.registry import integrity
+from driftloop.registry import description, integrity
 from driftloop.registry import tracking as tr
+from driftloop.registry.json_tags import offload_json_tags
 from driftloop.registry.promotion import assign_alias_after_gate
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings, get_settings
@@ -354,11 +355,37 @@ def evaluate(job: TrainJob, fitted: FittedRun, settings: Settings | None = None)
     return evaluate_with_cost(job, fitted, settings or get_settings())
 
 
+def _champion_drift_report(evaluation: Evaluation, settings: Settings) -> dict[str, str]:
+    """The drift report tag of the champion this version was compared with (what led to its
+    training, when drift did), as this version's TAG_CHAMPION_DRIFT_REPORT."""
+    if evaluation.champion_version is None:
+        return {}
+    try:
+        tags = registry.get_version(evaluation.champion_version, settings).tags
+    except DriftloopError:
+        return {}
+    report = tags.get(description.TAG_DRIFT_REPORT)
+    return {description.TAG_CHAMPION_DRIFT_REPORT: report} if report else {}
+
+
+def _describe(version: str, settings: Settings) -> None:
+    """The version's description from its tags (best effort: the version is registered)."""
+    try:
+        description.describe(version, settings)
+    except Exception:
+        logger.warning("could not write the description of version %s", version, exc_info=True)
+
+
 def register(
-    job: TrainJob, fitted: FittedRun, evaluation: Evaluation, settings: Settings | None = None
+    job: TrainJob,
+    fitted: FittedRun,
+    evaluation: Evaluation,
+    settings: Settings | None = None,
+    prefect_run: str | None = None,
 ) -> TrainResult:
-    """Register the version with every lineage tag, then set its alias (or none) through the
-    registry's audited writer."""
+    """Register the version with every lineage tag (large JSON ones as run artifacts, with a
+    pointer in the tag), then set its alias (or none) through the registry's audited writer,
+    then write its description. ``prefect_run``: the UI URL of the flow run that gated it."""
     settings = settings or get_settings()
     data = job.data
     model_m = evaluation.metrics["model"]
@@ -379,7 +406,11 @@ def register(
         # serving decides is_late at this cost-optimal holdout threshold (settings.kpi's costs)
         registry.THRESHOLD_TAG: repr(float(model_m["threshold"])),
         registry.KPI_TAG: json.dumps(settings.kpi.model_dump(mode="json"), sort_keys=True),
+        description.TAG_GATE_DECISION: evaluation.decision_gate,
+        **({description.TAG_PREFECT_RUN: prefect_run} if prefect_run else {}),
+        **_champion_drift_report(evaluation, settings),
     }
+    tags = offload_json_tags(fitted.run_id, tags, settings)
     # Re-hashed against the run's parameter: an artifact changed since fit is not registered.
     version = integrity.register_verified_version(fitted.model_uri, fitted.run_id, tags, settings)
     try:  # every version has its card (gate reason included), or the version goes again
@@ -408,6 +439,7 @@ def register(
             "the version was removed"
         ) from exc
     _tag_run(fitted.run_id, version.version, evaluation, settings)
+    _describe(version.version, settings)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     logger.info(
         "version %s: %s (%s)", version.version, evaluation.decision_gate, evaluation.decision_reason

@@ -37,6 +37,7 @@ from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_C
 from driftloop.schema import OUTPUT_PROBABILITY as PROBA
 from driftloop.settings import Settings
 from driftloop.training.bundle import ModelBundle
+from driftloop.training.explain import DEFAULT_STEPS, Attributions, IntegratedGradientsExplainer
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class DelayModel(PythonModel):
 
     def __init__(self) -> None:
         self._bundle: ModelBundle | None = None
+        self._explainers: dict[int, IntegratedGradientsExplainer] = {}  # by n_steps
 
     def load_context(self, context: Any) -> None:
         self._bundle = ModelBundle.load(Path(context.artifacts[ARTIFACT_KEY]))
@@ -75,6 +77,22 @@ class DelayModel(PythonModel):
     def predict_proba(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Fast path: probabilities as a float64 array (vectorised, torch.inference_mode)."""
         return self.bundle.predict_proba(df)
+
+    def explain(
+        self, df: pd.DataFrame | Mapping[str, Any], n_steps: int = DEFAULT_STEPS
+    ) -> Attributions:
+        """Per-feature attributions of each row's probability (integrated gradients against
+        the version's baseline, :mod:`driftloop.training.explain`); the explainer is built on
+        the first call (models pickled before it existed explain too)."""
+        explainers: dict[int, IntegratedGradientsExplainer] | None = getattr(
+            self, "_explainers", None
+        )
+        if explainers is None:  # pickled before the attribute existed
+            explainers = self._explainers = {}
+        explainer = explainers.get(n_steps)
+        if explainer is None:
+            explainer = explainers[n_steps] = IntegratedGradientsExplainer(self.bundle, n_steps)
+        return explainer.explain(df)
 
     def decide(self, df: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """``is_late`` (0/1, int64) at this model's decision threshold."""

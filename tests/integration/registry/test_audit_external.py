@@ -8,7 +8,6 @@ stripped or the chain recomputed around an edited record fail; an intact log pas
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -20,15 +19,6 @@ from driftloop.registry.promotion import assign_alias_after_gate, read_audit, se
 from driftloop.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], mlflow_server: str) -> Settings:
-    key = uuid.uuid4().hex[:8]
-    return make_settings(
-        mlflow_uri=mlflow_server,
-        mlflow={"registered_model": f"external-{key}", "experiment": f"external-{key}"},
-    )
 
 
 def _versions(settings: Settings, n: int) -> list[str]:

@@ -6,7 +6,6 @@ there is nothing to restore to or V was never champion."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -26,15 +25,6 @@ from driftloop.registry.promotion import read_audit
 from driftloop.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], mlflow_server: str) -> Settings:
-    key = uuid.uuid4().hex[:8]
-    return make_settings(
-        mlflow_uri=mlflow_server,
-        mlflow={"registered_model": f"restore-{key}", "experiment": f"restore-{key}"},
-    )
 
 
 @pytest.fixture

@@ -61,6 +61,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> _Registry:
     monkeypatch.setattr(promotion, "registry_snapshot", reg.snapshot)
     monkeypatch.setattr(promotion, "_set_model_tag", reg.set_tag)
     monkeypatch.setattr(audit, "registry_snapshot", reg.snapshot)
+    # version descriptions: tests/integration/registry/test_version_description.py
+    monkeypatch.setattr(promotion, "describe_change", lambda record, settings: {})
     return reg
 
 

@@ -26,6 +26,8 @@ class FakeRegistry:
         #: tags per version (every version named here exists)
         self.versions: dict[str, dict[str, str]] = {}
         self.writes: list[tuple[str, ...]] = []
+        #: the audited changes whose versions' descriptions were brought up to date
+        self.described: list[str] = []
 
     def snapshot(self, settings: Settings, name: str | None = None) -> RegistrySnapshot:
         return RegistrySnapshot(
@@ -67,6 +69,10 @@ class FakeRegistry:
             raise NotFoundError(f"model m has no version {version}")
         return client.VersionInfo("m", version, None, "", dict(self.versions[version]))
 
+    def describe_change(self, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        self.described.append(str(record["action"]))
+        return {}
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
@@ -78,6 +84,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
     monkeypatch.setattr(promotion, "_delete_model_tag", reg.delete_tag)
     monkeypatch.setattr(promotion, "_set_version_tag", reg.set_version_tag)
     monkeypatch.setattr(promotion, "get_version", reg.get_version)
+    # version descriptions (MLflow model version edits) are tested on a real registry:
+    # tests/integration/registry/test_version_description.py
+    monkeypatch.setattr(promotion, "describe_change", reg.describe_change)
     return reg
 
 
@@ -119,7 +128,7 @@ def test_a_write_failing_part_way_is_audited_with_the_error_and_raised(
     assert fake.aliases["champion"] == "2"  # the first write happened
     (record,) = read_audit(settings)
     assert record["action"] == "promote"
-    assert record["error"] == "write 4 of 4 failed: ConnectionError: MLflow went away"
+    assert record["error"] == "write 4 of 5 failed: ConnectionError: MLflow went away"
     assert fake.tags[audit.HEAD_TAG] == f"1:{record['hash']}"  # the failed change is anchored
 
 
@@ -188,8 +197,10 @@ def test_promote_moves_champion_first_then_weight_then_drops_challenger(
         ("set_alias", "champion", "2"),
         ("set_tag", WEIGHT_TAG, "0"),
         ("delete_alias", "challenger"),
+        ("delete_tag", ROLLOUT_TAG),  # the rollout ended: no stale stamp stays
         ("set_tag", audit.HEAD_TAG, f"1:{record['hash']}"),
     ]
+    assert fake.described == ["promote"]
     assert {k: record[k] for k in ("action", "from_version", "to_version")} == {
         "action": "promote",
         "from_version": "1",

@@ -34,6 +34,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
     monkeypatch.setattr(promotion, "_delete_model_tag", reg.delete_tag)
     monkeypatch.setattr(promotion, "_set_version_tag", reg.set_version_tag)
     monkeypatch.setattr(promotion, "get_version", reg.get_version)
+    # version descriptions (MLflow model version edits) are tested on a real registry:
+    # tests/integration/registry/test_version_description.py
+    monkeypatch.setattr(promotion, "describe_change", reg.describe_change)
     for version in "1234":
         reg.versions[version] = {}
     return reg

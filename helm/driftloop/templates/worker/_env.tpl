@@ -27,3 +27,33 @@
   mountPath: /etc/driftloop
   readOnly: true
 {{- end -}}
+
+{{- /* URLs a person opens from what a flow run writes (the drift report's header, the MLflow
+version tag, Prefect artifacts): mlflow.publicUrl when set, else the Ingress hosts when exposed,
+else 127.0.0.1 for `kubectl port-forward`; never the in-cluster service address the pod itself
+uses. Otherwise omitted for an external MLflow or Prefect, and with hostNetwork (their URLs are
+already reachable). Used by flow-run Jobs and the monitoring CronJob. */ -}}
+{{- define "driftloop.worker.browserUrls" -}}
+{{- $scheme := ternary "https" "http" (gt (len .Values.ingress.tls) 0) }}
+{{- if .Values.mlflow.publicUrl }}
+- name: DRIFTLOOP_MLFLOW__PUBLIC_URL
+  value: {{ trimSuffix "/" .Values.mlflow.publicUrl | quote }}
+{{- else if and .Values.mlflow.enabled (not .Values.mlflow.externalTrackingUri) (not .Values.hostNetwork.enabled) }}
+- name: DRIFTLOOP_MLFLOW__PUBLIC_URL
+{{- if and .Values.ingress.enabled .Values.ingress.mlflowHost }}
+  value: {{ printf "%s://%s" $scheme .Values.ingress.mlflowHost | quote }}
+{{- else }}
+  value: {{ printf "http://127.0.0.1:%v" .Values.mlflow.port | quote }}
+{{- end }}
+{{- end }}
+{{- if and .Values.prefect.enabled (not .Values.prefect.externalApiUrl) (not .Values.hostNetwork.enabled) }}
+- name: PREFECT_UI_URL
+{{- if .Values.prefect.uiApiUrl }}
+  value: {{ trimSuffix "/" .Values.prefect.uiApiUrl | trimSuffix "/api" | quote }}
+{{- else if and .Values.ingress.enabled .Values.ingress.prefectHost }}
+  value: {{ printf "%s://%s" $scheme .Values.ingress.prefectHost | quote }}
+{{- else }}
+  value: {{ printf "http://127.0.0.1:%v" .Values.prefect.port | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -81,6 +81,7 @@ job_configuration:
                 {{- include "driftloop.env" . | nindent 16 }}
                 {{- include "driftloop.mlflow.clientEnv" (dict "ctx" . "role" "flows") | nindent 16 }}
                 {{- include "driftloop.prefect.clientAuthEnv" . | nindent 16 }}
+                {{- include "driftloop.worker.browserUrls" . | nindent 16 }}
               resources:
                 {{- toYaml $resources | nindent 16 }}
               volumeMounts:
