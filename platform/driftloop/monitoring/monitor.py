@@ -21,6 +21,7 @@ import pandas as pd
 from driftloop.data.capture import read_predictions
 from driftloop.errors import NotFoundError
 from driftloop.monitoring.adapter import compute_drift
+from driftloop.monitoring.attribution import attribution_drift, save_attribution_report
 from driftloop.monitoring.judge import DriftVerdict, JudgeInputs, judge
 from driftloop.monitoring.performance import (
     Interval,
@@ -29,7 +30,7 @@ from driftloop.monitoring.performance import (
     observed_roc_auc,
     reconcile,
 )
-from driftloop.monitoring.reports import ReportInfo, save_report
+from driftloop.monitoring.reports import ReportInfo, drifted_text, save_report, stamp_headers
 from driftloop.months import parse_month, shift_month
 from driftloop.registry.client import (
     CHAMPION,
@@ -77,7 +78,14 @@ class MonitorResult:
     inputs: JudgeInputs | None = None
     #: label-free estimate vs realised metric, when labels arrived
     reconciliation: dict[str, Any] | None = None
+    #: rows of the version in the window marked synthetic (load tests, probes), left out of
+    #: ``rows``, and their count per mark: a mark cannot hide traffic without it showing here
+    synthetic_rows: int = 0
+    synthetic_marks: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the model leans on, against its first explained window
+    #: (:mod:`driftloop.monitoring.attribution`; None when not computed)
+    attribution_drift: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +103,9 @@ class MonitorResult:
             "mlflow_logged": self.mlflow_logged,
             "inputs": self.inputs.to_dict() if self.inputs is not None else None,
             "reconciliation": self.reconciliation,
+            "synthetic_rows": self.synthetic_rows,
+            "synthetic_marks": self.synthetic_marks,
+            "attribution_drift": self.attribution_drift,
         }
 
 
@@ -232,10 +243,34 @@ def current_frame(settings: Settings, start: datetime, end: datetime, version: s
     """Served, successful, routed predictions of ``version`` captured in [start, end], with
     labels. Requests pinned to a version or carrying the caller's routing key (``routed`` false)
     are served but not judged, as in the canary: a caller cannot start a retrain with traffic it
-    aimed at one version. Rows from before the ``routed`` column (null) are judged."""
-    df = read_predictions(settings, start=start, end=end, model_version=version, with_labels=True)
+    aimed at one version. Rows from before the ``routed`` column (null) are judged. Synthetic
+    rows (load tests, probes) are not judged either (see :func:`window_traffic`)."""
+    return window_traffic(settings, start, end, version)[0]
+
+
+def window_traffic(
+    settings: Settings, start: datetime, end: datetime, version: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(:func:`current_frame`, rows of ``version`` in the window marked synthetic per mark).
+    A 76k-row load test of identical rows would otherwise read as a drifted window."""
+    df = read_predictions(
+        settings,
+        start=start,
+        end=end,
+        model_version=version,
+        with_labels=True,
+        include_synthetic=True,
+    )
     if df.empty:
-        return df
+        return df, {}
+    synthetic = df["synthetic"].notna()
+    marks = {str(k): int(v) for k, v in df.loc[synthetic, "synthetic"].value_counts().items()}
+    return _judged_rows(df[~synthetic]), marks
+
+
+def _judged_rows(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df.reset_index(drop=True)
     ok = df["error"].isna() & df[OUTPUT_PROBABILITY].notna()
     if "served" in df.columns:
         ok &= df["served"].astype(bool)
@@ -264,6 +299,7 @@ def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings)
         return False
     try:
         if run_id:
+            stamp_headers(report)  # pages added after save_report (attribution.html) too
             files = sorted(f for f in report.folder.iterdir() if f.is_file())
             log_run_files(run_id, files, f"monitoring/{report.id}", settings)
             metrics = {"monitor.drift_share": report.summary.drift_share}
@@ -282,7 +318,9 @@ def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings)
             "created": report.created,
             "status": result.verdict.status,
             "drift_share": round(report.summary.drift_share, 4),
-            "drifted": report.summary.drifted_columns[:10],
+            "drifted": report.summary.drifted_columns,  # all: the count must match the list
+            "drifted_text": drifted_text(report.summary),
+            "url": report.url,
             "live_auc": result.live_auc,
             "window": [result.start, result.end],
             "months": result.months,
@@ -293,7 +331,7 @@ def log_to_mlflow(result: MonitorResult, run_id: str | None, settings: Settings)
                 TAG_DRIFT_LATEST: json.dumps(latest, default=str)[:4000],
                 TAG_DRIFT_SHARE: f"{report.summary.drift_share:.4f}",
                 TAG_DRIFT_STATUS: result.verdict.status,
-                TAG_DRIFT_REPORT: str(report.html),
+                TAG_DRIFT_REPORT: report.url,  # the MLflow UI page, not a local path
             },
             settings,
         )
@@ -321,7 +359,7 @@ def run_monitor(
         lo = pd.Timestamp(start)
         lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo.tz_convert("UTC")
     info = _judged_version(settings, model_version)
-    current = current_frame(settings, lo.to_pydatetime(), hi.to_pydatetime(), info.version)
+    current, marks = window_traffic(settings, lo.to_pydatetime(), hi.to_pydatetime(), info.version)
     months = window_months(current)
     base = {
         "model_name": info.name,
@@ -330,14 +368,24 @@ def run_monitor(
         "end": hi.isoformat(),
         "rows": len(current),
         "months": months,
+        "synthetic_rows": sum(marks.values()),
+        "synthetic_marks": marks,
     }
+    if marks:
+        logger.info(
+            "monitor v%s: %d synthetic rows left out of the window (%s)",
+            info.version,
+            sum(marks.values()),
+            ", ".join(f"{k}: {v}" for k, v in sorted(marks.items())),
+        )
     if len(current) < settings.monitoring.min_rows:
+        left_out = f" ({sum(marks.values())} synthetic rows left out)" if marks else ""
         verdict = DriftVerdict(
             status="insufficient_data",
             retrain=False,
             reasons=[
                 f"{len(current)} captured rows of version {info.version} in the window "
-                f"< min_rows {settings.monitoring.min_rows}"
+                f"< min_rows {settings.monitoring.min_rows}{left_out}"
             ],
         )
         logger.info("monitor: %s", verdict.reason)
@@ -355,7 +403,9 @@ def run_monitor(
     )
     verdict = judge(inputs, settings.monitoring, settings.kpi)
     window = {"start": base["start"], "end": base["end"], "months": months}
-    saved = save_report(report, verdict, info.name, str(info.version), window, settings)
+    saved = save_report(
+        report, verdict, info.name, str(info.version), window, settings, run_id=info.run_id
+    )
     result = MonitorResult(
         verdict=verdict,
         report=saved,
@@ -370,6 +420,12 @@ def run_monitor(
             result.retrain_window = retrain_window(months[-1], settings)
         except NotFoundError as exc:
             logger.warning("drift found but no retrain window: %s", exc)
+    try:  # beside feature drift, into the report folder (logged to MLflow with it)
+        attribution = attribution_drift(settings, info.name, str(info.version), lo, hi)
+        save_attribution_report(attribution, saved.folder)
+        result.attribution_drift = attribution.to_dict()
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("attribution drift of v%s not computed: %s", info.version, exc)
     if log_mlflow:
         result.mlflow_logged = log_to_mlflow(result, info.run_id, settings)
     logger.info("monitor v%s %s..%s: %s (%s)", info.version, lo, hi, verdict.status, verdict.reason)
