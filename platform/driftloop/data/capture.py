@@ -15,7 +15,10 @@ column), model_name, model_version,
 latency_ms (whole request), model_ms (the model call alone; null on error and in files written
 before it existed), late_probability (null on error), predicted_label, decision_threshold (the
 version's threshold that made predicted_label; null in files from before the column), error (null
-when fine),
+when fine), lineage_id (:func:`lineage_id` of the answering version: version plus digests of its
+training run, data revision and feature service; null in files from before the column), synthetic
+(null for real traffic; the caller's mark, e.g. ``load-test``, for load-test and probe traffic,
+which the readers leave out unless asked: see :func:`read_predictions`),
 event_timestamp (scheduled departure, UTC, when known) and every column of
 :data:`driftloop.schema.MODEL_INPUT_COLUMNS`. Feedback rows: prediction_id, request_id, row,
 is_late, ts, labeler (the fingerprint of the token that posted the label, ``token:ab12cd34``, or
@@ -33,19 +36,27 @@ replicas may write to the same folder (file names carry host, pid and a sequence
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
 from driftloop.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from driftloop.registry.client import VersionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +85,8 @@ PREDICTION_META_FIELDS: list[tuple[str, pa.DataType]] = [
     ("predicted_label", pa.int8()),
     ("decision_threshold", pa.float64()),
     ("error", pa.string()),
+    ("lineage_id", pa.string()),
+    ("synthetic", pa.string()),
     (EVENT_TIMESTAMP, _TS),
 ]
 #: A prediction row: the meta columns, then the model inputs (text categoricals, float64 else).
@@ -143,23 +156,49 @@ def _files(
     return files
 
 
-def _read(files: list[Path], columns: list[str]) -> pd.DataFrame:
+@dataclass
+class CaptureCursor:
+    """What a reader that polls has read already: capture files are immutable once renamed
+    into place, so a file read once is kept (its frame) and the next poll reads only the files
+    that appeared since. Pass one to :func:`read_predictions` (or :func:`read_feedback`) on
+    every poll of the same window (the rollout's live analysis): the result is the same as a
+    full read, at the cost of the new files. ``read_last`` names the files the last
+    :func:`read_predictions` call read from disk (its feedback files included)."""
+
+    frames: dict[Path, pd.DataFrame] = field(default_factory=dict)
+    read_last: list[Path] = field(default_factory=list)
+
+
+def _read(
+    files: list[Path], columns: list[str], cursor: CaptureCursor | None = None
+) -> pd.DataFrame:
     frames = []
     for path in files:
+        if cursor is not None and path in cursor.frames:
+            frames.append(cursor.frames[path])
+            continue
         try:
-            frames.append(pd.read_parquet(path))
+            frame = pd.read_parquet(path)
         except (OSError, ValueError) as exc:  # a file being removed or not ours: skip, say so
             logger.warning("skipping unreadable capture file %s: %s", path, exc)
+            continue
+        frames.append(frame)
+        if cursor is not None:
+            cursor.frames[path] = frame
+            cursor.read_last.append(path)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     return pd.concat(frames, ignore_index=True)
 
 
 def _all_feedback(
-    settings: Settings, lo: pd.Timestamp | None, hi: pd.Timestamp | None
+    settings: Settings,
+    lo: pd.Timestamp | None,
+    hi: pd.Timestamp | None,
+    cursor: CaptureCursor | None = None,
 ) -> pd.DataFrame:
     """Every feedback row with ``lo <= ts <= hi``, in posting order (ts, then file order)."""
-    df = _read(_files(FEEDBACK, settings, lo, hi), FEEDBACK_COLUMNS)
+    df = _read(_files(FEEDBACK, settings, lo, hi), FEEDBACK_COLUMNS, cursor)
     if "labeler" not in df.columns:  # only files from before the column
         df["labeler"] = None
     if df.empty:
@@ -177,12 +216,13 @@ def read_feedback(
     settings: Settings | None = None,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
+    cursor: CaptureCursor | None = None,
 ) -> pd.DataFrame:
     """Feedback rows, the FIRST label per prediction_id (by ts), optionally within [start, end].
     Later labels of the same prediction are conflicts (:func:`feedback_conflicts`), never an
-    overwrite."""
+    overwrite. ``cursor``: files it has read already are not read again."""
     settings = settings or get_settings()
-    df = _all_feedback(settings, _utc(start), _utc(end))
+    df = _all_feedback(settings, _utc(start), _utc(end), cursor)
     if df.empty:
         return df
     df = df.drop_duplicates("prediction_id", keep="first")
@@ -294,13 +334,25 @@ def read_predictions(
     end: datetime | str | None = None,
     model_version: str | int | None = None,
     with_labels: bool = True,
+    include_synthetic: bool = False,
+    cursor: CaptureCursor | None = None,
 ) -> pd.DataFrame:
     """Captured prediction rows with ``start <= ts <= end`` (UTC; naive = UTC), optionally of one
     model version; with ``with_labels`` the column ``is_late`` holds the label posted as feedback
-    (null where none arrived). Feedback may arrive up to a week after the prediction."""
+    (null where none arrived). Feedback may arrive up to a week after the prediction.
+    Synthetic rows (load tests, probes: ``synthetic`` not null) are left out unless
+    ``include_synthetic``: whatever judges traffic (monitor, canary) never sees them by default.
+    ``cursor`` (a poller's): only files it has not read yet are read from disk; the result is
+    the same as without it."""
     settings = settings or get_settings()
     lo, hi = _utc(start), _utc(end)
-    df = _read(_files(PREDICTIONS, settings, lo, hi), PREDICTION_COLUMNS)
+    if cursor is not None:
+        cursor.read_last = []
+    df = _read(_files(PREDICTIONS, settings, lo, hi), PREDICTION_COLUMNS, cursor)
+    if "synthetic" not in df.columns:  # only files from before the column: real traffic
+        df["synthetic"] = pd.Series(None, index=df.index, dtype="object")
+    if not include_synthetic and not df.empty:
+        df = df[df["synthetic"].isna()]
     if not df.empty:
         if lo is not None:
             df = df[df["ts"] >= lo]
@@ -315,7 +367,7 @@ def read_predictions(
     if with_labels:
         fb_start = lo - timedelta(days=1) if lo is not None else None
         fb_end = hi + timedelta(days=7) if hi is not None else None
-        fb = read_feedback(settings, fb_start, fb_end)
+        fb = read_feedback(settings, fb_start, fb_end, cursor)
         labels = (
             fb.set_index("prediction_id")[LABEL]
             if not fb.empty
@@ -327,3 +379,141 @@ def read_predictions(
             else pd.Series(dtype="Int8")
         )
     return df
+
+
+# ---- lineage of a prediction ------------------------------------------------------------------
+#: Version tags a lineage id digests (the lineage contract of driftloop.registry.tracking).
+TAG_RUN_ID, TAG_DATA_REV, TAG_FEATURE_SERVICE = (
+    "driftloop.run_id",
+    "driftloop.data_rev",
+    "driftloop.feature_service",
+)
+_LINEAGE_ID = re.compile(r"^([1-9][0-9]{0,8})\.([0-9a-f]{8})\.([0-9a-f]{8})\.([0-9a-f]{8})$")
+
+
+def _digest8(value: str | None) -> str:
+    return hashlib.sha256((value or "").encode("utf-8")).hexdigest()[:8]
+
+
+def lineage_id(
+    version: str | int, run_id: str | None, data_rev: str | None, feature_service: str | None
+) -> str:
+    """``{version}.{run}.{data}.{features}``: the model version and 8 hex digits of the SHA-256
+    of its training run id, data revision and feature service name (``3.1f0c...``). Stable for
+    a version (its tags do not change after registration), safe in a URL path, and computed
+    once per loaded version, never per request; :func:`resolve_lineage` turns it back into the
+    full lineage."""
+    return ".".join((str(version), _digest8(run_id), _digest8(data_rev), _digest8(feature_service)))
+
+
+def version_lineage_id(info: VersionInfo) -> str:
+    """The lineage id of a registered version (from its lineage tags)."""
+    tags = info.tags
+    return lineage_id(
+        info.version,
+        tags.get(TAG_RUN_ID) or info.run_id,
+        tags.get(TAG_DATA_REV),
+        tags.get(TAG_FEATURE_SERVICE),
+    )
+
+
+def parse_lineage_id(text: str) -> str:
+    """The model version a lineage id names; InvalidInputError (400) for anything that is not
+    of the form ``{version}.{8 hex}.{8 hex}.{8 hex}``."""
+    found = _LINEAGE_ID.match(text) if len(text) <= 64 else None
+    if found is None:
+        shown = text if len(text) <= 64 else f"{text[:64]}..."
+        raise InvalidInputError(
+            f"malformed lineage id {shown!r}: expected '<version>.<8 hex>.<8 hex>.<8 hex>' "
+            "(the lineage_id of an inference response)"
+        )
+    return found.group(1)
+
+
+def _json_tag(tags: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(tags[key]) if key in tags else None
+    except json.JSONDecodeError:
+        return tags[key]
+
+
+def resolve_lineage(
+    text: str, settings: Settings | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """The full lineage behind a lineage id: model version, training run, data revision and
+    partition hashes, feature service, git commit, and links (MLflow version and run pages, the
+    latest drift report). InvalidInputError when malformed; NotFoundError when the version does
+    not exist or its lineage is not the one the id names (a forged or foreign id)."""
+    from driftloop.registry.client import get_version  # the registry only for this look-up
+    from driftloop.registry.json_tags import expand_json_tags  # (and its artifacts)
+
+    settings = settings or get_settings()
+    name = name or settings.mlflow.registered_model
+    version = parse_lineage_id(text)
+    try:
+        info = get_version(version, settings, name)
+    except NotFoundError:
+        raise NotFoundError(
+            f"unknown lineage id {text!r}: model {name} has no version {version}"
+        ) from None
+    actual = version_lineage_id(info)
+    if actual != text:
+        raise NotFoundError(
+            f"unknown lineage id {text!r}: version {version} of {name} has lineage id {actual} "
+            "(another run, data revision or feature service)"
+        )
+    # large JSON tags (the partition hashes) live as run artifacts behind a pointer tag
+    tags = expand_json_tags(info.tags, settings)
+    run_id = tags.get(TAG_RUN_ID) or info.run_id
+    ui = str(getattr(settings.mlflow, "public_url", None) or settings.mlflow.uri).rstrip("/")
+    links = {"model_version": f"{ui}/#/models/{name}/versions/{version}"}
+    if run_id:
+        links["run"] = f"{ui}/#/runs/{run_id}"
+    report = tags.get("driftloop.drift.report", "")
+    if report.startswith(("http://", "https://")):
+        links["drift_report"] = report
+    return {
+        "lineage_id": text,
+        "model_name": info.name,
+        "model_version": info.version,
+        "aliases": list(info.aliases),
+        "run_id": run_id,
+        "data_rev": tags.get(TAG_DATA_REV),
+        "data_hashes": _json_tag(tags, "driftloop.data_hashes"),
+        "feature_service": tags.get(TAG_FEATURE_SERVICE),
+        "git_commit": tags.get("driftloop.git_commit"),
+        "train_window": tags.get("driftloop.train_window"),
+        "threshold": tags.get("driftloop.threshold"),
+        "links": links,
+    }
+
+
+#: Columns :func:`request_lineage` reads.
+_LOOKUP_COLUMNS = ("request_id", "ts", "variant", "served", "model_name", "model_version")
+
+
+def request_lineage(request_id: str, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The captured calls of one request id (one per model call: the answer, a shadow copy, a
+    failed challenger call), newest file first: ts, variant, served, model and version, its
+    ``lineage_id`` (None in files from before the column) and ``synthetic`` mark. Reads only
+    those columns, filtered to the id."""
+    settings = settings or get_settings()
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for path in reversed(_files(PREDICTIONS, settings, None, None)):
+        try:
+            names = set(pq.read_schema(path).names)
+            wanted = [*_LOOKUP_COLUMNS, "lineage_id", "synthetic"]
+            table = pq.read_table(
+                path,
+                columns=[c for c in wanted if c in names],
+                filters=pc.field("request_id") == request_id,
+            )
+        except (OSError, ValueError, pa.ArrowException) as exc:  # removed, or not ours
+            logger.warning("skipping unreadable capture file %s: %s", path, exc)
+            continue
+        for row in table.to_pylist():
+            row.setdefault("lineage_id", None)
+            row.setdefault("synthetic", None)
+            key = (row["ts"], row["variant"], row["model_version"], row["served"])
+            found.setdefault(key, row)
+    return sorted(found.values(), key=lambda r: (r["ts"] is None, r["ts"]), reverse=True)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from driftloop.embedded.services import service_env, venv_bin
 from driftloop.errors import ServiceUnavailableError
-from driftloop.loop.automations import ensure_automations
+from driftloop.loop.automations import ensure_automations, prefect_client
 from driftloop.settings import Settings, get_settings, prefect_auth_string, project_root
 
 logger = logging.getLogger(__name__)
@@ -44,24 +44,30 @@ def _prefect(args: list[str], settings: Settings, timeout: float = 600) -> str:
 def ensure_work_pool(settings: Settings) -> None:
     """Create the work pool unless it exists.
 
-    Asks for the pool by name (``work-pool inspect`` exits non-zero when it is missing): the
-    table of ``work-pool ls`` truncates long names, so searching it misses existing pools."""
-    if (
-        _run_prefect(["work-pool", "inspect", settings.prefect.work_pool], settings, 120).returncode
-        == 0
-    ):
-        return
-    _prefect(
-        [
-            "work-pool",
-            "create",
-            settings.prefect.work_pool,
-            "--type",
-            settings.prefect.work_pool_type,
-        ],
-        settings,
-        timeout=120,
-    )
+    Asks the API for the pool by name, in this process (a ``prefect work-pool`` subprocess costs
+    a Prefect import, seconds); a new pool gets its worker type's default job template, as
+    ``prefect work-pool create`` gives it. A type this process's Prefect does not know (one
+    only the collections registry lists) is created through the CLI."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.base import BaseWorker
+
+    name, kind = settings.prefect.work_pool, settings.prefect.work_pool_type
+    with _prefect_auth(settings), prefect_client(settings) as client:
+        try:
+            client.read_work_pool(name)
+            return
+        except ObjectNotFound:
+            pass
+        worker = BaseWorker.get_worker_class_from_type(kind)
+        if worker is not None:
+            template = worker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=name, type=kind, base_job_template=template)
+            )
+            logger.info("work pool %s (%s) created", name, kind)
+            return
+    _prefect(["work-pool", "create", name, "--type", kind], settings, timeout=120)
 
 
 def deploy_all(settings: Settings | None = None) -> None:

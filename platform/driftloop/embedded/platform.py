@@ -12,6 +12,7 @@ from driftloop.embedded.deploy import deploy_all
 from driftloop.embedded.services import (
     Service,
     ServiceStatus,
+    await_service,
     mlflow_service,
     prefect_service,
     run_dirs,
@@ -35,21 +36,27 @@ def start_all(
     settings: Settings | None = None,
     deploy: bool = True,
     progress: Callable[[str], None] | None = None,
+    worker: bool = True,
 ) -> list[ServiceStatus]:
-    """Start MLflow and Prefect, register the deployments, start the worker."""
+    """Start MLflow and Prefect, register the deployments, start the worker (``worker=False``:
+    not yet; the demo starts it once its deployments are registered in the background)."""
     settings = settings or get_settings()
-    statuses = [start_service(mlflow_service(settings), settings, progress)]
+    # Both servers start at once: each spends its first seconds importing, on its own core.
+    servers = [mlflow_service(settings), prefect_service(settings)]
+    for server in servers:
+        start_service(server, settings, progress, block=False)
+    statuses = [await_service(servers[0], settings)]
     if settings.mlflow.auth.enabled:
         # Users and grants follow the passwords in {state}/secrets (idempotent).
         if progress:
             progress("provisioning MLflow users (flows, serving, rollout)")
         provision_embedded(settings)
-    statuses.append(start_service(prefect_service(settings), settings, progress))
+    statuses.append(await_service(servers[1], settings))
     if deploy:
         if progress:
             progress("registering Prefect deployments")
         deploy_all(settings)
-    if settings.prefect.start_worker:
+    if worker and settings.prefect.start_worker:
         statuses.append(start_service(worker_service(settings), settings, progress))
     return statuses
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from driftloop.errors import ServiceUnavailableError
+from driftloop.logs import prefect_logging_env
 from driftloop.settings import (
     MLFLOW_ADMIN,
     Settings,
@@ -99,6 +100,10 @@ def service_env(settings: Settings) -> dict[str, str]:
     # Flow results are kept (the UI and `run_deployment` callers can read them back).
     env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
     env["PREFECT_LOCAL_STORAGE_PATH"] = str(settings.state / "prefect" / "results")
+    # Flow and task logs go to the server (the UI's Logs tab); only the console (the worker's
+    # log file) is quieted. Set here, not inherited: a parent that quieted Prefect's loggers
+    # (PREFECT_LOGGING_LEVEL=WARNING) would silence every flow run in the UI.
+    env.update(prefect_logging_env())
     # Flow runners train, register and move aliases: the `flows` MLflow user; and they talk
     # to the Prefect API, which wants its auth string.
     env.update(mlflow_client_environ(settings, "flows"))
@@ -190,7 +195,8 @@ def prefect_server_env(settings: Settings) -> dict[str, str]:
         "PREFECT_API_URL": settings.prefect.url,
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_UI_API_URL": settings.prefect.url,
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        # quiet console (the server's log file), not quieter loggers
+        **prefect_logging_env(),
         **prefect_server_auth_env(settings),
     }
 
@@ -302,14 +308,21 @@ def status_of(service: Service, settings: Settings) -> ServiceStatus:
 
 
 def start_service(
-    service: Service, settings: Settings, wait: Callable[[str], None] | None = None
+    service: Service,
+    settings: Settings,
+    wait: Callable[[str], None] | None = None,
+    block: bool = True,
 ) -> ServiceStatus:
-    """Start ``service`` unless ours is already running; wait until healthy."""
+    """Start ``service`` unless ours is already running; wait until healthy. ``block=False``
+    returns once the process is launched: :func:`await_service` waits for it later, so several
+    services can spend their start-up (mostly imports) at the same time."""
     run, logs = run_dirs(settings)
     current = status_of(service, settings)
     if current.running:
         if current.healthy or service.health_url is None:
             logger.info("%s already running (pid %s): reused", service.name, current.pid)
+            return current
+        if not block:
             return current
         # Our process is alive but not answering yet (or hung): give it the startup window.
         _wait_healthy(service, current.pid, logs / f"{service.name}.log")
@@ -333,7 +346,24 @@ def start_service(
     (run / f"{service.name}.pid").write_text(str(proc.pid))
     if wait:
         wait(f"waiting for {service.name} (pid {proc.pid})")
+    if not block:
+        return status_of(service, settings)
     _wait_healthy(service, proc.pid, log_path)
+    return status_of(service, settings)
+
+
+def await_service(service: Service, settings: Settings) -> ServiceStatus:
+    """Wait until a service launched with ``start_service(..., block=False)`` is healthy (an
+    error naming its log when it exits or does not answer within its start-up window)."""
+    _, logs = run_dirs(settings)
+    current = status_of(service, settings)
+    if current.healthy:
+        return current
+    if current.pid is None:
+        raise ServiceUnavailableError(
+            f"{service.name} is not running; see {logs / f'{service.name}.log'}"
+        )
+    _wait_healthy(service, current.pid, logs / f"{service.name}.log")
     return status_of(service, settings)
 
 

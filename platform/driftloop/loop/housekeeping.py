@@ -7,7 +7,9 @@ What expires, by what time:
 kind           what                                                       age
 =============  =========================================================  =====================
 captures       ``{state}/capture/predictions/date=D/`` (whole partitions)  D, the UTC day the
-                                                                          prediction was served
+               and ``{state}/capture/explanations/date=D/`` (sampled      prediction was served
+               explanations; a version's attribution reference is frozen
+               apart, so it outlives them)
 feedback       ``{state}/capture/feedback/date=D/``                        D, the day posted
 reports        ``{state}/reports/<id>/``                                   ``created`` of the
                                                                           report (else its
@@ -54,6 +56,7 @@ from driftloop.errors import ConfigurationError, ConflictError
 from driftloop.loop.dvc_cache import KIND as DVC_CACHE
 from driftloop.loop.dvc_cache import sweep_dvc_cache
 from driftloop.loop.references import References, Window, collect_references, parse_utc, window_of
+from driftloop.monitoring.attribution import explanations_dir
 from driftloop.monitoring.reports import SUMMARY_FILE, reports_dir
 from driftloop.settings import Settings, get_settings
 
@@ -236,11 +239,13 @@ def _overlapping(
 
 
 def _sweep_captures(sweep: _Sweep, windows: list[Window]) -> None:
+    same = (timedelta(0), timedelta(0))
     for kind, folder, widen in (
-        (CAPTURES, PREDICTIONS, (timedelta(0), timedelta(0))),
-        (FEEDBACK_KIND, FEEDBACK, (FEEDBACK_BEFORE, FEEDBACK_AFTER)),
+        (CAPTURES, kind_dir(PREDICTIONS, sweep.settings), same),
+        (CAPTURES, explanations_dir(sweep.settings), same),  # the sampled explanations
+        (FEEDBACK_KIND, kind_dir(FEEDBACK, sweep.settings), (FEEDBACK_BEFORE, FEEDBACK_AFTER)),
     ):
-        for part, day in _partitions(kind_dir(folder, sweep.settings)):
+        for part, day in _partitions(folder):
             start = _day_start(day)
             end = start + timedelta(days=1)
             if end > sweep.cutoff[kind]:

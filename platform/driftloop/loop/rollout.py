@@ -24,8 +24,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from driftloop.data.capture import CaptureCursor
 from driftloop.errors import ConflictError
 from driftloop.loop.decisions import new_decision_id, record_rollout
+from driftloop.loop.notifications import emit_rollback
 from driftloop.monitoring.canary import available_requests, read_rollout_frame
 from driftloop.monitoring.noninferiority import (
     EXTEND,
@@ -106,8 +108,9 @@ def wait_for_decision(
         raise ConflictError(f"model {snap.name} has no challenger to judge")
     deadline = clock() + 60.0 * r.max_minutes
     looks = 0
+    cursor = CaptureCursor()  # each poll reads only the capture files new since the last one
     while True:
-        frame = read_rollout_frame(settings, snap.rollout_started)
+        frame = read_rollout_frame(settings, snap.rollout_started, cursor)
         until = datetime.now(UTC) - timedelta(seconds=r.label_wait_s)
         available = available_requests(frame, snap.champion, snap.challenger, until)
         while (looks + 1) * r.look_every <= min(available, r.max_requests):
@@ -169,6 +172,8 @@ def conclude(
         )
         raise
     record = record_rollout(decision, looks, settings, record_id, applied=True, started=started)
+    if decision.decision in (ROLLBACK, HALT):  # the rollback notification fires on this event
+        emit_rollback(decision.evidence.challenger.version, decision.reason, settings)
     return record, audit
 
 
@@ -177,13 +182,10 @@ def abandon(exc: BaseException, actor: str, snap: RegistrySnapshot, settings: Se
     (best effort, audited) with the failure as the reason."""
     if isinstance(exc, ConflictError) or snap.challenger is None:
         return  # superseded: the registry already holds someone else's decision
+    reason = f"rollout failed before a decision: {type(exc).__name__}: {exc}"[:500]
     try:
-        rollback(
-            actor,
-            f"rollout failed before a decision: {type(exc).__name__}: {exc}"[:500],
-            settings=settings,
-            expected_challenger=snap.challenger,
-        )
+        rollback(actor, reason, settings=settings, expected_challenger=snap.challenger)
+        emit_rollback(snap.challenger, reason, settings)
     except Exception as again:  # the original failure is what the caller must see
         logger.error("could not roll back after a failed rollout: %s", again)
 

@@ -12,7 +12,8 @@ What is measured:
   where ``settings.monitoring.column_drift_pvalue`` is the threshold) and the dataset-level share
   of drifted features;
 - prediction drift of ``late_probability``;
-- data quality (missing values, constant/empty columns);
+- data quality: the dataset's counts (rows, missing values, constant/empty columns) and each
+  feature's missing share;
 - classification quality of the labelled rows (feedback), when enough have arrived.
 """
 
@@ -205,6 +206,41 @@ def _mean(values: pd.Series) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def _finite(values: pd.Series) -> pd.Series:
+    return values.replace([-np.inf, np.inf], np.nan).dropna()
+
+
+def _drift_on_all_rows(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    categorical: list[str],
+    sampled: dict[str, ColumnDrift],
+    threshold: float | None,
+) -> dict[str, ColumnDrift]:
+    """The drift of each column the (sampled) report judged, recomputed on all current rows
+    with Evidently's own tests, chosen by its own rule (``get_stattest``: by reference size,
+    type and distinct values) and cleaned as it cleans them (infinities and missing values
+    dropped): the numbers a report on every row gives, without drawing every row."""
+    # deferred: Evidently costs seconds at import; only a sampled report needs its stattests
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    out = {}
+    for column in sampled:
+        kind = ColumnType.Categorical if column in categorical else ColumnType.Numerical
+        r, c = _finite(ref[column]), _finite(cur[column])
+        test = get_stattest(r, c, kind, None)
+        result = test(r, c, kind, threshold)
+        out[column] = ColumnDrift(
+            column=column,
+            method=str(test.display_name),
+            score=float(result.drift_score),
+            threshold=float(result.actual_threshold),
+            drifted=bool(result.drifted),
+        )
+    return out
+
+
 def compute_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -239,8 +275,8 @@ def compute_drift(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from evidently import BinaryClassification, DataDefinition, Dataset, Report
-        from evidently.metrics import ValueDrift
-        from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+        from evidently.metrics import MissingValueCount, ValueDrift
+        from evidently.presets import ClassificationPreset, DataDriftPreset, DatasetStats
 
         cat_cols = [c for c in categorical if c in judged]
         num_cols = [c for c in numeric if c in judged]
@@ -256,13 +292,22 @@ def compute_drift(
                     threshold=threshold,
                 ),
                 ValueDrift(column=OUTPUT_PROBABILITY, threshold=threshold),
-                DataSummaryPreset(columns=judged),
+                # Data quality: the dataset's counts (rows, empty and constant columns, missing
+                # values) and each column's missing share. Not DataSummaryPreset: its per-column
+                # value statistics build a plot per column and cost more than the drift itself
+                # (about half of the whole report, whatever the row count).
+                DatasetStats(),
+                *(MissingValueCount(column=c) for c in judged),
             ],
             include_tests=True,
         )
         cols = [*judged, OUTPUT_PROBABILITY]
+        # A large window is drawn from a seeded sample (the report's cost is its plots, and
+        # they grow with the rows); its statistics are recomputed on all rows below.
+        sampled = len(cur) > settings.report_max_rows
+        shown = cur.sample(n=settings.report_max_rows, random_state=0) if sampled else cur
         drift_snap = drift_report.run(
-            current_data=Dataset.from_pandas(cur[cols], data_definition=definition),
+            current_data=Dataset.from_pandas(shown[cols], data_definition=definition),
             reference_data=Dataset.from_pandas(ref[cols], data_definition=definition),
         )
         snapshots: dict[str, Any] = {"drift": drift_snap}
@@ -304,6 +349,8 @@ def compute_drift(
 
     drift_data = json.loads(drift_snap.json())
     column_drift = _column_drifts(drift_data)
+    if sampled:
+        column_drift = _drift_on_all_rows(ref, cur, cat_cols, column_drift, threshold)
     feature_drift = {c: d for c, d in column_drift.items() if c in judged}
     drifted = [c for c in judged if c in feature_drift and feature_drift[c].drifted]
     ref_auc = _auc(ref_label, ref[OUTPUT_PROBABILITY])
@@ -317,7 +364,11 @@ def compute_drift(
         prediction_drift=column_drift.get(OUTPUT_PROBABILITY),
         missing_share_reference=float(ref[features].isna().to_numpy().mean()),
         missing_share_current=float(cur[features].isna().to_numpy().mean()),
-        missing_by_column=_missing_by_column(drift_data, len(cur)),
+        missing_by_column=(
+            {c: float(cur[c].isna().mean()) for c in judged}  # all rows, not the drawn sample
+            if sampled
+            else _missing_by_column(drift_data, len(cur))
+        ),
         skipped_columns=skipped,
         quality=quality,
         quality_reference={"roc_auc": ref_auc} if ref_auc is not None else {},

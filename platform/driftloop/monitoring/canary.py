@@ -3,9 +3,11 @@ so it covers every serving replica.
 
 Only *routed* requests count: those whose variant the weight split chose. Requests pinned to a
 version (``/versions/{v}/infer``) or carrying the caller's routing key are served but are no
-evidence (a caller could pick who answers). The routed requests since the rollout started are
-ordered by arrival (time, then request id); a look at ``n`` requests uses exactly the first ``n``,
-so the same traffic gives the same evidence whenever the look happens.
+evidence (a caller could pick who answers); neither are synthetic requests (load tests and probes
+marked ``parameters.synthetic`` or ``X-Driftloop-Synthetic``), which count as ``excluded``.
+The routed requests since the rollout started are ordered by arrival (time, then request id);
+a look at ``n`` requests uses exactly the first ``n``, so the same traffic gives the same
+evidence whenever the look happens.
 
 Per variant the evidence is sufficient statistics (:class:`~driftloop.sequential.MeanStats`), not
 rows, so a decision can be stored and recomputed from its record:
@@ -44,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.data.capture import read_predictions
+from driftloop.data.capture import CaptureCursor, read_predictions
 from driftloop.monitoring.performance import observed_roc_auc
 from driftloop.schema import LABEL, OUTPUT_PROBABILITY
 from driftloop.sequential import MeanStats
@@ -278,6 +280,13 @@ def _routed(frame: pd.DataFrame) -> pd.Series:
     return frame["routed"].map(lambda v: True if v is None or v is pd.NA else bool(v)).astype(bool)
 
 
+def _synthetic(frame: pd.DataFrame) -> pd.Series:
+    """Rows marked synthetic: never evidence, however the frame was read."""
+    if "synthetic" not in frame.columns:  # files from before the column: real traffic
+        return pd.Series(False, index=frame.index)
+    return frame["synthetic"].notna()
+
+
 def _arrivals(
     frame: pd.DataFrame,
     champion: str | None,
@@ -287,7 +296,8 @@ def _arrivals(
     """(rows of routed evidence, its requests in arrival order, requests left out).
 
     Left out: rows of other versions; requests pinned to a version or with the caller's routing
-    key; request ids used twice (their rows cannot be told apart). The evidence starts at the
+    key; synthetic requests (load tests, probes); request ids used twice (their rows cannot be
+    told apart). The evidence starts at the
     challenger's first routed request: until serving has read the new weight from the registry,
     every request goes to the champion, which is no sample of the split."""
     version = frame["model_version"].astype(str)
@@ -295,7 +305,7 @@ def _arrivals(
     routed = _routed(ours)
     reused = ours.duplicated(["variant", "prediction_id"], keep=False)
     bad_ids = set(ours.loc[reused, "request_id"])
-    keep = routed & ~ours["request_id"].isin(bad_ids)
+    keep = routed & ~_synthetic(ours) & ~ours["request_id"].isin(bad_ids)
     excluded = int(ours.loc[~keep, "request_id"].nunique())
     ours = ours[keep]
     arrivals = ours.groupby("request_id", sort=False)["ts"].min().reset_index()
@@ -410,6 +420,10 @@ def _paired(champ: pd.DataFrame, chall: pd.DataFrame) -> tuple[MeanStats, MeanSt
     return loss, shift
 
 
-def read_rollout_frame(settings: Settings, since: datetime | str | None) -> pd.DataFrame:
-    """Capture rows since the rollout started, with the labels that arrived."""
-    return read_predictions(settings, start=since)
+def read_rollout_frame(
+    settings: Settings, since: datetime | str | None, cursor: CaptureCursor | None = None
+) -> pd.DataFrame:
+    """Capture rows since the rollout started, with the labels that arrived. A poller passes
+    the same ``cursor`` every time: only the capture files that appeared since its last poll
+    are read (same frame as a full read)."""
+    return read_predictions(settings, start=since, cursor=cursor)

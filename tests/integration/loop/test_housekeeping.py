@@ -19,6 +19,7 @@ from driftloop.data.capture import FEEDBACK, PREDICTIONS, partition_dir
 from driftloop.data.repo import DataRepo
 from driftloop.errors import ServiceUnavailableError
 from driftloop.loop.housekeeping import history_path, run_housekeeping
+from driftloop.monitoring.attribution import EXPLANATIONS
 from driftloop.registry.client import get_client, register_version
 from driftloop.settings import Settings
 
@@ -110,6 +111,9 @@ def test_retention_removes_expired_data_and_keeps_what_versions_reference(
     kept_predictions = _partition(settings, PREDICTIONS, judged_day)
     old_predictions = _partition(settings, PREDICTIONS, NOW - timedelta(days=40))
     new_predictions = _partition(settings, PREDICTIONS, NOW - timedelta(days=5))
+    # sampled explanations follow the captures' limit and windows
+    kept_explanations = _partition(settings, EXPLANATIONS, judged_day)
+    old_explanations = _partition(settings, EXPLANATIONS, NOW - timedelta(days=40))
     kept_feedback = _partition(settings, FEEDBACK, judged_day + timedelta(days=3))  # late labels
     old_feedback = _partition(settings, FEEDBACK, NOW - timedelta(days=45))
     # reports: one a version names, one expired, one recent
@@ -142,6 +146,8 @@ def test_retention_removes_expired_data_and_keeps_what_versions_reference(
         kept_predictions,
         old_predictions,
         new_predictions,
+        kept_explanations,
+        old_explanations,
         kept_feedback,
         old_feedback,
         named_report,
@@ -165,6 +171,7 @@ def test_retention_removes_expired_data_and_keeps_what_versions_reference(
     cache = repo.root / ".dvc" / "cache" / "files" / "md5"
     assert removed == {
         ("captures", str(old_predictions.relative_to(state))),
+        ("captures", str(old_explanations.relative_to(state))),
         ("feedback", str(old_feedback.relative_to(state))),
         ("reports", str(old_report.relative_to(state))),
         ("quarantine", str(old_rejected.relative_to(state))),
@@ -173,6 +180,7 @@ def test_retention_removes_expired_data_and_keeps_what_versions_reference(
     kept = {i.path: i.why for i in report.kept}
     assert label in kept[str(kept_predictions.relative_to(state))]
     assert label in kept[str(kept_feedback.relative_to(state))]
+    assert label in kept[str(kept_explanations.relative_to(state))]
     assert label in kept[str(named_report.relative_to(state))]
     assert (
         f"{label} (data revision {rev1[:10]})"
@@ -182,10 +190,12 @@ def test_retention_removes_expired_data_and_keeps_what_versions_reference(
     assert report.bytes_removed == sum(i.bytes for i in report.removed) > 0
     assert report.errors == []
 
-    for path in (old_predictions, old_feedback, old_report, old_rejected, _cache_file(repo, md5_2)):
+    gone = (old_predictions, old_explanations, old_feedback, old_report, old_rejected)
+    for path in (*gone, _cache_file(repo, md5_2)):
         assert not path.exists(), path
     for path in set(everything) - {
         old_predictions,
+        old_explanations,
         old_feedback,
         old_report,
         old_rejected,

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 from prefect.context import refresh_global_settings_context
 
+from driftloop.embedded.deploy import deploy_all
 from driftloop.embedded.platform import start_all
-from driftloop.embedded.services import Service, service_env, stop_service, worker_service
+from driftloop.embedded.services import (
+    Service,
+    service_env,
+    start_service,
+    stop_service,
+    worker_service,
+)
 from driftloop.settings import Settings, get_settings, use_settings
 from serving.process import serving_env
 
@@ -40,6 +48,9 @@ DEMO_ENV = {
     "DRIFTLOOP_MONITORING__WINDOW_MINUTES": "10",
     "DRIFTLOOP_SERVING__RECONCILE_INTERVAL_S": "2",
     "DRIFTLOOP_SERVING__CAPTURE_FLUSH_S": "0.5",
+    # The worker asks for scheduled runs every 2 s (default 10): the automation's retrain starts
+    # sooner; nothing it decides depends on it.
+    "PREFECT_WORKER_QUERY_SECONDS": "2",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     # `prefect work-pool ls` is parsed by driftloop.embedded.deploy: a wide table keeps names whole.
     "COLUMNS": "250",
@@ -61,11 +72,44 @@ def apply_demo_environment() -> Settings:
     return settings
 
 
-def start_platform(settings: Settings, echo: Echo) -> None:
-    """MLflow + Prefect (+ deployments, automation) + a worker that has the demo settings."""
+class PlatformStart:
+    """The deployments, the automation and the worker, registered and started in a thread while
+    the demo ingests, builds features and trains in-process (none of which needs them): the
+    deploy is mostly a ``prefect deploy`` subprocess, so both go at once. :meth:`wait` returns
+    once they are in place (re-raising what failed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="demo-deploy", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            deploy_all(self.settings)
+            if self.settings.prefect.start_worker:
+                start_service(worker_service(self.settings), self.settings)
+        except BaseException as exc:  # handed to the main thread by wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def start_platform(settings: Settings, echo: Echo) -> PlatformStart:
+    """MLflow + Prefect now; the deployments, automation and a worker that has the demo settings
+    in the background (:meth:`PlatformStart.wait` before the loop needs them)."""
     # A worker left by an earlier `driftloop up` may have other settings: start a fresh one.
     stop_service(worker_service(settings), settings)
-    start_all(settings, deploy=True, progress=lambda msg: echo(f"  {msg}"))
+    start_all(settings, deploy=False, progress=lambda msg: echo(f"  {msg}"), worker=False)
+    return PlatformStart(settings)
+
+
+def finish_platform(started: PlatformStart) -> None:
+    """Wait until the deployments, the automation and the worker are in place."""
+    started.wait()
 
 
 def serving_service(settings: Settings) -> Service:

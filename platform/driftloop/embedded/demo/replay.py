@@ -2,10 +2,12 @@
 
 1. demo-sized settings (few epochs, small rollout, short cooldown) as ``DRIFTLOOP_*`` environment
    defaults, so every process started from here (worker, serving) sees the same settings;
-2. the embedded platform (MLflow, Prefect + deployments + automation, worker);
+2. the embedded platform: MLflow and Prefect (started together), then the deployments, the
+   automation and the worker in the background while steps 3-4 run;
 3. ``ingest`` January..``until`` and ``features`` (Prefect flows), ``train`` the first champion on
    January-February (holdout March);
-4. the inference API (``python -m serving``) as a background process;
+4. the inference API (``python -m serving``) as a background process, started before the
+   training (it loads the champion once the alias is set);
 5. month by month from April: the month's flights (point-in-time feature rows, a sample) go
    through the HTTP API in batches, their labels follow as feedback, the ``monitor`` flow judges
    the month's traffic; drift emits the event, the automation runs ``retrain`` on the worker,
@@ -28,6 +30,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from driftloop.embedded.demo.environment import (
     Echo,
     apply_demo_environment,
+    finish_platform,
     serving_service,
     start_platform,
 )
@@ -42,7 +45,13 @@ from driftloop.embedded.demo.timeline import (
 )
 from driftloop.embedded.demo.traffic import Traffic
 from driftloop.embedded.platform import stop_all
-from driftloop.embedded.services import Service, start_service, status_of, stop_service
+from driftloop.embedded.services import (
+    Service,
+    await_service,
+    start_service,
+    status_of,
+    stop_service,
+)
 from driftloop.errors import DriftloopError
 from driftloop.features import build_training_frame
 from driftloop.loop.automations import prefect_client
@@ -132,11 +141,19 @@ def follow_retrain(
         rows = _canary_frame(month, options, settings)
         echo(f"    canary: sending {month}'s flights, {CANARY_ROWS_PER_REQUEST} per request")
         i = 0
+        budget = settings.rollout.max_requests + settings.rollout.look_every
         while time.monotonic() < deadline:
             if i % 20 == 0:
                 state = _run_state(run.id, settings)
                 if state is not None and state.is_final():
                     break
+                health = traffic.health()  # {} when it did not answer: keep sending
+                if health and health.get("challenger") is None:
+                    break  # promoted or rolled back: the rest of the retrain needs no traffic
+            if i >= budget:
+                # Past the evidence budget no request can change the decision: trickle (in
+                # case some failed) and leave the cores to the rollout and the retrain.
+                time.sleep(0.5)
             start = (i * CANARY_ROWS_PER_REQUEST) % max(1, len(rows) - CANARY_ROWS_PER_REQUEST)
             chunk = rows.iloc[start : start + CANARY_ROWS_PER_REQUEST]
             traffic.send_chunk(chunk, f"demo-{options.seed}-{month}-canary-{i:05d}")
@@ -176,8 +193,8 @@ def _replay(
 ) -> tuple[list[MonthRow], tuple[int, int, int]]:
     """Steps 1-5 of the module docstring; returns the timeline and (retrains, promotions,
     rollbacks)."""
-    echo("[1/5] starting MLflow, Prefect (deployments + automation) and a worker")
-    start_platform(settings, echo)
+    echo("[1/5] starting MLflow and Prefect (deployments, automation and worker alongside)")
+    platform = start_platform(settings, echo)
     archived = archive_ledger(settings)
     if archived:
         echo(f"  earlier replay's retrain ledger archived to {archived}")
@@ -185,16 +202,20 @@ def _replay(
     echo(f"[2/5] ingest 2013-01..{until} (DVC) and build features (Feast)")
     ingest_flow(start_month="2013-01", end_month=until)
     features_flow()
+    # The inference API starts while the champion trains: it answers "not ready" until its
+    # reconciler finds the champion alias, then loads it (step 4 waits for that).
+    if status_of(serving, settings).running:
+        stop_service(serving, settings)  # fresh env, fresh model load
+    start_service(serving, settings, block=False)
     echo(f"[3/5] train the first champion on {FIRST_TRAIN[0]}..{FIRST_TRAIN[1]}")
     summary = train_flow(start_month=FIRST_TRAIN[0], end_month=FIRST_TRAIN[1])
     reset_champion(str(summary["version"]), settings=settings)
     auc = summary.get("metrics", {}).get("model", {}).get("roc_auc")
     echo(f"  v{summary['version']} is the champion (holdout 2013-03 ROC AUC {auc:.3f})")
 
-    echo("[4/5] starting the inference API")
-    if status_of(serving, settings).running:
-        stop_service(serving, settings)  # fresh env, fresh model load
-    start_service(serving, settings, lambda msg: echo(f"  {msg}"))
+    echo("[4/5] waiting for the inference API, the deployments, the automation and the worker")
+    await_service(serving, settings)
+    finish_platform(platform)
 
     echo("[5/5] replaying months: traffic -> feedback -> monitor -> (drift) retrain -> canary")
     timeline: list[MonthRow] = []

@@ -62,10 +62,12 @@ def links(settings: Settings) -> dict[str, str]:
         # rollout (a deep link opens the old UI, which cannot log in)
         "Prefect UI (log in, then Runs: monitor -> retrain -> rollout)": f"http://{p.host}:{p.port}/",
         "MLflow UI (versions, aliases, lineage tags)": (
-            f"{m.uri.rstrip('/')}/#/models/{m.registered_model}"
+            f"{m.browser_url}/#/models/{m.registered_model}"
         ),
-        "latest drift report": str(latest[0].html) if latest else "(none)",
+        # its MLflow UI page (HTTP; the file path is what is left when MLflow has no copy)
+        "latest drift report": latest[0].url if latest else "(none)",
         "inference API docs": f"http://{s.host}:{s.port}/docs",
+        "operations dashboard": f"http://{s.host}:{s.port}/dashboard",
     }
 
 
