@@ -730,6 +730,9 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
                 urls["driftloop"], body, args.rate, args.rate_duration
             )
             memory_note = "champion + challenger loaded, shadow traffic served"
+            metrics_text = httpx.get(f"{dl.url}/metrics").text
+            found = re.search(r"^driftloop_shadow_dropped_total ([0-9.e+]+)$", metrics_text, re.M)
+            results["shadow_dropped"] = float(found.group(1)) if found else None
         memory = peak_rss_mb(dl_pid)
     lookup = feature_lookup_latency(settings)
 
@@ -765,6 +768,12 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
     if "driftloop features, shadow 100 %" in fixed:
         added = fixed["driftloop features, shadow 100 %"].p99_ms - base_p99
         print(f"; shadow adds <= 1 ms p99: {added:+.2f}", end="")
+        if results.get("shadow_dropped") is not None:
+            print(
+                f" (copies dropped at serving.shadow_max_pending: "
+                f"{results['shadow_dropped']:.0f} of the run's requests)",
+                end="",
+            )
     print()
     if batch_sizes:
         print("\n3. batches (closed loop), rows per request")

@@ -129,11 +129,14 @@ async def stop_writers(writers: list[CaptureWriter], timeout_s: float) -> None:
 
 async def keep_features_warm(features: FeatureLookup, retry_s: float) -> None:
     """Open the online store in a thread, retrying until it opens (flight mode needs it)."""
+    # the feature store's objects are long-lived too: frozen before the first lookup, and only
+    # what is new since the models' freeze is scanned (a full unfreeze + collect walks the
+    # whole heap under the GIL, ~0.5 s, while complete-row traffic is being served)
+    freeze = functools.partial(freeze_heap, rescan=False)
     while not features.ready:
-        await asyncio.to_thread(features.warm)
+        await asyncio.to_thread(features.warm, freeze)
         if not features.ready:
             await asyncio.sleep(retry_s)
-    await asyncio.to_thread(freeze_heap)  # the feature snapshot is long-lived too
 
 
 @contextlib.asynccontextmanager

@@ -120,6 +120,8 @@ class DataPlane:
         self.limits = codec.Limits.of(settings.serving)
         self._challenger_pool = ThreadPoolExecutor(2, thread_name_prefix="challenger")
         self._background: set[asyncio.Future[Any]] = set()
+        self._shadow_pending = 0  # copies submitted to the pool and not yet done (loop only)
+        self._shadow_max = settings.serving.shadow_max_pending
         self.served = ServedIndex(served_index_size)
         self.labels = LabelMemory(label_memory_size)
         # look-ups of labelled predictions in the capture files: one at a time, off the loop
@@ -445,9 +447,20 @@ class DataPlane:
             outcome = self._score(handle, Variant.CHALLENGER, False, rows)
             self._record(decoded, key, rows, started, outcome, routed)
 
+        if self._shadow_pending >= self._shadow_max:
+            # the challenger falls behind the traffic: skip this copy rather than queue it
+            # (a queue of copies takes the CPU the champion's answers need; benchmarks/serving.py
+            # measured the shadow p99 at ~400 ms on 2 cores before this bound)
+            self.metrics.shadow_dropped.inc()
+            return
+        self._shadow_pending += 1
         future = asyncio.get_running_loop().run_in_executor(self._challenger_pool, score)
         self._background.add(future)
-        future.add_done_callback(self._background.discard)
+        future.add_done_callback(self._shadow_done)
+
+    def _shadow_done(self, future: asyncio.Future[Any]) -> None:
+        self._shadow_pending -= 1
+        self._background.discard(future)
 
     async def drain(self) -> None:
         """Wait for shadow scoring still in flight (shutdown and tests)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,13 +50,17 @@ class FeatureLookup:
             self.settings, refresh_interval_s=self.settings.features.online_refresh_s
         )
 
-    def warm(self) -> None:
-        """Open the online store now (blocking; startup runs it in a thread)."""
+    def warm(self, before_ready: Callable[[], None] | None = None) -> None:
+        """Open the online store now (blocking; startup runs it in a thread). ``before_ready``
+        runs once the store is open, before lookups may use it."""
         with self._lock:
             if self._source is not None:
                 return
             try:
-                self._source = self._build()
+                source = self._build()
+                if before_ready is not None:
+                    before_ready()
+                self._source = source
                 self._error = None
                 logger.info("online feature store ready")
             except Exception as exc:

@@ -157,15 +157,19 @@ WARM_UP_ROWS = (1, 8, 1)
 
 
 def warm_up(handle: ModelHandle) -> ModelHandle:
-    """Score the example row a few times before the handle is swapped in, so the first live
-    requests do not pay torch's and pandas' first-call costs (they would show as a p95 spike of
-    a fresh challenger in its canary). A failure is logged, not raised: whether the version is
-    fit to serve is the rollout's judgement, on live traffic."""
+    """Score the example row a few times (and explain it once) before the handle is swapped in,
+    so the first live requests do not pay torch's, pandas' and Captum's first-call costs (they
+    would show as a p95 spike of a fresh challenger in its canary). A failure is logged, not
+    raised: whether the version is fit to serve is the rollout's judgement, on live traffic."""
     example = pd.DataFrame([{c: ROW[c] for c in MODEL_INPUT_COLUMNS}])
     started = time.perf_counter()
     try:
         for n in WARM_UP_ROWS:
             handle.predict(pd.concat([example] * n, ignore_index=True))
+        if handle.explain is not None:
+            # imports Captum and builds the explainer now: the first sampled explanation did it
+            # in a thread under the GIL, a ~0.5 s stall of every request then in flight
+            handle.explain(example, 2)  # (steps: the import is the cost, not the integral)
     except Exception as exc:
         logger.warning("warm-up of %s v%s failed: %s", handle.name, handle.version, exc)
         return handle
@@ -446,9 +450,15 @@ class Reconciler:
             self._task = None
 
 
-def freeze_heap() -> None:
+def freeze_heap(*, rescan: bool = True) -> None:
     """Collect once and move the survivors (model graphs) out of the GC's reach, so full
-    collections stop scanning them under load (STACK.md: cut p99 from ~250 ms to ~24 ms)."""
-    gc.unfreeze()
+    collections stop scanning them under load (STACK.md: cut p99 from ~250 ms to ~24 ms).
+
+    ``rescan`` unfreezes first, so garbage among objects frozen before (a model version just
+    unloaded) is collected too; that pass walks the whole heap (~0.5 s under the GIL, once per
+    model load). ``rescan=False`` collects and freezes only what was allocated since the last
+    freeze (the online feature store's snapshot: milliseconds)."""
+    if rescan:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -94,6 +94,12 @@ class ServingMetrics:
             "Requests answered 429 by the per-caller rate limit (serving.ratelimit).",
             registry=self.registry,
         )
+        self.shadow_dropped = Counter(
+            "driftloop_shadow_dropped",
+            "Shadow copies not scored because serving.shadow_max_pending copies were pending "
+            "(the challenger's shadow evidence is then a sample of the traffic).",
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self.cost = ServingCost(self.rows, self.latency)
         self.registry.register(self.cost)

@@ -11,6 +11,7 @@ serving integration tests)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ from serving.labels import LabelMemory, ServedIndex
 from serving.metrics import ServingMetrics
 
 
-def _model(version: str, kind: str = "ok") -> ModelHandle:
+def _model(version: str, kind: str = "ok", gate: threading.Event | None = None) -> ModelHandle:
     def predict(df: pd.DataFrame) -> np.ndarray:
         if kind == "raise":
             raise RuntimeError("boom")
+        if gate is not None:  # a challenger slower than the traffic: scores once released
+            gate.wait(10)
         return np.full(len(df), 0.1 * int(version))
 
     return ModelHandle("m", version, predict)
@@ -54,6 +57,7 @@ def _plane(
     mode: str = "canary",
     kind: str = "ok",
     index_size: int = 1000,
+    gate: threading.Event | None = None,
     **serving: Any,
 ) -> tuple[Settings, DataPlane]:
     settings = Settings(
@@ -66,7 +70,9 @@ def _plane(
         return RegistrySnapshot(name, "1", "2", weight, None)
 
     def load(name: str, version: str, s: Settings) -> ModelHandle:
-        return _model(version, kind if version == "2" else "ok")
+        if version != "2":
+            return _model(version)
+        return _model(version, kind, gate)
 
     rec = Reconciler(settings, load, snapshot)
     rec.reconcile_once()
@@ -128,6 +134,32 @@ def test_shadow_mode_answers_with_champion_and_captures_the_copy(tmp_path: Path)
     assert log.loc["challenger", "late_probability"] == pytest.approx(0.2)
     assert not log.loc["challenger", "served"]
     assert log.loc["champion", "served"]
+
+
+def test_shadow_copies_beyond_the_pending_bound_are_dropped_and_counted(tmp_path: Path) -> None:
+    """A challenger slower than the traffic gets at most serving.shadow_max_pending copies in
+    flight; the rest are skipped (counted), and every request is answered by the champion."""
+    release = threading.Event()
+    settings, plane = _plane(
+        tmp_path, weight=100, mode="shadow", gate=release, shadow_max_pending=2
+    )
+
+    async def go() -> list[bytes]:
+        answers = [
+            await plane.infer("m", orjson.dumps(features_request(1, request_id=f"q{i}")))
+            for i in range(6)
+        ]
+        release.set()
+        await plane.drain()
+        return answers
+
+    answers = [orjson.loads(a) for a in asyncio.run(go())]
+    assert [a["model_version"] for a in answers] == ["1"] * 6
+    assert plane.metrics.shadow_dropped._value.get() == 4
+    _finish(plane)
+    log = read_predictions(settings)
+    assert sorted(log[log["variant"] == "challenger"]["request_id"]) == ["q0", "q1"]
+    assert (log["variant"] == "champion").sum() == 6
 
 
 def test_pinned_version_and_canary_routing(tmp_path: Path) -> None:
