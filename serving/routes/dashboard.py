@@ -248,7 +248,10 @@ def _lines(windows: list[dict[str, Any]], threshold: float) -> str:
             )
     step = max(1, n // 6)
     for i in range(0, n, step):
-        label = str(windows[i].get("end") or windows[i].get("created") or "")[:10]
+        # month-day and time: the demo's windows all end on one day
+        label = str(windows[i].get("end") or windows[i].get("created") or "")[5:16].replace(
+            "T", " "
+        )
         parts.append(f'<text x="{x(i) - 28:.1f}" y="{h - bottom + 16}">{E(label)}</text>')
     legend = "".join(
         f'<rect x="{left + 130 * i}" y="{h - 14}" width="10" height="10" fill="{c}"/>'
@@ -407,7 +410,7 @@ def _last_window(last: dict[str, Any] | None) -> str:
         return '<p class="muted">no monitor window judged yet</p>'
     decided = "bad" if last["decision"] == "retrain" else "ok"
     rows = [
-        ["window", f"{_fmt(last['start'])[:10]} .. {_fmt(last['end'])[:10]}"],
+        ["window", f"{_fmt(last['start'])[:16]} .. {_fmt(last['end'])[:16]}".replace("T", " ")],
         ["version judged", f"v{_fmt(last['version'])}"],
         ["verdict", f'<b class="{decided}">{_fmt(last["decision"])}</b>'],
         ["drift share", _fmt(last["drift_share"], 2)],

@@ -135,7 +135,9 @@ def follow_retrain(
             time.sleep(1.0)
     if run is None:
         return {"status": "not started", "error": "the automation started no retrain run"}
-    echo(f"    automation started flow run {run.name} ({run.id}); training, then the canary")
+    # not run.name: Prefect's generated name until the run starts and names itself by what it
+    # does (flows/names.py: "retrain 2013-01..2013-03 (drift: ...)")
+    echo(f"    automation started a retrain flow run ({run.id}); training, then the canary")
     state = run.state
     if _wait_for_canary(run.id, traffic, settings):
         rows = _canary_frame(month, options, settings)
