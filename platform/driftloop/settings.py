@@ -462,7 +462,7 @@ class ServingSettings(BaseModel):
     capture_flush_s: float = Field(1.0, description="... or after this many seconds.")
     mode: Literal["canary", "shadow"] = Field("canary", description="Challenger traffic mode.")
     shadow_max_pending: int = Field(
-        4,
+        16,
         ge=1,
         description="Shadow copies scoring or queued at most; a request arriving with more "
         "pending gets no copy (counted in driftloop_shadow_dropped_total), so a challenger in "

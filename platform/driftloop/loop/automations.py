@@ -132,6 +132,27 @@ def build_automation(settings: Settings, deployment_id: str) -> Any:
     )
 
 
+def upsert_automation(client: Any, wanted: Any) -> list[str]:
+    """Make the server hold exactly one automation named like ``wanted`` (an Automation),
+    equal to it: created when missing, updated when its description (which carries the spec's
+    hash) differs or it was disabled, duplicates by name removed. Returns what was done."""
+    from prefect.events.schemas.automations import AutomationCore  # lazy: Prefect start-up
+
+    done = []
+    existing = client.read_automations_by_name(wanted.name)
+    for extra in existing[1:]:
+        client.delete_automation(extra.id)
+        done.append(f"removed duplicate {extra.id}")
+    if not existing:
+        client.create_automation(AutomationCore(**wanted.model_dump(exclude={"id"})))
+        done.append(f"created {wanted.name}")
+    elif existing[0].description != wanted.description or not existing[0].enabled:
+        update = AutomationCore(**wanted.model_dump(exclude={"id", "owner_resource"}))
+        client.update_automation(existing[0].id, update)
+        done.append(f"updated {wanted.name}")
+    return done
+
+
 def _deployment_id(client: Any, name: str) -> str:
     from prefect.exceptions import ObjectNotFound
 
@@ -183,26 +204,13 @@ def ensure_automations(
 ) -> list[str]:
     """Create or update the closed loop's automation; returns what was done, e.g.
     ``["created driftloop: retrain flight-delay on drift"]`` (empty when all was in place)."""
-    from prefect.events.schemas.automations import AutomationCore
-
     settings = settings or get_settings()
     done: list[str] = []
     try:
         with prefect_client(settings) as client:
             deployment_id = _deployment_id(client, retrain_deployment)
             wanted = build_automation(settings, deployment_id)
-            existing = client.read_automations_by_name(wanted.name)
-            for extra in existing[1:]:
-                client.delete_automation(extra.id)
-                done.append(f"removed duplicate {extra.id}")
-            core = AutomationCore(**wanted.model_dump(exclude={"id"}))
-            if not existing:
-                client.create_automation(core)
-                done.append(f"created {wanted.name}")
-            elif existing[0].description != wanted.description or not existing[0].enabled:
-                update = AutomationCore(**wanted.model_dump(exclude={"id", "owner_resource"}))
-                client.update_automation(existing[0].id, update)
-                done.append(f"updated {wanted.name}")
+            done += upsert_automation(client, wanted)
             if ensure_monitor_schedule(settings, client):
                 done.append(
                     f"monitor schedule every {settings.monitoring.schedule_minutes} min"

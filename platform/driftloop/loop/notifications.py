@@ -170,7 +170,7 @@ def ensure_notifications(settings: Settings, client: Any) -> list[str]:
     """Make the server hold the notification block and automations of ``settings`` (none when
     ``monitoring.notify_webhook_url`` is unset); ``client``: a sync Prefect client for the same
     server. Returns what was done."""
-    from prefect.events.schemas.automations import AutomationCore
+    from driftloop.loop.automations import upsert_automation  # lazy: it imports Prefect
 
     secret = settings.monitoring.notify_webhook_url
     if secret is None:
@@ -178,19 +178,7 @@ def ensure_notifications(settings: Settings, client: Any) -> list[str]:
     block_id = _save_block(settings, secret.get_secret_value())
     done = []
     for notice in notices(settings):
-        wanted = build_notification(settings, notice, block_id)
-        existing = client.read_automations_by_name(wanted.name)
-        for extra in existing[1:]:
-            client.delete_automation(extra.id)
-            done.append(f"removed duplicate {extra.id}")
-        core = AutomationCore(**wanted.model_dump(exclude={"id"}))
-        if not existing:
-            client.create_automation(core)
-            done.append(f"created {wanted.name}")
-        elif existing[0].description != wanted.description or not existing[0].enabled:
-            update = AutomationCore(**wanted.model_dump(exclude={"id", "owner_resource"}))
-            client.update_automation(existing[0].id, update)
-            done.append(f"updated {wanted.name}")
+        done += upsert_automation(client, build_notification(settings, notice, block_id))
     return done
 
 

@@ -134,9 +134,10 @@ def canary(
     register: Callable[..., str],
     server: Callable[[Settings], Any],
 ) -> Callable[..., Canary]:
-    """``canary(kind, weight=None, mode=None, prefect_url=None)``: register a "good" champion and
-    a ``kind`` challenger, set the registry's canary weight/mode when given, start a server and
-    wait until it has loaded the challenger."""
+    """``canary(kind, weight=None, mode=None, prefect_url=None, serving=None)``: register a "good"
+    champion and a ``kind`` challenger, set the registry's canary weight/mode when given, start a
+    server (``serving``: overrides of its serving settings) and wait until it has loaded the
+    challenger."""
     import httpx
     from polling import wait_for
 
@@ -145,8 +146,9 @@ def canary(
         weight: int | None = None,
         mode: str | None = None,
         prefect_url: str | None = None,
+        serving: dict[str, Any] | None = None,
     ) -> Canary:
-        settings = serving_settings(prefect_url=prefect_url)
+        settings = serving_settings(prefect_url=prefect_url, serving=serving or {})
         v1 = register("good", settings, alias="champion")
         v2 = register(kind, settings, alias="challenger")
         if weight is not None:

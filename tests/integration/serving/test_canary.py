@@ -60,7 +60,9 @@ def test_weight_10_sends_10_percent_and_keys_stick(canary: Callable[..., Any]) -
 def test_shadow_mode_answers_with_champion_and_captures_both(
     canary: Callable[..., Any],
 ) -> None:
-    c = canary("raise", weight=100, mode="shadow")
+    # every copy is scored here: a pending bound above the test's requests (dropping copies
+    # beyond serving.shadow_max_pending is tested in tests/unit/serving/test_dataplane.py)
+    c = canary("raise", weight=100, mode="shadow", serving={"shadow_max_pending": 100})
     settings, url, v1 = c.settings, c.infer, c.v1
     bodies = [orjson.dumps(features_request(2, request_id=f"s{i}")) for i in range(20)]
     answers = asyncio.run(_send(url, bodies, concurrency=4))
