@@ -30,6 +30,7 @@ from driftloop.errors import NotFoundError, ServiceUnavailableError
 from driftloop.loop.events import DRIFT_EVENT, model_resource_id
 from driftloop.loop.housekeeping import ensure_housekeeping_schedule
 from driftloop.loop.notifications import ensure_notifications
+from driftloop.loop.upsert import upsert_automation
 from driftloop.settings import Settings, get_settings, prefect_auth_string
 
 logger = logging.getLogger(__name__)
@@ -130,27 +131,6 @@ def build_automation(settings: Settings, deployment_id: str) -> Any:
             )
         ],
     )
-
-
-def upsert_automation(client: Any, wanted: Any) -> list[str]:
-    """Make the server hold exactly one automation named like ``wanted`` (an Automation),
-    equal to it: created when missing, updated when its description (which carries the spec's
-    hash) differs or it was disabled, duplicates by name removed. Returns what was done."""
-    from prefect.events.schemas.automations import AutomationCore  # lazy: Prefect start-up
-
-    done = []
-    existing = client.read_automations_by_name(wanted.name)
-    for extra in existing[1:]:
-        client.delete_automation(extra.id)
-        done.append(f"removed duplicate {extra.id}")
-    if not existing:
-        client.create_automation(AutomationCore(**wanted.model_dump(exclude={"id"})))
-        done.append(f"created {wanted.name}")
-    elif existing[0].description != wanted.description or not existing[0].enabled:
-        update = AutomationCore(**wanted.model_dump(exclude={"id", "owner_resource"}))
-        client.update_automation(existing[0].id, update)
-        done.append(f"updated {wanted.name}")
-    return done
 
 
 def _deployment_id(client: Any, name: str) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftloop.loop.events import DRIFT_EVENT, model_resource_id
+from driftloop.loop.upsert import upsert_automation
 from driftloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ def ensure_notifications(settings: Settings, client: Any) -> list[str]:
     """Make the server hold the notification block and automations of ``settings`` (none when
     ``monitoring.notify_webhook_url`` is unset); ``client``: a sync Prefect client for the same
     server. Returns what was done."""
-    from driftloop.loop.automations import upsert_automation  # lazy: it imports Prefect
-
     secret = settings.monitoring.notify_webhook_url
     if secret is None:
         return _remove(client, settings)
