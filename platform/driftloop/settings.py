@@ -35,6 +35,12 @@ QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
+    # Prefect 3.9 serves its v2 UI by default, whose bundle starts an analytics SDK (Amplitude)
+    # that fetches its remote config from sr-client-cfg.amplitude.com on every page load, even
+    # with analytics off (events are not sent; the fetch is). The v1 UI loads nothing from
+    # outside the server, so it is the default; a user who switches to v2 opts in.
+    "PREFECT_SERVER_UI_V2_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
 

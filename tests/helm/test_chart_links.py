@@ -82,3 +82,24 @@ def test_public_url_must_be_http(helm_bin: Any) -> None:
     proc = run_helm(helm_bin, "template", "rel", str(CHART), "--set", "mlflow.publicUrl=/tmp/x")
     assert proc.returncode != 0
     assert "publicUrl" in proc.stderr
+
+
+def test_the_prefect_server_serves_the_ui_that_calls_no_analytics_host(
+    render: Callable[..., list[Doc]],
+) -> None:
+    """The chart's Prefect server gets the embedded server's UI switches (settings.QUIET_ENV):
+    Prefect's v2 UI fetches an analytics SDK's config from amplitude.com (issue 14)."""
+    from driftloop.settings import QUIET_ENV
+
+    (server,) = [
+        d
+        for d in render("default")
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("prefect-server")
+    ]
+    env = _env(server["spec"]["template"]["spec"]["containers"][0])
+    switches = {k: v for k, v in QUIET_ENV.items() if k.startswith("PREFECT_SERVER_UI_")}
+    assert switches == {
+        "PREFECT_SERVER_UI_V2_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    }
+    assert {k: env.get(k) for k in switches} == switches

@@ -508,6 +508,12 @@ tell driftloop where its services are. */}}
   value: "1"
 - name: ITERATIVE_DO_NOT_TRACK
   value: "1"
+{{- /* Prefect's v2 UI fetches an analytics SDK's remote config from amplitude.com even with
+  analytics off; the v1 UI loads nothing from outside the server (settings.QUIET_ENV). */}}
+- name: PREFECT_SERVER_UI_V2_ENABLED
+  value: "false"
+- name: PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT
+  value: "false"
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- state */}}
