@@ -137,11 +137,13 @@ def monitor_run_name(p: dict[str, Any]) -> str:
 
 def monitor_outcome_name(result: Any) -> str:
     """The monitor run once judged: data months, judged version and verdict, e.g.
-    ``monitor 2013-05 v3: quality (2026-12-01 11:02..11:09)``."""
+    ``monitor 2013-05 v3: quality (2026-12-01 11:02..11:09)``, or
+    ``monitor v5: insufficient data (…)`` when the window held no captured rows."""
     months = list(result.months or [])
-    data = month_span(months[0], months[-1]) if months else "no data months"
+    data = f"{month_span(months[0], months[-1])} " if months else ""
+    verdict = str(result.verdict.status).replace("_", " ")
     return (
-        f"monitor {data} v{result.model_version}: {result.verdict.status} "
+        f"monitor {data}v{result.model_version}: {verdict} "
         f"({time_span(str(result.start), str(result.end))})"
     )
 
