@@ -56,7 +56,7 @@ from serving.capture import CaptureWriter
 from serving.features import FeatureLookup
 from serving.handles import ModelHandle, Reconciler
 from serving.labels import LABEL_MEMORY_SIZE, SERVED_INDEX_SIZE, LabelMemory, ServedIndex
-from serving.metrics import LIVE, SYNTHETIC, ServingMetrics
+from serving.metrics import LIVE, SHADOW, SYNTHETIC, ServingMetrics
 from serving.router import Route, Variant, route
 from serving.rows import Rows, model_rows
 from serving.schemas import FeedbackRequest
@@ -235,13 +235,17 @@ class DataPlane:
         started: float,
         outcome: Outcome,
         routed: bool,
+        shadow: bool = False,
     ) -> None:
         seconds = time.perf_counter() - started
         error = outcome.error
         handle = outcome.handle
         self.metrics.observe(
             handle.version,
-            outcome.variant.value,
+            # a shadow copy is no request a caller made: counted apart, so requests summed over
+            # variants are the requests served (the capture keeps variant "challenger" with
+            # served False: the canary evidence reads it so)
+            SHADOW if shadow else outcome.variant.value,
             decoded.n,
             seconds,
             error is not None,
@@ -445,7 +449,7 @@ class DataPlane:
         def score() -> None:
             started = time.perf_counter()
             outcome = self._score(handle, Variant.CHALLENGER, False, rows)
-            self._record(decoded, key, rows, started, outcome, routed)
+            self._record(decoded, key, rows, started, outcome, routed, shadow=True)
 
         if self._shadow_pending >= self._shadow_max:
             # the challenger falls behind the traffic: skip this copy rather than queue it

@@ -33,6 +33,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
 
 #: The two values of the ``traffic`` label.
 LIVE, SYNTHETIC = "live", "synthetic"
+#: The ``variant`` label of a challenger's shadow copy (the others: champion, challenger).
+SHADOW = "shadow"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 

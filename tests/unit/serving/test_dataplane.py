@@ -134,6 +134,15 @@ def test_shadow_mode_answers_with_champion_and_captures_the_copy(tmp_path: Path)
     assert log.loc["challenger", "late_probability"] == pytest.approx(0.2)
     assert not log.loc["challenger", "served"]
     assert log.loc["champion", "served"]
+    # /metrics counts the copy apart: requests summed over variants are the requests served
+    requests = {
+        s.labels["variant"]: s.value
+        for m in plane.metrics.registry.collect()
+        if m.name == "driftloop_inference_requests"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert requests == {"champion": 1.0, "shadow": 1.0}
 
 
 def test_shadow_copies_beyond_the_pending_bound_are_dropped_and_counted(tmp_path: Path) -> None:
