@@ -158,7 +158,10 @@ def rollout_run_name(p: dict[str, Any]) -> str:
     except Exception:  # the registry may be down: the flow itself will say so
         challenger = None
     who = f"v{challenger.version} " if challenger is not None else ""
-    return f"rollout {who}canary {weight}%"
+    # In shadow mode the champion answers every request and the weight is the share copied to
+    # the challenger: "canary 100%" would read as the challenger answering everyone.
+    mode = "shadow" if settings.serving.mode == "shadow" else "canary"
+    return f"rollout {who}{mode} {weight}%"
 
 
 @_safe("ingest")

@@ -225,8 +225,10 @@ def header_html(info: ReportInfo, page: str = "drift.html") -> str:
         f'<div style="font-size:18px;font-weight:600">driftloop {esc(page)}: '
         f"{esc(info.model_name)} version {esc(info.model_version)}, verdict "
         f'<span style="color:{_verdict_colour(verdict)}">{esc(str(verdict.get("status", "?")))}'
-        f"</span>{' (retrain)' if verdict.get('retrain') else ''}</div>"
-        f"<div>Window {esc(_when(window.get('start')))} .. {esc(_when(window.get('end')))}"
+        f"</span>{': asks for a retrain' if verdict.get('retrain') else ''}</div>"
+        + _guard_note(verdict)
+        + "<div>"
+        f"Window {esc(_when(window.get('start')))} .. {esc(_when(window.get('end')))}"
         f" (data months {esc(months)}); {info.summary.rows_current} rows judged "
         f"({info.summary.rows_labeled} labelled) against {info.summary.rows_reference} "
         f"reference rows; report {esc(info.id)}, created {esc(info.created)}</div>"
@@ -245,6 +247,18 @@ def header_html(info: ReportInfo, page: str = "drift.html") -> str:
         + _link("MLflow: training run (this report is under monitoring/)", links.get("run"))
         + (f"Other pages of this report: {pages}" if pages else "")
         + "</div></header>"
+    )
+
+
+def _guard_note(verdict: dict[str, Any]) -> str:
+    """A verdict that asks for a retrain does not start one by itself: the loop's guards run
+    after the report is written. Say so, or a report of a suppressed retrain (cooldown) reads
+    as if a retrain had started."""
+    if not verdict.get("retrain"):
+        return ""
+    return (
+        "<div>Whether a retrain started is decided after this report by the loop's guards "
+        "(cooldown, daily budget, one retrain at a time): the Prefect flow run says which.</div>"
     )
 
 

@@ -171,6 +171,14 @@ def test_runs_are_named_by_what_they_do(
 
     # no challenger registered: the version is left out, the weight is the setting's
     assert name_of(names.rollout_run_name, rollout) == "rollout canary 10%"
+    # in shadow mode the challenger answers nobody: the weight is the share it scores copies of
+    make_settings(
+        mlflow_uri=mlflow_server,
+        prefect_url=prefect_server,
+        mlflow={"registered_model": f"names-{key}", "experiment": f"names-{key}"},
+        serving={"mode": "shadow"},
+    )
+    assert name_of(names.rollout_run_name, rollout, weight=100) == "rollout shadow 100%"
 
     def tune(start_month: str = "2013-01", end_month: str = "2013-03", trials: int = 10) -> None:
         del start_month, end_month, trials

@@ -118,6 +118,13 @@ def test_report_link_opens_over_http_with_the_header(
     assert body[opening:].lstrip().startswith(f'<header id="{HEADER_ID}"')  # first in body
     header = body[body.index(HEADER_ID) : body.index("</header>")]
     assert f"{name} version {version}" in header
+    assert f">{verdict.status}</span>" in header
+    assert "Window 2013-07-01 00:00 UTC .. 2013-07-08 00:00 UTC (data months 2013-07)" in header
+    # a verdict that asks for a retrain says the guards decide whether one starts (a report of
+    # a retrain suppressed by the cooldown read "(retrain)" as if one had started)
+    assert verdict.retrain
+    assert "asks for a retrain" in header
+    assert "cooldown" in header
     for reason in verdict.reasons:
         assert html.escape(reason) in header
     assert html.escape(drifted_text(report.summary)) in header
