@@ -77,3 +77,16 @@ def test_the_pyfunc_explains_the_request_columns_as_serving_passes_them(
     np.testing.assert_allclose(from_columns.values, from_frame.values, atol=1e-9)
     assert model.explain(rows, 50) is not None
     assert list(model._explainers) == [50]  # built once per step count
+
+
+def test_predict_takes_a_frame_and_a_mapping_of_columns(
+    bundle: ModelBundle, frame: pd.DataFrame
+) -> None:
+    """predict's DataFrame hint wraps no MLflow validation around it: a mapping still works."""
+    model = DelayModel()
+    model._bundle = bundle
+    rows = frame.iloc[:5][MODEL_INPUT_COLUMNS].reset_index(drop=True)
+    from_frame = model.predict(None, rows)
+    from_mapping = model.predict(None, {c: rows[c].tolist() for c in MODEL_INPUT_COLUMNS})
+    np.testing.assert_allclose(from_frame.to_numpy(), from_mapping.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(from_frame.iloc[:, 0].to_numpy(), bundle.predict_proba(rows))

@@ -52,6 +52,10 @@ DEMO_ENV = {
     # sooner; nothing it decides depends on it.
     "PREFECT_WORKER_QUERY_SECONDS": "2",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow prints "View run ... at" and "View experiment at" each time a run ends (three times
+    # per training: the run is resumed to log the model and the evaluation), and asks the server
+    # for the run to do it; the demo prints its own links once, in its summary.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     # `prefect work-pool ls` is parsed by driftloop.embedded.deploy: a wide table keeps names whole.
     "COLUMNS": "250",
 }
