@@ -149,7 +149,8 @@ def _check(
             left = (cooldown - (now - last)).total_seconds()
             return GuardDecision(
                 False,
-                f"cooldown: last retrain of {model} started {last.isoformat()}, "
+                f"cooldown: last retrain of {model} started "
+                f"{last.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, "
                 f"{left:.0f} s of {m.retrain_cooldown_minutes:g} min left",
             )
     today = [r for r in ran if r.requested.astimezone(UTC).date() == now.astimezone(UTC).date()]

@@ -231,7 +231,7 @@ def header_html(info: ReportInfo, page: str = "drift.html") -> str:
         f"Window {esc(_when(window.get('start')))} .. {esc(_when(window.get('end')))}"
         f" (data months {esc(months)}); {info.summary.rows_current} rows judged "
         f"({info.summary.rows_labeled} labelled) against {info.summary.rows_reference} "
-        f"reference rows; report {esc(info.id)}, created {esc(info.created)}</div>"
+        f"reference rows; report {esc(info.id)}, created {esc(_when(info.created))}</div>"
         f"<div>Drift share {info.summary.drift_share:.2f}: {esc(drifted_text(info.summary))}</div>"
         + _sample_note(info)
         + f'<div>Reason{"s" if len(reasons) > 1 else ""}:<ul style="margin:2px 0">'
@@ -296,9 +296,14 @@ _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
 def add_header(page_html: str, header: str) -> str:
-    """``page_html`` with ``header`` first in its body (unchanged when it has one already)."""
-    if f'id="{HEADER_ID}"' in page_html:
-        return page_html
+    """``page_html`` with ``header`` first in its body; a header it has already is replaced
+    (a page stamped before attribution.html existed listed the report's other pages without
+    it)."""
+    start = page_html.find(f'<header id="{HEADER_ID}"')
+    if start >= 0:
+        end = page_html.find("</header>", start)
+        if end >= 0:
+            return page_html[:start] + header + page_html[end + len("</header>") :]
     match = _BODY.search(page_html)
     if match is None:
         return header + page_html

@@ -53,7 +53,13 @@ def test_report_link_opens_over_http_with_the_header(
         MonitorResult,
         log_to_mlflow,
     )
-    from driftloop.monitoring.reports import HEADER_ID, drifted_text, get_report, save_report
+    from driftloop.monitoring.reports import (
+        HEADER_ID,
+        drifted_text,
+        get_report,
+        save_report,
+        stamp_headers,
+    )
     from flows.monitor import _markdown
 
     key = uuid.uuid4().hex[:8]
@@ -136,6 +142,16 @@ def test_report_link_opens_over_http_with_the_header(
     # the other page of the report has its own header
     quality = links["download"].replace("drift.html", "quality.html")
     assert HEADER_ID in httpx.get(quality, timeout=60).text
+    # a page added later (attribution.html) is stamped, and the pages stamped before list it:
+    # their header is replaced, not doubled
+    (saved.folder / "attribution.html").write_text("<html><body><p>a</p></body></html>")
+    stamp_headers(saved)
+    local = (saved.folder / "drift.html").read_text()
+    assert local.count(f'id="{HEADER_ID}"') == 1
+    assert "Other pages of this report: attribution.html, quality.html" in local
+    assert f'id="{HEADER_ID}"' in (saved.folder / "attribution.html").read_text()
+    assert "created 20" in local
+    assert "UTC</div>" in local
 
     # the version tag and the flow-run artifact link to the same HTTP page
     tags = client.get_model_version(name, str(version)).tags

@@ -48,7 +48,10 @@ def test_cooldown_blocks_another_window_until_it_has_passed(settings) -> None:
     claim_retrain("2013-01", "2013-03", settings, now=T0)
     blocked = check_guards("2013-02", "2013-04", settings, now=T0 + timedelta(minutes=29))
     assert not blocked.allowed
-    assert blocked.reason.startswith("cooldown")
+    assert blocked.reason == (
+        f"cooldown: last retrain of {settings.mlflow.registered_model} started "
+        f"{T0.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, 60 s of 30 min left"
+    )
     assert check_guards("2013-02", "2013-04", settings, now=T0 + timedelta(minutes=31)).allowed
 
 
