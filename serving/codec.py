@@ -255,7 +255,18 @@ def _out_of_range(name: str, data: list[Any]) -> InvalidInputError:
 SMALL_COLUMN = 64
 
 
-def _numeric(name: str, data: list[Any]) -> np.ndarray:
+def _numeric(name: str, data: list[Any], may_hold_bools: bool = True) -> np.ndarray:
+    """A numeric input column as float64; ``may_hold_bools=False`` when the request body has
+    no JSON ``true``/``false`` (NumPy would read a bool as 1 or 0, which the checks below
+    refuse), so a long column is checked by NumPy rather than value by value."""
+    if len(data) > SMALL_COLUMN and not may_hold_bools:
+        arr = np.array(data)  # int/float lists only: object/str dtypes take the checks below
+        if arr.dtype.kind in "if":
+            arr = arr.astype(np.float64, copy=False)
+            if not np.isfinite(arr).all():
+                i = int((~np.isfinite(arr)).argmax())
+                raise InvalidInputError(f"input {name!r} holds NaN or inf at row {i}")
+            return _in_model_range(name, arr)
     if len(data) <= SMALL_COLUMN and all(
         (type(v) is float or type(v) is int) and -FLOAT32_MAX <= v <= FLOAT32_MAX for v in data
     ):  # numbers, finite (NaN compares False) and in the models' range: nothing else to check
@@ -308,6 +319,11 @@ def _in_model_range(name: str, arr: np.ndarray) -> np.ndarray:
 
 def _text(name: str, data: list[Any], max_length: int) -> list[Any]:
     nullable = name in NULLABLE
+    # the common case at C speed (a 1,000-row request: 4 columns checked value by value took
+    # ~0.5 ms); anything else, the loop below finds the row and says what is wrong with it
+    types = set(map(type, data))
+    if types == {str} and max(map(len, data), default=0) <= max_length:
+        return data
     for i, v in enumerate(data):
         if type(v) is str:
             if len(v) > max_length:
@@ -417,6 +433,7 @@ def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decod
         raise InvalidInputError(f"missing input(s) {missing} for content_type {mode!r}")
     n = -1
     columns: dict[str, Any] = {}
+    may_hold_bools = b"true" in body or b"false" in body
     for t in req.inputs:
         shape = t.shape
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
@@ -448,7 +465,7 @@ def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decod
                     f"input {t.name!r} has datatype {t.datatype}, expected a numeric one "
                     "(FP64, FP32, INT64, INT32 ...)"
                 )
-            columns[t.name] = _numeric(t.name, data)
+            columns[t.name] = _numeric(t.name, data, may_hold_bools)
     outputs: tuple[str, ...] = OUTPUTS
     if req.outputs:
         wanted = [o.name for o in req.outputs]

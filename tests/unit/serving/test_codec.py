@@ -376,3 +376,50 @@ def test_the_schema_ceilings_cover_the_settings_ceilings() -> None:
         ServingSettings(max_rows_per_request=MAX_TENSOR_VALUES + 1)
     with pytest.raises(ValidationError, match="max_inputs"):
         ServingSettings(max_inputs=MAX_TENSORS + 1)
+
+
+#: A long column (beyond codec.SMALL_COLUMN) takes the NumPy checks: each bad value is still
+#: refused with the message the value-by-value checks give, naming its input and row.
+LONG = 100
+
+
+def _long_body(column: str, literal: bytes) -> bytes:
+    body = features_request(LONG)
+    tensor = next(t for t in body["inputs"] if t["name"] == column)
+    tensor["data"][70] = "@placeholder@"
+    return orjson.dumps(body).replace(b'"@placeholder@"', literal)
+
+
+@pytest.mark.parametrize(
+    ("column", "literal", "message"),
+    [
+        ("distance", b"NaN", "'distance' holds NaN or inf at row 70"),
+        ("distance", b"1e400", "'distance' holds NaN or inf at row 70"),
+        ("distance", b"1e39", "'distance' holds 1e\\+39 at row 70: beyond the models' float32"),
+        ("distance", b"true", "'distance' holds a non-numeric value 'True' at row 70"),
+        ("distance", b'"5"', "'distance' holds a non-numeric value '5' at row 70"),
+        ("distance", b"1" + b"0" * 400, "'distance' holds a number beyond FP64 range at row 70"),
+        ("carrier", b"7", "'carrier' \\(BYTES\\) holds a non-string value '7' at row 70"),
+        ("carrier", b'"' + b"x" * 300 + b'"', "'carrier' holds a text of 300 characters at row 70"),
+    ],
+)
+def test_long_columns_refuse_bad_values_naming_input_and_row(
+    column: str, literal: bytes, message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        _decode(_long_body(column, literal), max_rows=LONG)
+
+
+def test_long_columns_decode_as_the_short_path_does() -> None:
+    body = features_request(LONG)
+    tensor = next(t for t in body["inputs"] if t["name"] == "distance")
+    tensor["data"][3] = 7  # ints and floats mixed
+    raw = orjson.dumps(body)
+    assert b"true" not in raw
+    assert b"false" not in raw
+    got = _decode(raw, max_rows=LONG)
+    want = [codec._numeric("distance", [v]) for v in tensor["data"]]
+    np.testing.assert_array_equal(got.columns["distance"], np.concatenate(want))
+    assert got.columns["distance"].dtype == np.float64
+    carrier = next(t for t in body["inputs"] if t["name"] == "carrier")["data"]
+    assert got.columns["carrier"] == carrier
