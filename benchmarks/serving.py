@@ -640,7 +640,8 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
     name = settings.mlflow.registered_model
     gen = args.generator
     # load-test traffic is marked: served and counted, kept out of monitoring and canary evidence
-    body = orjson.dumps(features_request(1) | {"parameters": {"synthetic": "load-test"}})
+    mark = {"synthetic": "load-test"}
+    body = orjson.dumps(features_request(1, **mark))
     mlflow_body = orjson.dumps(
         {
             "dataframe_split": {
@@ -696,7 +697,7 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
         )
         fixed["bare features"] = open_loop(urls["bare"], body, args.rate, args.rate_duration)
         wait_health(dl.url, lambda h: bool(h.get("online_features")), 60)
-        flight = orjson.dumps(flight_request(1))
+        flight = orjson.dumps(flight_request(1, **mark))
         probe = httpx.post(urls["driftloop"], content=flight, headers=auth)
         if probe.status_code == 200:
             fixed["driftloop flight (online lookup)"] = open_loop(
@@ -709,7 +710,7 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
         batch_sizes = [int(x) for x in args.batches.split(",") if x.strip()]
         batches: dict[str, dict[int, Result]] = {"driftloop": {}, "bare": {}}
         for n in batch_sizes:
-            nbody = orjson.dumps(features_request(n))
+            nbody = orjson.dumps(features_request(n, **mark))
             for label in ("driftloop", "bare"):
                 throughput(urls[label], nbody, args.connections, 1, gen)
                 batches[label][n] = throughput(
