@@ -464,7 +464,13 @@ class ServingSettings(BaseModel):
         "impute",
         description="Entity absent from the online store: reject (404) or impute (feature=null).",
     )
-    capture_flush_rows: int = Field(2000, description="Capture writer flushes at this many rows.")
+    capture_flush_rows: int = Field(
+        20_000,
+        ge=1,
+        description="Capture writer flushes at this many rows (or after capture_flush_s). A "
+        "parquet file has a fixed cost: 2,000-row files cost 0.9 us a row to write, 30,000-row "
+        "files 0.4 us (and a monitor reads fewer files).",
+    )
     capture_flush_s: float = Field(1.0, description="... or after this many seconds.")
     mode: Literal["canary", "shadow"] = Field("canary", description="Challenger traffic mode.")
     shadow_max_pending: int = Field(
