@@ -253,20 +253,22 @@ def _out_of_range(name: str, data: list[Any]) -> InvalidInputError:
 #: Up to this many values a numeric input is checked value by value in Python (a few numpy
 #: calls per column cost more on one row than the loop; the numpy path names the problem).
 SMALL_COLUMN = 64
+_NUMBER_TYPES = frozenset((int, float))
 
 
-def _numeric(name: str, data: list[Any], may_hold_bools: bool = True) -> np.ndarray:
-    """A numeric input column as float64; ``may_hold_bools=False`` when the request body has
-    no JSON ``true``/``false`` (NumPy would read a bool as 1 or 0, which the checks below
-    refuse), so a long column is checked by NumPy rather than value by value."""
-    if len(data) > SMALL_COLUMN and not may_hold_bools:
-        arr = np.array(data)  # int/float lists only: object/str dtypes take the checks below
-        if arr.dtype.kind in "if":
-            arr = arr.astype(np.float64, copy=False)
-            if not np.isfinite(arr).all():
-                i = int((~np.isfinite(arr)).argmax())
-                raise InvalidInputError(f"input {name!r} holds NaN or inf at row {i}")
-            return _in_model_range(name, arr)
+def _numeric(name: str, data: list[Any]) -> np.ndarray:
+    if len(data) > SMALL_COLUMN and set(map(type, data)) <= _NUMBER_TYPES:
+        # a long column of plain numbers, checked at C speed (the type set leaves bools,
+        # strings, None and nested lists to the value-by-value checks below, which name the
+        # row; NumPy never sees them, so a huge string cannot become a huge array)
+        try:
+            arr = np.asarray(data, dtype=np.float64)
+        except OverflowError:
+            raise _out_of_range(name, data) from None
+        if not np.isfinite(arr).all():
+            i = int((~np.isfinite(arr)).argmax())
+            raise InvalidInputError(f"input {name!r} holds NaN or inf at row {i}")
+        return _in_model_range(name, arr)
     if len(data) <= SMALL_COLUMN and all(
         (type(v) is float or type(v) is int) and -FLOAT32_MAX <= v <= FLOAT32_MAX for v in data
     ):  # numbers, finite (NaN compares False) and in the models' range: nothing else to check
@@ -433,7 +435,6 @@ def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decod
         raise InvalidInputError(f"missing input(s) {missing} for content_type {mode!r}")
     n = -1
     columns: dict[str, Any] = {}
-    may_hold_bools = b"true" in body or b"false" in body
     for t in req.inputs:
         shape = t.shape
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
@@ -465,7 +466,7 @@ def decode(body: bytes, max_rows: int, limits: Limits = DEFAULT_LIMITS) -> Decod
                     f"input {t.name!r} has datatype {t.datatype}, expected a numeric one "
                     "(FP64, FP32, INT64, INT32 ...)"
                 )
-            columns[t.name] = _numeric(t.name, data, may_hold_bools)
+            columns[t.name] = _numeric(t.name, data)
     outputs: tuple[str, ...] = OUTPUTS
     if req.outputs:
         wanted = [o.name for o in req.outputs]

@@ -399,6 +399,8 @@ def _long_body(column: str, literal: bytes) -> bytes:
         ("distance", b"true", "'distance' holds a non-numeric value 'True' at row 70"),
         ("distance", b'"5"', "'distance' holds a non-numeric value '5' at row 70"),
         ("distance", b"1" + b"0" * 400, "'distance' holds a number beyond FP64 range at row 70"),
+        ("distance", b"[1]", "'distance' holds a non-numeric value '\\[1\\]' at row 70"),
+        ("distance", b"null", "'distance' is null at row 70"),
         ("carrier", b"7", "'carrier' \\(BYTES\\) holds a non-string value '7' at row 70"),
         ("carrier", b'"' + b"x" * 300 + b'"', "'carrier' holds a text of 300 characters at row 70"),
     ],
@@ -415,11 +417,25 @@ def test_long_columns_decode_as_the_short_path_does() -> None:
     tensor = next(t for t in body["inputs"] if t["name"] == "distance")
     tensor["data"][3] = 7  # ints and floats mixed
     raw = orjson.dumps(body)
-    assert b"true" not in raw
-    assert b"false" not in raw
     got = _decode(raw, max_rows=LONG)
     want = [codec._numeric("distance", [v]) for v in tensor["data"]]
     np.testing.assert_array_equal(got.columns["distance"], np.concatenate(want))
     assert got.columns["distance"].dtype == np.float64
     carrier = next(t for t in body["inputs"] if t["name"] == "carrier")["data"]
     assert got.columns["carrier"] == carrier
+
+
+def test_a_long_numeric_column_of_nested_lists_or_one_huge_string_is_400() -> None:
+    """Review finding: np.array on such a column made a 2-D array (accepted; the model then
+    failed with a 500) or a ~1 GB unicode array from one 3.9 MB string; the type check keeps
+    both away from NumPy."""
+    body = features_request(LONG)
+    distance = next(t for t in body["inputs"] if t["name"] == "distance")
+    distance["shape"] = [LONG, 1]
+    distance["data"] = [[[v]] for v in distance["data"]]
+    with pytest.raises(InvalidInputError, match="'distance' holds a non-numeric value '\\[200"):
+        _decode(body, max_rows=LONG)
+    distance["shape"] = [LONG]
+    distance["data"] = ["x" * 1_000_000] + [""] * (LONG - 1)
+    with pytest.raises(InvalidInputError, match="'distance' holds a non-numeric value 'xxx"):
+        _decode(body, max_rows=LONG)
