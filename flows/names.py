@@ -20,7 +20,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
-from driftloop.registry.client import CHALLENGER, get_alias
+from driftloop.registry.client import registry_snapshot
 from driftloop.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -153,15 +153,17 @@ def rollout_run_name(p: dict[str, Any]) -> str:
     settings = get_settings()
     weight = p.get("weight")
     weight = settings.rollout.canary_weight if weight is None else weight
-    try:
-        challenger = get_alias(CHALLENGER, settings)
+    try:  # one registry call: the challenger and the mode the registry routes by
+        snap = registry_snapshot(settings)
+        challenger, mode = snap.challenger, snap.mode
     except Exception:  # the registry may be down: the flow itself will say so
-        challenger = None
-    who = f"v{challenger.version} " if challenger is not None else ""
+        challenger, mode = None, None
+    who = f"v{challenger} " if challenger is not None else ""
     # In shadow mode the champion answers every request and the weight is the share copied to
-    # the challenger: "canary 100%" would read as the challenger answering everyone.
-    mode = "shadow" if settings.serving.mode == "shadow" else "canary"
-    return f"rollout {who}{mode} {weight}%"
+    # the challenger: "canary 100%" would read as the challenger answering everyone. The
+    # registry's mode (`driftloop rollout mode`) overrides the setting, as serving does.
+    shadow = (mode or settings.serving.mode) == "shadow"
+    return f"rollout {who}{'shadow' if shadow else 'canary'} {weight}%"
 
 
 @_safe("ingest")

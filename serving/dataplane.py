@@ -242,9 +242,9 @@ class DataPlane:
         handle = outcome.handle
         self.metrics.observe(
             handle.version,
-            # a shadow copy is no request a caller made: counted apart, so requests summed over
-            # variants are the requests served (the capture keeps variant "challenger" with
-            # served False: the canary evidence reads it so)
+            # a shadow copy is no request a caller made: counted apart from the challenger's
+            # answers (the capture keeps variant "challenger" with served False: the canary
+            # evidence reads it so)
             SHADOW if shadow else outcome.variant.value,
             decoded.n,
             seconds,

@@ -466,7 +466,6 @@ class ServingSettings(BaseModel):
     )
     capture_flush_rows: int = Field(
         20_000,
-        ge=1,
         description="Capture writer flushes at this many rows (or after capture_flush_s). A "
         "parquet file has a fixed cost: 2,000-row files cost 0.9 us a row to write, 30,000-row "
         "files 0.4 us (and a monitor reads fewer files).",

@@ -311,9 +311,9 @@ def add_header(page_html: str, header: str) -> str:
 
 
 def stamp_headers(info: ReportInfo) -> list[Path]:
-    """Put the driftloop header on every HTML page of the report's folder that lacks it (the
-    Evidently pages, and any page added later, such as attribution.html); returns those
-    changed."""
+    """Put the driftloop header on every HTML page of the report's folder (the Evidently
+    pages, and any page added later, such as attribution.html), replacing a header a page has
+    already, so each lists the report's current pages; returns the pages changed."""
     changed = []
     for page in sorted(info.folder.glob("*.html")):
         text = page.read_text(encoding="utf-8")

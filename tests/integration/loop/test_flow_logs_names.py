@@ -179,6 +179,13 @@ def test_runs_are_named_by_what_they_do(
         serving={"mode": "shadow"},
     )
     assert name_of(names.rollout_run_name, rollout, weight=100) == "rollout shadow 100%"
+    # the registry's mode (driftloop rollout mode canary) overrides the setting, as in serving
+    from mlflow import MlflowClient
+
+    from driftloop.registry.client import MODE_TAG
+
+    MlflowClient(mlflow_server).create_registered_model(f"names-{key}", tags={MODE_TAG: "canary"})
+    assert name_of(names.rollout_run_name, rollout, weight=20) == "rollout canary 20%"
 
     def tune(start_month: str = "2013-01", end_month: str = "2013-03", trials: int = 10) -> None:
         del start_month, end_month, trials

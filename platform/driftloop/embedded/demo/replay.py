@@ -1,7 +1,8 @@
 """``driftloop demo``: replay 2013 through the closed loop on one machine.
 
-1. demo-sized settings (few epochs, small rollout, short cooldown) as ``DRIFTLOOP_*`` environment
-   defaults, so every process started from here (worker, serving) sees the same settings;
+1. demo-sized settings (few epochs, small rollout, a cooldown that covers the replay) as
+   ``DRIFTLOOP_*`` environment defaults, so every process started from here (worker, serving)
+   sees the same settings;
 2. the embedded platform: MLflow and Prefect (started together), then the deployments, the
    automation and the worker in the background while steps 3-4 run;
 3. ``ingest`` January..``until`` and ``features`` (Prefect flows), ``train`` the first champion on
