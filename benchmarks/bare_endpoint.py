@@ -3,11 +3,17 @@ useful work and nothing else (no routing, capture, metrics, auth, limits).
 
 Per request it reads the raw body, parses and validates it with pydantic
 (``model_validate_json``: the v2 request shape, one tensor per column), hands the columns to
-the champion's own model (:meth:`driftloop.training.bundle.ModelBundle.predict_proba`: the 4
-categorical lookups, numeric scaling, the torch MLP and the calibration, loaded from the same
-registered version's artifacts through its MLflow pyfunc) and answers a v2 response (orjson)
-with ``late_probability`` and ``is_late``. :mod:`benchmarks.serving` runs it next to driftloop
-and ``mlflow models serve`` and reports driftloop's throughput as a share of it.
+the champion's own model (``predict_proba``: the 4 categorical lookups, numeric scaling, the MLP
+and the calibration, loaded from the same registered version's artifacts) and answers a v2
+response (orjson) with ``late_probability`` and ``is_late``. :mod:`benchmarks.serving` runs it
+next to driftloop and ``mlflow models serve`` and reports driftloop's throughput as a share of
+it.
+
+``--runtime serving`` (default) scores with what serving runs for the version
+(:func:`driftloop.training.pyfunc.load_serving_model`: the NumPy runtime of
+:mod:`driftloop.inference`), so the two differ only in what serving adds around the model;
+``--runtime torch`` with the torch model (:class:`driftloop.training.bundle.ModelBundle`), the
+floor as it was first measured, when serving ran torch too.
 
 Usage (the benchmark starts it; by hand)::
 
@@ -21,7 +27,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
@@ -55,22 +61,30 @@ class V2Request(BaseModel):
     inputs: list[Tensor]
 
 
-def load_bundle(model_uri: str) -> tuple[ModelBundle, float]:
-    """The model of ``model_uri`` (a registered version, through its MLflow pyfunc) and the
-    version's decision threshold (0.5 for anything else)."""
+class Scorer(Protocol):
+    def predict_proba(self, columns: Any) -> np.ndarray: ...
+
+
+def load_bundle(model_uri: str, runtime: str = "serving") -> tuple[Scorer, float]:
+    """The model of ``model_uri`` (a registered version) on ``runtime`` and the version's
+    decision threshold (0.5 for anything else)."""
     import mlflow.pyfunc
 
-    from driftloop.training.pyfunc import load_python_model
+    from driftloop.training.pyfunc import load_python_model, load_serving_model
 
     try:
-        model = load_python_model(model_uri)
-        return model.bundle, float(model.threshold)
+        python_model = load_python_model(model_uri)
+        threshold = float(python_model.threshold)
+        if runtime == "torch":
+            return python_model.bundle, threshold
+        return load_serving_model(model_uri), threshold
     except Exception:  # not a verified registry version (e.g. a run URI): plain pyfunc load
         inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-        return inner.bundle, 0.5
+        bundle: ModelBundle = inner.bundle
+        return (bundle if runtime == "torch" else bundle.to_numpy()), 0.5
 
 
-def create_app(bundle: ModelBundle, threshold: float) -> FastAPI:
+def create_app(bundle: Scorer, threshold: float) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v2/models/{name}/infer")
@@ -120,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="models:/<name>/<version> (MLFLOW_TRACKING_URI)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--runtime", choices=["serving", "torch"], default="serving")
     args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    bundle, threshold = load_bundle(args.model)
-    bundle.predict_proba({c: [v] for c, v in _example().items()})  # torch's first-call costs
+    bundle, threshold = load_bundle(args.model, args.runtime)
+    bundle.predict_proba({c: [v] for c, v in _example().items()})  # first-call costs
     uvicorn.run(
         create_app(bundle, threshold),
         host=args.host,

@@ -1,11 +1,13 @@
 """Serving benchmark: driftloop's inference API against its floor and against ``mlflow models
 serve``, on the same champion, in one command.
 
-Three servers run at once on 127.0.0.1, one worker each: driftloop (``python -m serving``,
+Four servers run at once on 127.0.0.1, one worker each: driftloop (``python -m serving``,
 with routing, capture, metrics, the rate limit and bearer-token auth ON), the bare FastAPI
 endpoint of :mod:`bare_endpoint` (the same v2 body parsed and validated with pydantic, the
-same model of the same registered version, a v2 answer: the framework's floor), and
-``mlflow models serve --env-manager local`` (``dataframe_split``). Loopback only, bounded:
+same model of the same registered version on the same runtime, a v2 answer: the framework's
+floor), the same bare endpoint with the torch model (the floor as first measured, when serving
+ran torch; ``--no-bare-torch`` leaves it out), and ``mlflow models serve --env-manager local``
+(``dataframe_split``). Loopback only, bounded:
 
 1. throughput (closed loop, ``--connections`` keep-alive connections, one complete feature row
    per request) in ``--rounds`` rounds; each round gives every server one burst, the order
@@ -18,7 +20,8 @@ same model of the same registered version, a v2 answer: the framework's floor), 
    <= 1 ms p99); p50, p99 and p99.9;
 3. batches: rows/s of 1, 10, 100 and 1,000-row requests (driftloop and bare), and the model's
    bare forward pass on 1,000 rows timed in a child process (preprocessing + torch, and torch
-   alone): per-row cost at 1,000 rows, goal within 2x of the forward pass;
+   alone; and serving's NumPy runtime, :mod:`driftloop.inference`, the same two ways): per-row
+   cost at 1,000 rows, goal within 2x of the forward pass;
 4. memory: peak RSS (VmHWM) of the driftloop serving process, with champion and challenger
    loaded when ``--bootstrap`` (goal <= 400 MB);
 5. the online feature lookup alone (``OnlineFeatures.lookup`` of one row, in process).
@@ -414,8 +417,11 @@ def feature_lookup_latency(settings: Settings, n: int = 2000) -> dict[str, float
 
 
 @contextlib.contextmanager
-def bare_endpoint(settings: Settings, model_uri: str, log: Path) -> Iterator[tuple[str, int]]:
-    """:mod:`bare_endpoint` on a free port of 127.0.0.1: ``(base url, pid)``."""
+def bare_endpoint(
+    settings: Settings, model_uri: str, log: Path, runtime: str = "serving"
+) -> Iterator[tuple[str, int]]:
+    """:mod:`bare_endpoint` on a free port of 127.0.0.1 scoring with ``runtime`` (``serving``:
+    what driftloop runs for the version; ``torch``): ``(base url, pid)``."""
     port = free_port()
     env = serving_env(settings)
     with log.open("ab") as out:
@@ -423,7 +429,7 @@ def bare_endpoint(settings: Settings, model_uri: str, log: Path) -> Iterator[tup
             [
                 sys.executable,
                 str(ROOT / "benchmarks" / "bare_endpoint.py"),
-                *("--model", model_uri, "--port", str(port)),
+                *("--model", model_uri, "--port", str(port), "--runtime", runtime),
             ],
             env=env,
             cwd=str(ROOT),
@@ -511,6 +517,12 @@ def best(fn, reps=200):
 out = {"threads": torch.get_num_threads(),
        "predict_proba_s": best(lambda: bundle.predict_proba(cols)),
        "forward_s": best(lambda: bundle.net.predict_proba(codes, numeric))}
+from pathlib import Path
+if (Path(sys.argv[1]) / "weights.npz").is_file():  # serving's runtime (driftloop.inference)
+    from driftloop.inference.model import NumpyModel
+    model = NumpyModel.load(Path(sys.argv[1]))
+    out["numpy_predict_proba_s"] = best(lambda: model.predict_proba(cols))
+    out["numpy_forward_s"] = best(lambda: model.net.logits(codes, numeric))
 print(json.dumps(out))
 """
 
@@ -579,6 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--batch-duration", type=float, default=5.0, help="Seconds per batch run.")
     p.add_argument("--no-mlflow", action="store_true", help="Leave `mlflow models serve` out.")
+    p.add_argument(
+        "--no-bare-torch",
+        action="store_true",
+        help="Leave out the bare endpoint with the torch model (the floor before NumPy serving).",
+    )
     p.add_argument(
         "--online-refresh-s",
         type=float,
@@ -663,6 +680,12 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
             "bare": f"{bare_base}/v2/models/{name}/infer",
         }
         bodies = {"driftloop": body, "bare": body}
+        if not args.no_bare_torch:
+            torch_base, _ = stack.enter_context(
+                bare_endpoint(serve_settings, model_uri, tmp / "bare-torch.log", "torch")
+            )
+            urls["bare-torch"] = f"{torch_base}/v2/models/{name}/infer"
+            bodies["bare-torch"] = body
         if not args.no_mlflow:
             ml = stack.enter_context(
                 mlflow_models_serve(settings, model_uri, tmp / "mlflow-serve.log")
@@ -748,11 +771,20 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
     print(HEADER)
     print(_row("driftloop (routing, capture, metrics, auth on)", ours))
     print(_row("bare FastAPI v2 endpoint (same parse + model)", floor))
+    torch_floor = tput.get("bare-torch")
+    if torch_floor is not None:
+        print(_row("bare endpoint, torch model (the floor before)", torch_floor))
     if theirs is not None:
         print(_row("mlflow models serve /invocations", theirs))
     for label, runs in bursts.items():
         print(f"   {label} per round: " + ", ".join(f"{r.rps:.0f}" for r in runs))
     print(f"driftloop / bare:   {ours.rps / floor.rps:.2f} (goal >= 0.90)")
+    if torch_floor is not None:
+        print(
+            f"driftloop / bare with the torch model: {ours.rps / torch_floor.rps:.2f} (serving "
+            f"runs NumPy; the issue's floor ran torch); bare NumPy / bare torch: "
+            f"{floor.rps / torch_floor.rps:.2f}"
+        )
     if theirs is not None:
         print(f"driftloop / mlflow: {ours.rps / theirs.rps:.1f}x")
     print(f"\n2. fixed rate {args.rate:.0f} req/s, single-row requests (open loop), ms")
@@ -797,6 +829,14 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
                 f"driftloop per row / forward pass: {per_row_us / fwd_us:.2f}x "
                 f"(goal <= 2x); / predict_proba: {per_row_us / proba_us:.2f}x"
             )
+            if "numpy_forward_s" in forward:
+                np_fwd_us = forward["numpy_forward_s"] * 1e6 / n
+                np_proba_us = forward["numpy_predict_proba_s"] * 1e6 / n
+                print(
+                    f"serving's NumPy runtime at {n} rows: predict_proba {np_proba_us:.2f} us, "
+                    f"forward alone {np_fwd_us:.2f} us per row (driftloop per row / NumPy "
+                    f"forward: {per_row_us / np_fwd_us:.2f}x)"
+                )
     print(
         f"\n4. memory of the driftloop serving process ({memory_note}): peak RSS "
         f"{memory['peak_rss_mb']:.0f} MB (goal <= 400 MB), now {memory['rss_mb']:.0f} MB"
@@ -810,6 +850,7 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
         throughput={k: asdict(v) for k, v in tput.items()},
         rounds={k: [asdict(r) for r in v] for k, v in bursts.items()},
         ratio_bare=ours.rps / floor.rps,
+        ratio_bare_torch=None if torch_floor is None else ours.rps / torch_floor.rps,
         ratio_mlflow=None if theirs is None else ours.rps / theirs.rps,
         fixed_rate={k: asdict(v) for k, v in fixed.items()},
         batches={k: {n: asdict(r) for n, r in v.items()} for k, v in batches.items()},

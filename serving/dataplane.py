@@ -175,6 +175,7 @@ class DataPlane:
             for v, h in state.versions().items()
             if version is None or v == str(version)
         }
+        runtimes = {v: h.runtime for v, h in state.versions().items() if v in thresholds}
         return {
             "name": name,
             "versions": [version] if version else sorted(state.versions(), key=int),
@@ -190,6 +191,7 @@ class DataPlane:
                 "canary_weight": state.weight if state.challenger else 0,
                 "mode": state.mode,
                 "thresholds": thresholds,
+                "runtimes": runtimes,
                 "content_types": {
                     codec.FLIGHT: list(REQUEST_FIELDS),
                     codec.FEATURES: list(MODEL_INPUT_COLUMNS),

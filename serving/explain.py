@@ -2,9 +2,9 @@
 
 ``parameters.explain`` (a JSON boolean; anything else is a 400) asks for per-feature
 attributions of every row: integrated gradients of the served probability against the answering
-version's baseline, computed by the model itself (``explain`` of driftloop's pyfunc,
-:mod:`driftloop.training.explain`; a version without it answers 501). The response gets one more
-output tensor::
+version's baseline, computed by the model itself (``explain`` of serving's NumPy runtime,
+:mod:`driftloop.inference.attributions`, or of a pyfunc saved before it, with Captum; a version
+without it answers 501). The response gets one more output tensor::
 
     {"name": "attributions", "datatype": "FP64", "shape": [n, f], "data": [row-major n*f],
      "parameters": {"features": [...f input names...], "baseline_probability": 0.21,
@@ -12,7 +12,7 @@ output tensor::
                     "n_steps": 50, "baseline": "..."}}
 
 The attributions of row i sum to ``late_probability[i] - baseline_probability`` up to
-``convergence_delta[i]`` (Captum's). At most ``serving.explain_max_rows`` rows (413 above); the
+``convergence_delta[i]``. At most ``serving.explain_max_rows`` rows (413 above); the
 explanation runs in its own worker thread, so the event loop keeps answering other requests.
 
 Sampled capture: ``serving.explain_sample_rate`` of requests (default 1 %) are explained after

@@ -39,6 +39,7 @@ import pandas as pd
 
 from driftloop.data.capture import version_lineage_id
 from driftloop.errors import ModelIntegrityError
+from driftloop.inference.model import NumpyModel
 from driftloop.registry.client import (
     DEFAULT_THRESHOLD,
     THRESHOLD_DEFAULT,
@@ -80,6 +81,9 @@ class ModelHandle:
     #: ``explain(columns or frame, n_steps)`` -> per-feature attributions of each row
     #: (:mod:`serving.explain`); None for a model that cannot explain its predictions
     explain: Callable[[Any, int], Any] | None = None
+    #: what runs the version: ``numpy`` (:class:`~driftloop.inference.model.NumpyModel`, no
+    #: pickle, no torch) or ``pyfunc`` (the MLflow pyfunc: versions saved before weights.npz)
+    runtime: str = "pyfunc"
 
 
 @dataclass(frozen=True)
@@ -100,17 +104,22 @@ class ServingState:
 
 
 def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
-    """Load ``models:/name/version`` as a pyfunc from a local copy whose content hash matched
-    the one recorded at registration (ModelIntegrityError otherwise: nothing is unpickled); use
-    ``predict_proba`` of the unwrapped python model when it has one (fast path, no schema
+    """Load ``models:/name/version`` from a local copy whose content hash matched the one
+    recorded at registration (ModelIntegrityError otherwise: nothing is read). A driftloop
+    version runs on NumPy (:class:`~driftloop.inference.model.NumpyModel`: no pickle, no
+    torch); one saved before its ``weights.npz`` existed, or another pyfunc, loads as a pyfunc,
+    using ``predict_proba`` of the unwrapped python model when it has one (fast path, no schema
     enforcement), else ``predict``. The handle gets the version's decision threshold."""
     info = get_version(version, settings, name)
     threshold, source = decision_threshold(info)
     lineage = version_lineage_id(info)
-    model = load_verified_pyfunc(f"models:/{name}/{version}", settings)
-    inner: Any = None
-    with contextlib.suppress(Exception):
-        inner = model.unwrap_python_model()
+    model = load_verified_pyfunc(
+        f"models:/{name}/{version}", settings, native=NumpyModel.from_model_dir
+    )
+    inner: Any = model if isinstance(model, NumpyModel) else None
+    if inner is None:
+        with contextlib.suppress(Exception):
+            inner = model.unwrap_python_model()
     proba = getattr(inner, "predict_proba", None)
     if callable(proba):
 
@@ -130,6 +139,7 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
                 threshold_source=source,
                 lineage_id=lineage,
                 explain=explain if callable(explain) else None,
+                runtime="numpy" if isinstance(model, NumpyModel) else "pyfunc",
             )
         )
 
@@ -174,9 +184,10 @@ def warm_up(handle: ModelHandle) -> ModelHandle:
         logger.warning("warm-up of %s v%s failed: %s", handle.name, handle.version, exc)
         return handle
     logger.info(
-        "warmed up %s v%s in %.0f ms",
+        "warmed up %s v%s (%s) in %.0f ms",
         handle.name,
         handle.version,
+        handle.runtime,
         (time.perf_counter() - started) * 1000,
     )
     return handle

@@ -181,6 +181,7 @@ class ModelMetadata(BaseModel):
      "outputs": [{"name": "late_probability", "datatype": "FP64", "shape": [-1]}, ...],
      "parameters": {"champion": "3", "challenger": "4", "canary_weight": 10, "mode": "canary",
                     "thresholds": {"3": {"threshold": 0.27, "source": "version"}, ...},
+                    "runtimes": {"3": "numpy", "4": "numpy"},
                     "content_types": {"flight": [...], "features": [...]}}}
     """
 

@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from driftloop.features.lazy_torch import defer_torch
+
+defer_torch()  # before any feast import: feast would import torch eagerly (see the module)
+
 if TYPE_CHECKING:  # static names for type checkers; at runtime they resolve lazily
     from driftloop.features.config import feature_store
     from driftloop.features.online import OnlineFeatures, OnlineLookup, online_features_sdk

@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,11 +272,21 @@ def verified_model_dir(
     return _verified_copy(location, expected, what, target, settings)
 
 
-def load_verified_pyfunc(model_uri: str, settings: Settings | None = None) -> Any:
+def load_verified_pyfunc(
+    model_uri: str,
+    settings: Settings | None = None,
+    native: Callable[[Path], Any | None] | None = None,
+) -> Any:
     """``mlflow.pyfunc.load_model`` of the verified local copy of ``model_uri`` (see
-    :func:`verified_dir`); nothing of the artifact is unpickled before its hash matched."""
-    import mlflow.pyfunc
+    :func:`verified_dir`); nothing of the artifact is unpickled before its hash matched.
 
+    ``native(folder)``, when given, is tried first on the verified folder: what it returns
+    (not None) is returned instead of the pyfunc, and the pickle is never loaded (serving's
+    :class:`driftloop.inference.model.NumpyModel`)."""
     settings = settings or get_settings()
     with verified_dir(model_uri, settings) as local:
+        if native is not None and (model := native(local)) is not None:
+            return model
+        import mlflow.pyfunc
+
         return mlflow.pyfunc.load_model(str(local))

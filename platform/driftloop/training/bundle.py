@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from driftloop.inference.model import META_FILE, NUMPY_WEIGHTS_FILE, NumpyModel
+from driftloop.inference.net import NumpyNet
+from driftloop.inference.preprocessing import Preprocessor, n_rows
 from driftloop.training.calibration import Calibration, fit_platt
 from driftloop.training.model import ModelConfig, TabularNet
-from driftloop.training.preprocessing import Preprocessor, n_rows
 from driftloop.training.trainer import labels_of
 
 WEIGHTS_FILE = "weights.pt"
-META_FILE = "model.json"
 
 
 @dataclass
@@ -45,6 +46,13 @@ class ModelBundle:
         codes, numeric = self.preprocessor.transform(df)
         return self.net.predict_proba(codes, numeric)
 
+    def to_numpy(self) -> NumpyModel:
+        """This bundle as serving runs it (:class:`~driftloop.inference.model.NumpyModel`: the
+        same weights, preprocessing and calibration, without torch)."""
+        state = {k: v.detach().float().cpu().numpy() for k, v in self.net.state_dict().items()}
+        net = NumpyNet.from_state(state, self.preprocessor.n_numeric)
+        return NumpyModel(net=net, preprocessor=self.preprocessor, calibration=self.calibration)
+
     def calibrate(self, rows: pd.DataFrame) -> ModelBundle:
         """A copy calibrated (Platt scaling) on the labelled ``rows``: the validation rows of
         the training window, never the holdout."""
@@ -53,7 +61,12 @@ class ModelBundle:
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         net = self.net.to("cpu")
-        torch.save(net.state_dict(), folder / WEIGHTS_FILE)
+        state = net.state_dict()
+        torch.save(state, folder / WEIGHTS_FILE)
+        # the same tensors for inference without torch (driftloop.inference.model): serving
+        # reads these; the artifact hash covers both files
+        arrays = {key: value.detach().float().numpy() for key, value in state.items()}
+        np.savez(folder / NUMPY_WEIGHTS_FILE, allow_pickle=False, **arrays)
         meta = {
             "config": net.config.to_dict(),
             "preprocessor": self.preprocessor.to_dict(),

@@ -14,80 +14,19 @@ validation rows hold one class only, the identity is used and ``method`` says wh
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
-from driftloop.stats import finite_or_none
+from driftloop.inference.calibration import EPS, IDENTITY, PLATT, Calibration, logit, sigmoid
 from driftloop.training.evaluation import calibration_table, expected_calibration_error
 
-#: Probabilities are clipped to [EPS, 1 - EPS] before their logit is taken.
-EPS = 1e-6
-PLATT = "platt"
-IDENTITY = "identity"
+__all__ = ["EPS", "Calibration", "ece", "fit_platt", "log_loss"]
+
 #: Pull towards the identity map: keeps the fit finite on separable validation rows.
 _RIDGE = 1e-6
 _MAX_NEWTON_STEPS = 100
 _TOLERANCE = 1e-10
 #: Out-of-sample log loss gain (nats per row) below which the fit is rounding, not calibration.
 _MIN_GAIN = 1e-9
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """``p -> sigmoid(slope * logit(p) + intercept)``, with how it was fitted and what it did
-    on the validation rows (``rows``; ECE and log loss before and after)."""
-
-    slope: float = 1.0
-    intercept: float = 0.0
-    method: str = IDENTITY
-    rows: int = 0
-    ece_before: float = math.nan
-    ece_after: float = math.nan
-    log_loss_before: float = math.nan
-    log_loss_after: float = math.nan
-
-    @property
-    def is_identity(self) -> bool:
-        return self.slope == 1.0 and self.intercept == 0.0
-
-    def apply(self, p: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities of ``p`` (vectorised; the identity returns ``p`` itself)."""
-        if self.is_identity:
-            return p
-        return _sigmoid(self.slope * _logit(p) + self.intercept)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe record (NaN metrics as None)."""
-        return {
-            "slope": self.slope,
-            "intercept": self.intercept,
-            "method": self.method,
-            "rows": self.rows,
-            "ece_before": finite_or_none(self.ece_before),
-            "ece_after": finite_or_none(self.ece_after),
-            "log_loss_before": finite_or_none(self.log_loss_before),
-            "log_loss_after": finite_or_none(self.log_loss_after),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        def number(key: str) -> float:
-            value = data.get(key)
-            return math.nan if value is None else float(value)
-
-        return cls(
-            slope=float(data["slope"]),
-            intercept=float(data["intercept"]),
-            method=str(data.get("method", PLATT)),
-            rows=int(data.get("rows", 0)),
-            ece_before=number("ece_before"),
-            ece_after=number("ece_after"),
-            log_loss_before=number("log_loss_before"),
-            log_loss_after=number("log_loss_after"),
-        )
 
 
 def fit_platt(y: np.ndarray, p: np.ndarray) -> Calibration:
@@ -100,7 +39,7 @@ def fit_platt(y: np.ndarray, p: np.ndarray) -> Calibration:
         raise ValueError(f"{len(y)} labels but {len(p)} probabilities")
     if not 0 < y.sum() < len(y):
         return _identity(y, p, "one class in the validation rows")
-    x = _logit(p)
+    x = logit(p)
     slope, intercept = _newton(x, y)
     if not slope > 0:
         return _identity(y, p, f"platt slope {slope:.3g} is not positive")
@@ -139,17 +78,6 @@ def _measured(calibration: Calibration, y: np.ndarray, p: np.ndarray) -> Calibra
     )
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, EPS, 1 - EPS)
-    out: np.ndarray = np.log(q) - np.log1p(-q)
-    return out
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    out: np.ndarray = np.exp(-np.logaddexp(0.0, -z))
-    return out
-
-
 def _penalised_loss(w: np.ndarray, design: np.ndarray, y: np.ndarray) -> float:
     z = design @ w
     nll = float(np.mean(np.logaddexp(0.0, z) - y * z))
@@ -163,7 +91,7 @@ def _newton(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     w = np.array([1.0, 0.0])
     loss = _penalised_loss(w, design, y)
     for _ in range(_MAX_NEWTON_STEPS):
-        q = _sigmoid(design @ w)
+        q = sigmoid(design @ w)
         grad = design.T @ (q - y) / len(y) + _RIDGE * (w - [1.0, 0.0])
         hessian = (design * (q * (1 - q))[:, None]).T @ design / len(y) + _RIDGE * np.eye(2)
         step = np.linalg.solve(hessian, grad)
@@ -189,5 +117,5 @@ def _cross_fitted(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     halves = np.arange(len(x)) % 2 == 0
     for scored in (halves, ~halves):
         slope, intercept = _newton(x[~scored], y[~scored])
-        out[scored] = _sigmoid(slope * x[scored] + intercept)
+        out[scored] = sigmoid(slope * x[scored] + intercept)
     return out

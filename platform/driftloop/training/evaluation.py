@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftloop.inference.preprocessing import Preprocessor
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
 from driftloop.stats import roc_auc
 from driftloop.training.fairness import FairnessVerdict
-from driftloop.training.preprocessing import Preprocessor
 
 SLICE_COLUMNS = ("carrier", "origin")
 _EPS = 1e-7

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,20 +27,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from driftloop.inference.attributions import (
+    DEFAULT_STEPS,
+    INTERNAL_BATCH,
+    Attributions,
+)
+from driftloop.inference.calibration import EPS
 from driftloop.schema import LABEL, MODEL_INPUT_COLUMNS
 from driftloop.stats import roc_auc
-from driftloop.training.calibration import EPS
 
 if TYPE_CHECKING:  # the bundle imports the trainer; explanations need only its shape
     from driftloop.training.bundle import ModelBundle
-
-#: Integration steps of integrated gradients (Gauss-Legendre; Captum's default). On driftloop's
-#: ReLU nets the convergence delta is a few thousandths of a probability at this many steps.
-DEFAULT_STEPS = 50
-#: Interpolated points per forward pass (bounds the memory of a large request).
-INTERNAL_BATCH = 8192
-METHOD = "integrated_gradients"
-BASELINE = "training means (numeric), mean embedding of the training vocabulary (categorical)"
 
 
 def permutation_importance(
@@ -118,22 +114,6 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-@dataclass(frozen=True)
-class Attributions:
-    """Attributions of ``n`` rows to ``features`` (``values[i, j]``: row i, feature j): they
-    sum per row to ``probability - baseline_probability`` up to ``delta`` (Captum's
-    convergence delta, ``sum(values[i]) - (probability[i] - baseline_probability)``)."""
-
-    features: list[str]
-    values: np.ndarray
-    probability: np.ndarray
-    baseline_probability: float
-    delta: np.ndarray
-    method: str = METHOD
-    n_steps: int = DEFAULT_STEPS
-    baseline: str = BASELINE
 
 
 class IntegratedGradientsExplainer:

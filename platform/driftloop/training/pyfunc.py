@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from driftloop.inference.attributions import DEFAULT_STEPS, Attributions
+from driftloop.inference.model import ARTIFACT_KEY, NumpyModel
 from driftloop.registry.client import (
     DEFAULT_THRESHOLD,
     THRESHOLD_DEFAULT,
@@ -37,11 +39,10 @@ from driftloop.schema import CATEGORICAL_COLUMNS, MODEL_INPUT_COLUMNS, NUMERIC_C
 from driftloop.schema import OUTPUT_PROBABILITY as PROBA
 from driftloop.settings import Settings
 from driftloop.training.bundle import ModelBundle
-from driftloop.training.explain import DEFAULT_STEPS, Attributions, IntegratedGradientsExplainer
+from driftloop.training.explain import IntegratedGradientsExplainer
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_KEY = "model"
 #: Numeric inputs that are always whole numbers (derived from the scheduled departure).
 INTEGER_COLUMNS = ("dep_hour", "day_of_week")
 #: Distributions a model environment needs (pinned to what trained it).
@@ -155,6 +156,20 @@ def log_model(bundle: ModelBundle, example: pd.DataFrame, name: str = "model") -
             input_example=input_example(example),
             pip_requirements=pip_requirements(),
         )
+
+
+def load_serving_model(model_uri: str, settings: Settings | None = None) -> Any:
+    """What serving runs for ``model_uri`` (:func:`serving.handles.load_handle` loads the same
+    way): its :class:`~driftloop.inference.model.NumpyModel` when the version saved
+    ``weights.npz``, else the unwrapped :class:`DelayModel` (torch); both have
+    ``predict_proba``."""
+    model = load_verified_pyfunc(model_uri, settings, native=NumpyModel.from_model_dir)
+    if isinstance(model, NumpyModel):
+        return model
+    python_model = model.unwrap_python_model()
+    if not hasattr(python_model, "predict_proba"):
+        raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")
+    return python_model
 
 
 def load_python_model(model_uri: str, settings: Settings | None = None) -> DelayModel:

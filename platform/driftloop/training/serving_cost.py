@@ -5,8 +5,10 @@ cost measured against the champion's, and the gate's serving-cost rule
 A challenger has not served yet when the gate decides, so its live cost per prediction is
 unknown. What differs between two versions on the same serving path is the model call, and that
 can be measured here: both models score the same holdout rows (a seeded sample of at most
-``cost.gate_max_rows``), in this process, through the same ``predict_proba`` serving calls,
-``cost.gate_repeats`` times alternately after a warm-up pass, on one torch thread. Each pair of
+``cost.gate_max_rows``), in this process, through the same ``predict_proba`` serving calls on
+the runtime serving runs them on (:mod:`driftloop.inference`'s NumPy model; torch for a
+champion saved before ``weights.npz`` existed), ``cost.gate_repeats`` times alternately after a
+warm-up pass, on one thread (torch's and the BLAS pool's). Each pair of
 passes gives one challenger/champion cost ratio; the rule decides on a sign-test bound of their
 median, and on the paired-DeLong ROC AUC gain of the warm-up scores on the same rows (see
 :func:`driftloop.cost.judge_serving_cost` for the error rates). The fastest pass of each model
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from driftloop import cost
 from driftloop.registry import client as registry
@@ -39,7 +42,7 @@ from driftloop.settings import Settings
 from driftloop.stats import PairedAucGain, paired_auc_gain
 from driftloop.training.evaluate_run import evaluate_fitted
 from driftloop.training.job import Evaluation, FittedRun, TrainJob
-from driftloop.training.pyfunc import load_python_model
+from driftloop.training.pyfunc import load_serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -117,17 +120,20 @@ def measure_serving_cost(
     """The new model's and (when given and loadable) ``champion_version``'s CPU seconds per
     1,000 predictions, their paired ratios and the AUC gain, on the same holdout rows."""
     frame = _sample(job.data.holdout, settings.cost.gate_max_rows, job.params.seed)
-    predictors: dict[str, Predict] = {"challenger": fitted.bundle.predict_proba}
+    # the runtime serving will run each version on (NumPy; torch for a champion saved before
+    # weights.npz existed)
+    predictors: dict[str, Predict] = {"challenger": fitted.bundle.to_numpy().predict_proba}
     if champion_version is not None:
         try:
             info = registry.get_version(champion_version, settings)
-            predictors["champion"] = load_python_model(info.uri, settings).predict_proba
+            predictors["champion"] = load_serving_model(info.uri, settings).predict_proba
         except Exception as exc:  # no measurement, no cost verdict: say why
             logger.warning("champion v%s not measured for cost: %s", champion_version, exc)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a pool's spinning workers would be measured as cost (module doc)
     try:
-        passes = scoring_passes(predictors, frame, settings.cost.gate_repeats)
+        with threadpool_limits(1):  # NumPy's BLAS pool: the same reason
+            passes = scoring_passes(predictors, frame, settings.cost.gate_repeats)
     finally:
         torch.set_num_threads(threads)
     if "champion" not in predictors:

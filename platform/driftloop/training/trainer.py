@@ -26,11 +26,11 @@ from torch import nn
 
 from driftloop.cost import CPU_SECONDS, FIT_CPU_SECONDS, FIT_WALL_SECONDS, GPU_SECONDS, Meter, Usage
 from driftloop.errors import TrainingError
+from driftloop.inference.preprocessing import Preprocessor
 from driftloop.schema import LABEL
 from driftloop.settings import TrainingSettings
 from driftloop.stats import roc_auc
 from driftloop.training.model import ModelConfig, TabularNet
-from driftloop.training.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.inference.preprocessing import Preprocessor
 from driftloop.settings import TrainingSettings
 from driftloop.training.evaluation import (
     LogisticBaseline,
@@ -19,7 +20,6 @@ from driftloop.training.evaluation import (
     expected_calibration_error,
     slice_metrics,
 )
-from driftloop.training.preprocessing import Preprocessor
 
 
 def test_cost_optimal_threshold_matches_brute_force() -> None:

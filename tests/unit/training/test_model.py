@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from driftloop.errors import InvalidInputError
+from driftloop.inference.preprocessing import Preprocessor
 from driftloop.schema import MODEL_INPUT_COLUMNS
 from driftloop.training.bundle import ModelBundle
-from driftloop.training.preprocessing import Preprocessor
 from driftloop.training.trainer import TrainParams, fit
 
 
