@@ -41,7 +41,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -309,16 +309,15 @@ class CaptureWriter:
         owner = pa.array(np.repeat(np.arange(len(items), dtype=np.int32), counts))
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         metas = [item[0] for item in items]
+        row = pa.array((np.arange(total) - starts).astype(np.int32))
+        request_ids = pa.array([str(m["request_id"]) for m in metas], pa.string()).take(owner)
         columns: dict[str, pa.Array] = {
-            "prediction_id": pa.array(
-                [
-                    f"{m['request_id']}:{i}"
-                    for m, n in zip(metas, counts, strict=True)
-                    for i in range(n)
-                ],
-                pa.string(),
+            # "<request id>:<row>", joined by Arrow (a Python string per row cost ~2 % of the
+            # serving process's CPU under 1,000-row requests)
+            "prediction_id": pc.binary_join_element_wise(
+                request_ids, pc.cast(row, pa.string()), ":"
             ),
-            "row": pa.array((np.arange(total) - starts).astype(np.int32)),
+            "row": row,
         }
         for key in META_FROM_REQUEST:
             type_ = self._batch_schema.field(key).type
@@ -436,10 +435,8 @@ class CaptureWriter:
             self._write(table)
 
     def _write(self, table: pa.Table) -> None:
-        days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
-        for day in pc.unique(days).to_pylist():
-            part = table.filter(pc.equal(days, day)) if day is not None else table
-            folder = partition_dir(self.kind, datetime.fromisoformat(day).date(), self.settings)
+        for day, part in _by_day(table):
+            folder = partition_dir(self.kind, day, self.settings)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             name = f"part-{stamp}-{self._tag}-{next(self._seq):06d}.parquet"
             tmp = folder / f".{name}.tmp"
@@ -473,3 +470,19 @@ class CaptureWriter:
             logger.error(
                 "capture write %d failed (%s); %d rows %s", failures, what, part.num_rows, kept
             )
+
+
+def _by_day(table: pa.Table) -> list[tuple[date, pa.Table]]:
+    """``table`` split by the UTC day of its ``ts`` column, one part per day. A flush almost
+    always falls within one day: then its minimum and maximum say so and the table is one part
+    (formatting every timestamp as a day string, as this did before, took ~10 % of the serving
+    process's CPU under 1,000-row requests)."""
+    ts = table.column("ts")
+    bounds = pc.min_max(ts).as_py()
+    first, last = bounds["min"], bounds["max"]
+    if first is None or ts.null_count:
+        raise ValueError("capture rows without a timestamp")  # dataplane stamps every row
+    if first.date() == last.date():
+        return [(first.date(), table)]
+    days = pc.cast(ts, pa.date32())  # the UTC day (ts is timestamp[us, UTC])
+    return [(day, table.filter(pc.equal(days, day))) for day in pc.unique(days).to_pylist()]

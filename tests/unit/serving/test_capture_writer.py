@@ -36,10 +36,12 @@ def _settings(state: Path, **serving: Any) -> Settings:
     )
 
 
-def _put(writer: CaptureWriter, request_id: str, n: int, key: str = "k") -> None:
+def _put(
+    writer: CaptureWriter, request_id: str, n: int, key: str = "k", ts: datetime | None = None
+) -> None:
     meta = {
         "request_id": request_id,
-        "ts": datetime.now(UTC),
+        "ts": ts or datetime.now(UTC),
         "routing_key": key,
         "variant": "champion",
         "served": True,
@@ -261,3 +263,27 @@ def test_a_real_full_disk_leaves_no_tmp_and_the_rows_are_written_once_there_is_r
         assert writer.dropped == 0
         assert len(read_predictions(settings, with_labels=False)) == 20_000
         assert [p for p in state.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_a_flush_across_midnight_is_split_into_each_days_partition(tmp_path: Path) -> None:
+    """Rows are partitioned by the UTC day of their timestamp: a flush spanning midnight is one
+    file per day holding that day's rows only; a flush within one day, one file."""
+    settings = _settings(tmp_path)
+    writer = CaptureWriter(settings)
+    writer.start()
+    _put(writer, "late", 3, ts=datetime(2013, 5, 31, 23, 59, 59, 999_000, tzinfo=UTC))
+    _put(writer, "early", 2, ts=datetime(2013, 6, 1, 0, 0, 0, 1_000, tzinfo=UTC))
+    assert writer.stop(10)
+    files = _files(settings, "*.parquet")
+    by_day = {p.parent.name: pq.read_table(p).column("request_id").to_pylist() for p in files}
+    assert by_day == {"date=2013-05-31": ["late"] * 3, "date=2013-06-01": ["early"] * 2}
+    df = read_predictions(settings, with_labels=False)
+    assert sorted(df["prediction_id"]) == ["early:0", "early:1", "late:0", "late:1", "late:2"]
+
+    writer = CaptureWriter(settings)
+    writer.start()
+    _put(writer, "noon", 4, ts=datetime(2013, 6, 2, 12, 0, tzinfo=UTC))
+    _put(writer, "evening", 1, ts=datetime(2013, 6, 2, 23, 0, tzinfo=UTC))
+    assert writer.stop(10)
+    (one,) = kind_dir("predictions", settings).glob("date=2013-06-02/*.parquet")
+    assert sorted(pq.read_table(one).column("request_id").to_pylist()) == ["evening"] + ["noon"] * 4
