@@ -66,22 +66,22 @@ class Scorer(Protocol):
 
 
 def load_bundle(model_uri: str, runtime: str = "serving") -> tuple[Scorer, float]:
-    """The model of ``model_uri`` (a registered version) on ``runtime`` and the version's
-    decision threshold (0.5 for anything else)."""
-    import mlflow.pyfunc
-
+    """The model of ``model_uri`` on ``runtime`` and its decision threshold: a registered
+    version (``models:/<name>/<version>``) is loaded verified, as serving loads it, with the
+    version's threshold; anything else (a run's model) through its plain pyfunc, threshold 0.5."""
+    from driftloop.registry.client import decision_threshold, get_version
     from driftloop.training.pyfunc import load_python_model, load_serving_model
 
-    try:
-        python_model = load_python_model(model_uri)
-        threshold = float(python_model.threshold)
+    name, _, version = model_uri.removeprefix("models:/").partition("/")
+    if model_uri.startswith("models:/") and version.isdigit():
+        threshold = decision_threshold(get_version(version, None, name))[0]
         if runtime == "torch":
-            return python_model.bundle, threshold
+            return load_python_model(model_uri).bundle, threshold
         return load_serving_model(model_uri), threshold
-    except Exception:  # not a verified registry version (e.g. a run URI): plain pyfunc load
-        inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-        bundle: ModelBundle = inner.bundle
-        return (bundle if runtime == "torch" else bundle.to_numpy()), 0.5
+    import mlflow.pyfunc
+
+    bundle: ModelBundle = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().bundle
+    return (bundle if runtime == "torch" else bundle.to_numpy()), 0.5
 
 
 def create_app(bundle: Scorer, threshold: float) -> FastAPI:

@@ -177,8 +177,9 @@ def warm_up(handle: ModelHandle) -> ModelHandle:
         for n in WARM_UP_ROWS:
             handle.predict(pd.concat([example] * n, ignore_index=True))
         if handle.explain is not None:
-            # imports Captum and builds the explainer now: the first sampled explanation did it
-            # in a thread under the GIL, a ~0.5 s stall of every request then in flight
+            # builds the explainer now (and, for a pyfunc version, imports Captum): the first
+            # sampled explanation did it in a thread under the GIL, a ~0.5 s stall of every
+            # request then in flight
             handle.explain(example, 2)  # (steps: the import is the cost, not the integral)
     except Exception as exc:
         logger.warning("warm-up of %s v%s failed: %s", handle.name, handle.version, exc)

@@ -91,18 +91,21 @@ class IntegratedGradients:
         return self._served(self._net.gradient(x)[0])
 
     def _served(self, logit: np.ndarray) -> np.ndarray:
-        p: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
-        cal = self.calibration
-        if cal.is_identity:
-            return p
-        q = np.clip(p, EPS, 1 - EPS)
-        out: np.ndarray = 1.0 / (1.0 + np.exp(-(cal.slope * np.log(q / (1 - q)) + cal.intercept)))
+        with np.errstate(over="ignore"):  # exp of a large -logit is inf: P is 0, as torch's
+            p: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
+            cal = self.calibration
+            if cal.is_identity:
+                return p
+            q = np.clip(p, EPS, 1 - EPS)
+            z = cal.slope * np.log(q / (1 - q)) + cal.intercept
+            out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
         return out
 
     def _served_gradient(self, x: np.ndarray) -> np.ndarray:
         """d P(served) / d x for each row of ``x``."""
         logit, grad = self._net.gradient(x)
-        p = 1.0 / (1.0 + np.exp(-logit))
+        with np.errstate(over="ignore"):
+            p = 1.0 / (1.0 + np.exp(-logit))
         d = p * (1.0 - p)  # d sigmoid / d logit
         cal = self.calibration
         if not cal.is_identity:

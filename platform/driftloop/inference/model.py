@@ -81,7 +81,10 @@ class NumpyModel:
 
     @classmethod
     def load(cls, folder: Path) -> NumpyModel:
-        """The bundle saved in ``folder`` (``model.json`` and ``weights.npz``)."""
+        """The bundle saved in ``folder`` (``model.json`` and ``weights.npz``). ValueError when
+        the files do not make a model that can score (shapes that do not fit each other, NaN or
+        inf weights, scaling or calibration): such a version is refused at load, and is not
+        run as its pyfunc instead."""
         meta = json.loads((folder / META_FILE).read_text())
         preprocessor = Preprocessor.from_dict(meta["preprocessor"])
         with np.load(folder / NUMPY_WEIGHTS_FILE, allow_pickle=False) as saved:
@@ -93,10 +96,19 @@ class NumpyModel:
             or net.input_width != sum(t.shape[1] for t in net.embeddings) + preprocessor.n_numeric
         ):
             raise ValueError(f"weights in {folder} do not fit its preprocessing")
+        stats = (preprocessor.medians, preprocessor.means, preprocessor.stds)
+        if any(len(s) != len(preprocessor.numeric) for s in stats) or not all(
+            np.isfinite(s).all() for s in stats
+        ):
+            raise ValueError(f"numeric scaling in {folder} does not fit its numeric columns")
+        if any(len(set(v)) != len(v) for v in preprocessor.vocab.values()):
+            raise ValueError(f"a vocabulary in {folder} repeats a category")
         saved_calibration = meta.get("calibration")
         calibration = (
             Calibration() if saved_calibration is None else Calibration.from_dict(saved_calibration)
         )
+        if not (np.isfinite(calibration.slope) and np.isfinite(calibration.intercept)):
+            raise ValueError(f"calibration in {folder} is not finite")
         return cls(net=net, preprocessor=preprocessor, calibration=calibration)
 
     @classmethod

@@ -38,7 +38,11 @@ class NumpyNet:
         embeddings: dict[int, np.ndarray] = {}
         linear: dict[int, dict[str, np.ndarray]] = {}
         for key, value in state.items():
+            if not np.isfinite(value).all():
+                raise ValueError(f"tensor {key!r} of the saved weights holds NaN or inf")
             if match := _EMBEDDING.fullmatch(key):
+                if np.ndim(value) != 2:
+                    raise ValueError(f"embedding {key!r} is not a 2-D table")
                 embeddings[int(match[1])] = np.asarray(value, dtype=np.float32)
             elif match := _LINEAR.fullmatch(key):
                 linear.setdefault(int(match[1]), {})[match[2]] = np.asarray(value, np.float32)

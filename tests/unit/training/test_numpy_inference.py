@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,65 @@ def test_weights_that_do_not_fit_the_preprocessing_are_refused(saved: Path, tmp_
     meta["preprocessor"]["vocab"]["carrier"].pop()
     (bad / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="layer"):
+        NumpyModel.load(bad)
+
+
+def _bundle_with(
+    saved: Path, folder: Path, meta_change: Any = None, state_change: Any = None
+) -> Path:
+    """A copy of the saved bundle with its model.json and/or weights changed."""
+    folder.mkdir()
+    meta = json.loads((saved / "model.json").read_text())
+    if meta_change is not None:
+        meta_change(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    with np.load(saved / NUMPY_WEIGHTS_FILE) as arrays:
+        state = {k: arrays[k] for k in arrays.files}
+    if state_change is not None:
+        state_change(state)
+    np.savez(folder / NUMPY_WEIGHTS_FILE, **state)
+    return folder
+
+
+def _nan_bias(state: dict[str, np.ndarray]) -> None:
+    state["mlp.0.bias"] = np.full_like(state["mlp.0.bias"], np.nan)
+
+
+def _table_3d(state: dict[str, np.ndarray]) -> None:
+    table = state["embeddings.0.weight"]
+    state["embeddings.0.weight"] = np.stack([table, table], axis=2)
+
+
+def _short_scaling(meta: dict[str, Any]) -> None:
+    meta["preprocessor"]["stds"] = meta["preprocessor"]["stds"][:1]
+
+
+def _repeated_category(meta: dict[str, Any]) -> None:
+    vocab = meta["preprocessor"]["vocab"]["carrier"]
+    vocab[-1] = vocab[0]
+
+
+def _infinite_calibration(meta: dict[str, Any]) -> None:
+    meta["calibration"]["slope"] = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("meta_change", "state_change", "message"),
+    [
+        (None, _nan_bias, "NaN or inf"),
+        (None, _table_3d, "2-D"),
+        (_short_scaling, None, "scaling"),
+        (_repeated_category, None, "repeats"),
+        (_infinite_calibration, None, "calibration"),
+    ],
+    ids=["nan-weights", "3d-embedding", "short-scaling", "repeated-category", "inf-calibration"],
+)
+def test_a_bundle_that_cannot_score_is_refused_at_load(
+    saved: Path, tmp_path: Path, meta_change: Any, state_change: Any, message: str
+) -> None:
+    """Each of these loaded before and then failed, or answered NaN, on every request."""
+    bad = _bundle_with(saved, tmp_path / "bad", meta_change, state_change)
+    with pytest.raises(ValueError, match=message):
         NumpyModel.load(bad)
 
 
