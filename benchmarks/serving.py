@@ -486,6 +486,13 @@ def set_shadow(settings: Settings, on: bool) -> None:
     promotion.set_weight(100, "benchmark", "serving benchmark: shadow every request", settings)
 
 
+def shadow_dropped(base: str) -> float | None:
+    """``driftloop_shadow_dropped_total`` of the server now (None when it is not exported)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    found = re.search(r"^driftloop_shadow_dropped_total ([0-9.e+]+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def wait_health(base: str, want: Callable[[dict[str, Any]], bool], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -750,13 +757,15 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
             )
             httpx.post(urls["driftloop"], content=body, headers=auth)
             throughput(urls["driftloop"], body, args.connections, 2, gen)  # the copy's warm-up
-            fixed["driftloop features, shadow 100 %"] = open_loop(
-                urls["driftloop"], body, args.rate, args.rate_duration
-            )
+            # (the closed-loop warm-up drops copies by design: count the fixed-rate run's only)
+            dropped_before = shadow_dropped(dl.url)
+            shadow_run = open_loop(urls["driftloop"], body, args.rate, args.rate_duration)
+            fixed["driftloop features, shadow 100 %"] = shadow_run
             memory_note = "champion + challenger loaded, shadow traffic served"
-            metrics_text = httpx.get(f"{dl.url}/metrics").text
-            found = re.search(r"^driftloop_shadow_dropped_total ([0-9.e+]+)$", metrics_text, re.M)
-            results["shadow_dropped"] = float(found.group(1)) if found else None
+            dropped_after = shadow_dropped(dl.url)
+            if dropped_before is not None and dropped_after is not None:
+                results["shadow_dropped"] = dropped_after - dropped_before
+                results["shadow_requests"] = round(shadow_run.rps * args.rate_duration)
         memory = peak_rss_mb(dl_pid)
     lookup = feature_lookup_latency(settings)
 
@@ -804,7 +813,8 @@ def run(args: argparse.Namespace, settings: Settings, model_uri: str, tmp: Path)
         if results.get("shadow_dropped") is not None:
             print(
                 f" (copies dropped at serving.shadow_max_pending: "
-                f"{results['shadow_dropped']:.0f} of the run's requests)",
+                f"{results['shadow_dropped']:.0f} of the run's "
+                f"{results['shadow_requests']:.0f} requests)",
                 end="",
             )
     print()
