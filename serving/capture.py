@@ -66,10 +66,6 @@ logger = logging.getLogger(__name__)
 MAX_QUEUE = 200_000
 #: Seconds between two looks of the writer thread at its queue.
 POLL_S = 0.05
-#: Queued prediction items are encoded in chunks of this many as they arrive, with the GIL
-#: yielded between chunks: encoding a whole flush at once (~500 one-row requests a second) held
-#: the GIL ~5 ms and showed as the p99 of requests arriving meanwhile.
-ENCODE_CHUNK = 64
 #: Rows of failed writes kept for a retry (per writer); more are dropped as ``write``.
 RETRY_ROWS = 100_000
 #: The reasons of ``rows_dropped``.
@@ -230,8 +226,7 @@ class CaptureWriter:
         this thread: a blocking ``get`` would be notified by every request's ``put``, and every
         wake-up of this thread takes the GIL from the event loop for a moment (a hand-off that
         cost more than the put on a busy machine)."""
-        items: list[PredictionItem | FeedbackItem] = []  # queued, not encoded yet
-        encoded: list[pa.RecordBatch] = []  # encoded, written at the next flush
+        items: list[PredictionItem | FeedbackItem] = []  # queued, encoded together at a flush
         rows = 0
         first_at = last_flush = time.monotonic()
         stopping = False
@@ -244,26 +239,21 @@ class CaptureWriter:
                 if item is None:
                     stopping = True
                     break
-                if not items and not encoded:
+                if not items:
                     first_at = time.monotonic()
                 items.append(item)
                 rows += self._rows_of(item)
-            while len(items) >= ENCODE_CHUNK:  # encode as items come, a chunk at a time
-                encoded.extend(self._encode_all(items[:ENCODE_CHUNK]))
-                del items[:ENCODE_CHUNK]
-                time.sleep(0)  # lets the event loop take the GIL between chunks
-            pending = bool(items or encoded)
             now = time.monotonic()
-            due = rows >= self.flush_rows or (pending and now - first_at >= self.flush_s)
+            due = rows >= self.flush_rows or (items and now - first_at >= self.flush_s)
             retry_due = self._retry and now - last_flush >= self.flush_s
-            if (pending and (due or stopping)) or (self._retry and (retry_due or stopping)):
-                self._flush(encoded + self._encode_all(items))
-                items, encoded, rows, last_flush = [], [], 0, time.monotonic()
-            if not items and not encoded and not self._retry and self._queue.empty():
+            if (items and (due or stopping)) or (self._retry and (retry_due or stopping)):
+                self._flush(self._encode_all(items))
+                items, rows, last_flush = [], 0, time.monotonic()
+            if not items and not self._retry and self._queue.empty():
                 self._idle.set()
             if not stopping:
                 wait = POLL_S
-                if items or encoded:
+                if items:
                     wait = min(wait, max(0.0, first_at + self.flush_s - time.monotonic()))
                 self._wake.wait(wait)
         if self._retry_rows:  # the last retry failed too: what is left is lost

@@ -287,33 +287,3 @@ def test_a_flush_across_midnight_is_split_into_each_days_partition(tmp_path: Pat
     assert writer.stop(10)
     (one,) = kind_dir("predictions", settings).glob("date=2013-06-02/*.parquet")
     assert sorted(pq.read_table(one).column("request_id").to_pylist()) == ["evening"] + ["noon"] * 4
-
-
-def test_items_are_encoded_in_chunks_as_they_come_and_written_once_at_the_flush(
-    tmp_path: Path,
-) -> None:
-    """More one-row requests than a chunk between two flushes: encoded a chunk at a time while
-    the flush waits, then written as one file with every row once."""
-    settings = _settings(tmp_path, capture_flush_s=30.0)
-    writer = CaptureWriter(settings)
-    sizes: list[int] = []  # items per encode call (the real encoder runs)
-    encode = writer._encode_all
-
-    def counted(items: list[Any]) -> Any:
-        sizes.append(len(items))
-        return encode(items)
-
-    writer._encode_all = counted  # type: ignore[method-assign]
-    writer.start()
-    n = 3 * capture_module.ENCODE_CHUNK + 5
-    for i in range(n):
-        _put(writer, f"r{i}", 1)
-    time.sleep(0.3)  # several polls: the chunks are encoded, nothing is due yet
-    assert sizes == [capture_module.ENCODE_CHUNK] * 3
-    assert _files(settings, "*.parquet") == []
-    assert writer.stop(10)
-    (path,) = _files(settings, "*.parquet")
-    ids = pq.read_table(path).column("prediction_id").to_pylist()
-    assert sorted(ids) == sorted(f"r{i}:0" for i in range(n))
-    assert (writer.rows_written, writer.files_written, writer.dropped) == (n, 1, 0)
-    assert sizes[3:] == [5]  # the rest at the flush
