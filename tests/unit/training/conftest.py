@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from driftloop.schema import CATEGORICAL_COLUMNS, EVENT_TIMESTAMP, LABEL, NUMERIC_COLUMNS
+
+if TYPE_CHECKING:
+    from driftloop.training.bundle import ModelBundle
 
 
 def synthetic_frame(rows: int = 4000, seed: int = 0, signal: float = 2.5) -> pd.DataFrame:
@@ -33,3 +38,16 @@ def synthetic_frame(rows: int = 4000, seed: int = 0, signal: float = 2.5) -> pd.
 @pytest.fixture(scope="session")
 def frame() -> pd.DataFrame:
     return synthetic_frame()
+
+
+@pytest.fixture(scope="session")
+def calibrated_bundle(frame: pd.DataFrame) -> ModelBundle:
+    """A model fitted on the synthetic frame and Platt-calibrated (not the identity), so the
+    calibrated path is what attributions and the NumPy runtime are checked on."""
+    from driftloop.training.bundle import ModelBundle
+    from driftloop.training.trainer import TrainParams, fit
+
+    result = fit(frame.iloc[:3500], frame.iloc[3500:], TrainParams(epochs=4, batch_size=256))
+    calibrated = ModelBundle(result.model, result.preprocessor).calibrate(frame.iloc[3500:])
+    assert not calibrated.calibration.is_identity
+    return calibrated
