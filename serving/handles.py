@@ -39,7 +39,7 @@ import pandas as pd
 
 from driftloop.data.capture import version_lineage_id
 from driftloop.errors import ModelIntegrityError
-from driftloop.inference.model import NumpyModel
+from driftloop.inference.model import NumpyModel, fast_scorer, load_verified
 from driftloop.registry.client import (
     DEFAULT_THRESHOLD,
     THRESHOLD_DEFAULT,
@@ -48,7 +48,6 @@ from driftloop.registry.client import (
     get_version,
     registry_snapshot,
 )
-from driftloop.registry.integrity import load_verified_pyfunc
 from driftloop.schema import MODEL_INPUT_COLUMNS, OUTPUT_PROBABILITY
 from driftloop.settings import Settings
 from serving.examples import ROW
@@ -113,15 +112,10 @@ def load_handle(name: str, version: str, settings: Settings) -> ModelHandle:
     info = get_version(version, settings, name)
     threshold, source = decision_threshold(info)
     lineage = version_lineage_id(info)
-    model = load_verified_pyfunc(
-        f"models:/{name}/{version}", settings, native=NumpyModel.from_model_dir
-    )
-    inner: Any = model if isinstance(model, NumpyModel) else None
-    if inner is None:
-        with contextlib.suppress(Exception):
-            inner = model.unwrap_python_model()
-    proba = getattr(inner, "predict_proba", None)
-    if callable(proba):
+    model = load_verified(f"models:/{name}/{version}", settings)
+    inner = fast_scorer(model)
+    if inner is not None:
+        proba = inner.predict_proba
 
         def predict(df: pd.DataFrame) -> np.ndarray:
             return np.asarray(proba(df), dtype=np.float64).reshape(-1)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.inference.calibration import EPS, Calibration
+from driftloop.inference.calibration import EPS, Calibration, sigmoid
 from driftloop.inference.net import NumpyNet
 from driftloop.inference.preprocessing import Preprocessor
 
@@ -88,29 +88,18 @@ class IntegratedGradients:
         self.baseline_probability = float(self._probability(self._baseline)[0])
 
     def _probability(self, x: np.ndarray) -> np.ndarray:
-        return self._served(self._net.gradient(x)[0])
-
-    def _served(self, logit: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):  # exp of a large -logit is inf: P is 0, as torch's
-            p: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
-            cal = self.calibration
-            if cal.is_identity:
-                return p
-            q = np.clip(p, EPS, 1 - EPS)
-            z = cal.slope * np.log(q / (1 - q)) + cal.intercept
-            out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
-        return out
+        """The served probability (calibration included) of the net's inputs ``x``."""
+        return self.calibration.apply(sigmoid(self._net.forward(x)))
 
     def _served_gradient(self, x: np.ndarray) -> np.ndarray:
         """d P(served) / d x for each row of ``x``."""
         logit, grad = self._net.gradient(x)
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-logit))
+        p = sigmoid(logit)
         d = p * (1.0 - p)  # d sigmoid / d logit
         cal = self.calibration
         if not cal.is_identity:
             q = np.clip(p, EPS, 1 - EPS)
-            out = self._served(logit)
+            out = cal.apply(p)
             inside = (p >= EPS) & (p <= 1 - EPS)  # torch.clamp passes the gradient inclusively
             d = d * inside / (q * (1.0 - q)) * cal.slope * out * (1.0 - out)
         result: np.ndarray = grad * d[:, None]

@@ -15,8 +15,8 @@ equal torch's to float32 rounding, attributions equal Captum's (tests hold both)
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +28,11 @@ import pandas as pd
 import yaml
 
 from driftloop.inference.attributions import DEFAULT_STEPS, Attributions, IntegratedGradients
-from driftloop.inference.calibration import Calibration
+from driftloop.inference.calibration import Calibration, sigmoid
 from driftloop.inference.net import NumpyNet
 from driftloop.inference.preprocessing import Preprocessor, n_rows
-
-logger = logging.getLogger(__name__)
+from driftloop.registry.integrity import load_verified_pyfunc
+from driftloop.settings import Settings
 
 META_FILE = "model.json"
 NUMPY_WEIGHTS_FILE = "weights.npz"
@@ -58,10 +58,8 @@ class NumpyModel:
         if n_rows(df) == 0:
             return np.empty(0, dtype=np.float64)
         codes, numeric = self.preprocessor.transform(df)
-        z = self.net.logits(codes, numeric)
-        with np.errstate(over="ignore"):
-            p = (1.0 / (1.0 + np.exp(-z))).astype(np.float64)  # float32, as torch.sigmoid
-        return self.calibration.apply(p)
+        p = sigmoid(self.net.logits(codes, numeric))  # float32, as torch computes it
+        return self.calibration.apply(p.astype(np.float64))
 
     def explain(
         self, df: pd.DataFrame | Mapping[str, Any], n_steps: int = DEFAULT_STEPS
@@ -89,12 +87,8 @@ class NumpyModel:
         preprocessor = Preprocessor.from_dict(meta["preprocessor"])
         with np.load(folder / NUMPY_WEIGHTS_FILE, allow_pickle=False) as saved:
             state = {key: saved[key] for key in saved.files}
-        net = NumpyNet.from_state(state, int(meta["config"]["n_numeric"]))
-        widths = [t.shape[0] for t in net.embeddings]
-        if (
-            widths != preprocessor.cardinalities
-            or net.input_width != sum(t.shape[1] for t in net.embeddings) + preprocessor.n_numeric
-        ):
+        net = NumpyNet.from_state(state, preprocessor.n_numeric)  # checks the layers' widths
+        if [t.shape[0] for t in net.embeddings] != preprocessor.cardinalities:
             raise ValueError(f"weights in {folder} do not fit its preprocessing")
         stats = (preprocessor.medians, preprocessor.means, preprocessor.stds)
         if any(len(s) != len(preprocessor.numeric) for s in stats) or not all(
@@ -136,3 +130,22 @@ def bundle_folder(model_dir: Path) -> Path | None:
     if not folder.is_relative_to(root) or not (folder / META_FILE).is_file():
         return None
     return folder
+
+
+def load_verified(model_uri: str, settings: Settings | None = None) -> Any:
+    """A registered version (or logged model) as serving runs it, from its hash-verified copy:
+    its :class:`NumpyModel` when it saved ``weights.npz``, else its MLflow pyfunc (unpickled
+    only after the hash matched)."""
+    return load_verified_pyfunc(model_uri, settings, native=NumpyModel.from_model_dir)
+
+
+def fast_scorer(model: Any) -> Any | None:
+    """What scores ``model`` with ``predict_proba`` (probabilities, no schema enforcement): a
+    :class:`NumpyModel` itself, or the unwrapped python model of a pyfunc that has one; None
+    for any other pyfunc (its ``predict`` is the way)."""
+    if isinstance(model, NumpyModel):
+        return model
+    inner: Any = None
+    with contextlib.suppress(Exception):
+        inner = model.unwrap_python_model()
+    return inner if callable(getattr(inner, "predict_proba", None)) else None

@@ -66,10 +66,6 @@ class NumpyNet:
             raise ValueError(f"the saved net ends in {width} outputs, not 1")
         return cls(tables, tuple(weights), tuple(biases))
 
-    @property
-    def input_width(self) -> int:
-        return int(self.weights[0].shape[0])
-
     def embed(self, codes: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         """``[n, sum of widths]``: each row's embedding vectors side by side."""
         parts = [table[codes[:, j]] for j, table in enumerate(self.embeddings)]
@@ -80,7 +76,12 @@ class NumpyNet:
         ``[n, n_numeric]``)."""
         parts = [table[codes[:, j]] for j, table in enumerate(self.embeddings)]
         parts.append(numeric.astype(np.float32, copy=False))
-        h = np.concatenate(parts, axis=1)
+        return self.forward(np.concatenate(parts, axis=1))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The logit per row of the net's inputs ``x`` (embedded categoricals and the numeric
+        block side by side), in the precision of ``x`` and the weights."""
+        h = x
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = h @ w

@@ -49,8 +49,7 @@ class ModelBundle:
     def to_numpy(self) -> NumpyModel:
         """This bundle as serving runs it (:class:`~driftloop.inference.model.NumpyModel`: the
         same weights, preprocessing and calibration, without torch)."""
-        state = {k: v.detach().float().cpu().numpy() for k, v in self.net.state_dict().items()}
-        net = NumpyNet.from_state(state, self.preprocessor.n_numeric)
+        net = NumpyNet.from_state(_arrays(self.net), self.preprocessor.n_numeric)
         return NumpyModel(net=net, preprocessor=self.preprocessor, calibration=self.calibration)
 
     def calibrate(self, rows: pd.DataFrame) -> ModelBundle:
@@ -61,12 +60,10 @@ class ModelBundle:
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         net = self.net.to("cpu")
-        state = net.state_dict()
-        torch.save(state, folder / WEIGHTS_FILE)
+        torch.save(net.state_dict(), folder / WEIGHTS_FILE)
         # the same tensors for inference without torch (driftloop.inference.model): serving
         # reads these; the artifact hash covers both files
-        arrays = {key: value.detach().float().numpy() for key, value in state.items()}
-        np.savez(folder / NUMPY_WEIGHTS_FILE, allow_pickle=False, **arrays)
+        np.savez(folder / NUMPY_WEIGHTS_FILE, allow_pickle=False, **_arrays(net))
         meta = {
             "config": net.config.to_dict(),
             "preprocessor": self.preprocessor.to_dict(),
@@ -88,3 +85,8 @@ class ModelBundle:
             preprocessor=Preprocessor.from_dict(meta["preprocessor"]),
             calibration=Calibration() if saved is None else Calibration.from_dict(saved),
         )
+
+
+def _arrays(net: TabularNet) -> dict[str, np.ndarray]:
+    """The net's ``state_dict`` as float32 NumPy arrays (what :class:`NumpyNet` reads)."""
+    return {k: v.detach().float().cpu().numpy() for k, v in net.state_dict().items()}

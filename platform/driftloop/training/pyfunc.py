@@ -27,7 +27,7 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from driftloop.inference.attributions import DEFAULT_STEPS, Attributions
-from driftloop.inference.model import ARTIFACT_KEY, NumpyModel
+from driftloop.inference.model import ARTIFACT_KEY, fast_scorer, load_verified
 from driftloop.registry.client import (
     DEFAULT_THRESHOLD,
     THRESHOLD_DEFAULT,
@@ -163,13 +163,10 @@ def load_serving_model(model_uri: str, settings: Settings | None = None) -> Any:
     way): its :class:`~driftloop.inference.model.NumpyModel` when the version saved
     ``weights.npz``, else the unwrapped :class:`DelayModel` (torch); both have
     ``predict_proba``."""
-    model = load_verified_pyfunc(model_uri, settings, native=NumpyModel.from_model_dir)
-    if isinstance(model, NumpyModel):
-        return model
-    python_model = model.unwrap_python_model()
-    if not hasattr(python_model, "predict_proba"):
+    scorer = fast_scorer(load_verified(model_uri, settings))
+    if scorer is None:
         raise TypeError(f"{model_uri} is not a driftloop model (no predict_proba)")
-    return python_model
+    return scorer
 
 
 def load_python_model(model_uri: str, settings: Settings | None = None) -> DelayModel:
