@@ -8,7 +8,9 @@ are timed by wrapping the demo's own steps (no change to what it does):
 
 - ``imports``: importing the demo (Prefect, MLflow, the flows);
 - ``service start``: MLflow + Prefect + deployments/automation + worker;
-- ``ingest``, ``features``, ``train`` (the first champion), ``serving start``;
+- ``ingest``, ``features``, ``train`` (the first champion), ``serving start``; the first three
+  run in a child process (``driftloop.embedded.demo.first_steps``), which reports their seconds:
+  ``first steps: child start`` is the rest of its time (starting Python, imports);
 - ``traffic``: the months' flights through the inference API with their labels;
 - ``monitor``: the monitor flow per month (drift report, verdict, trigger);
 - ``retrain (automation)``: from the drift event until the retrain run the automation starts
@@ -73,15 +75,25 @@ class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        #: how much this (the demo's) process's RSS grew during the phase, summed over its calls:
+        #: what the phase left held in the process
+        self.rss_growth: dict[str, int] = defaultdict(int)
+        self._me = psutil.Process(os.getpid())
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0, rss0 = time.perf_counter(), self._me.memory_info().rss
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - t0
             self.calls[name] += 1
+            self.rss_growth[name] += self._me.memory_info().rss - rss0
+
+    def add(self, name: str, seconds: float) -> None:
+        """A phase timed elsewhere (in a child process)."""
+        self.seconds[name] += seconds
+        self.calls[name] += 1
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -101,11 +113,13 @@ def _kind(proc: psutil.Process) -> str:
         ("-m serving", "serving"),
         ("mlflow server", "mlflow server"),
         ("mlflow.server", "mlflow server"),
+        ("embedded.mlflow_server", "mlflow server"),  # its launcher, before it execs the server
         ("huey", "mlflow server"),
         ("prefect server", "prefect server"),
         ("prefect worker", "worker"),
         ("prefect.engine", "flow run"),
         ("benchmarks/loop.py", "demo (this process)"),
+        ("demo.first_steps", "demo first steps (child)"),
     ):
         if needle in cmd:
             return kind
@@ -122,6 +136,8 @@ class MemorySampler(threading.Thread):
         self.peak_at = 0.0
         self.peak_processes = 0
         self.by_kind: dict[str, int] = defaultdict(int)
+        #: RSS per process kind in the sample of the peak (what the peak is made of)
+        self.at_peak: dict[str, int] = {}
         self.samples = 0
         #: the 1-minute load average at each sample: other work on the machine slows every phase
         self.loads: list[float] = []
@@ -155,6 +171,7 @@ class MemorySampler(threading.Thread):
                 time.monotonic() - self._t0,
                 len(procs),
             )
+            self.at_peak = dict(kinds)
         for kind, rss in kinds.items():
             self.by_kind[kind] = max(self.by_kind[kind], rss)
 
@@ -182,8 +199,34 @@ def _instrument(phases: Phases) -> None:
     """Wrap the demo's steps (module globals of the replay) with timers."""
     from driftloop.embedded.demo import replay, traffic
 
+    try:
+        from driftloop.embedded.demo import first_steps
+    except ImportError:  # a commit from before the first steps ran in a child process
+        first_steps = None  # type: ignore[assignment]
+
+    def first_steps_timed(*args: Any, **kwargs: Any) -> Any:
+        """Ingest, features and the first training run in a child process, which reports each
+        flow's seconds; the rest of the child's time is its start-up (imports)."""
+        t0, rss0 = time.perf_counter(), phases._me.memory_info().rss
+        out = run_first_steps(*args, **kwargs)
+        total = time.perf_counter() - t0
+        for step, phase in (
+            ("ingest", "ingest"),
+            ("features", "features"),
+            ("train", "train (first champion)"),
+            ("traffic rows", "traffic"),
+        ):
+            phases.add(phase, out.seconds.get(step, 0.0))
+        phases.add("first steps: child start", max(0.0, total - sum(out.seconds.values())))
+        phases.rss_growth["first steps: child start"] += phases._me.memory_info().rss - rss0
+        return out
+
+    if first_steps is not None:
+        run_first_steps = first_steps.run_first_steps
+        first_steps.run_first_steps = first_steps_timed
     wrapped = (
         ("start_platform", "service start"),
+        # before the first steps moved to a child process (kept to compare older commits)
         ("ingest_flow", "ingest"),
         ("features_flow", "features"),
         ("train_flow", "train (first champion)"),
@@ -334,10 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         f"cpus: {os.cpu_count()}  python: {sys.version.split()[0]}  state: {state}  "
         f"load average during the run: mean {sum(loads) / len(loads):.1f}, max {max(loads):.1f}"
     )
-    print(f"{'phase':<24} {'seconds':>9} {'share':>6}  calls")
+    print(f"{'phase':<24} {'seconds':>9} {'share':>6} {'calls':>5}  demo process RSS growth (MB)")
     for name, secs in phases.seconds.items():
         calls = phases.calls.get(name, 0)
-        print(f"{name:<24} {secs:9.1f} {secs / total:6.1%}  {calls or ''}")
+        grew = f"{phases.rss_growth[name] / MB:+,.0f}" if name in phases.rss_growth else ""
+        print(f"{name:<24} {secs:9.1f} {secs / total:6.1%} {calls or '':>5}  {grew}")
     print(f"{'total':<24} {total:9.1f}")
     for item in breakdown:
         print(
@@ -355,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({sampler.peak_processes} processes, at {sampler.peak_at:.0f} s; "
         f"{sampler.samples} samples every {args.sample_s:g} s)"
     )
+    print(f"  {'process kind':<27} {'own peak':>8} {'at the peak':>12}")
     for kind, rss in sorted(sampler.by_kind.items(), key=lambda kv: -kv[1]):
-        print(f"  peak {kind:<22} {rss / MB:8,.0f} MB")
+        print(f"  {kind:<27} {rss / MB:5,.0f} MB {sampler.at_peak.get(kind, 0) / MB:9,.0f} MB")
     decisions: list[dict[str, Any]] = []
     if result is not None:
         print("\ndecisions (compare across runs):")
@@ -388,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                     "peak_rss_mb": sampler.peak / MB,
                     "load_average_mean": sum(loads) / len(loads),
                     "peak_rss_by_kind_mb": {k: v / MB for k, v in sampler.by_kind.items()},
+                    "rss_at_peak_by_kind_mb": {k: v / MB for k, v in sampler.at_peak.items()},
+                    "demo_process_rss_growth_mb": {k: v / MB for k, v in phases.rss_growth.items()},
                     "decisions": decisions,
                 },
                 indent=2,

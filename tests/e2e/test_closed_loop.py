@@ -10,7 +10,6 @@ a model rejected by the gate is recorded as such. Either way serving state stays
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,27 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from child_env import settings_env
 from polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
-
-
-def settings_env(settings: Any) -> dict[str, str]:
-    """Environment that makes get_settings() in a child process equal ``settings``."""
-    from driftloop.embedded.services import service_env
-
-    env = service_env(settings)
-    for section in ("mlflow", "training", "rollout", "monitoring", "features"):
-        data = getattr(settings, section).model_dump(mode="json")
-        for key, value in data.items():
-            if value is None:
-                continue
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"DRIFTLOOP_{section.upper()}__{key.upper()}"] = text
-    env["PREFECT_HOME"] = str(settings.state / "prefect-home")
-    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
-    env["PREFECT_WORKER_PREFETCH_SECONDS"] = "1"
-    return env
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Modules::
     traffic      a month's rows through the inference API, then their labels as feedback
     timeline     one line per month, the summary, the links
     replay       the steps, month by month, following each retrain the automation starts
+    first_steps  ingest, features and the first champion's training, in a child process
 """
 
 from driftloop.embedded.demo.replay import DemoOptions, run_demo

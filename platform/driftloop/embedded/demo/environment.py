@@ -82,7 +82,7 @@ def apply_demo_environment() -> Settings:
 
 class PlatformStart:
     """The deployments, the automation and the worker, registered and started in a thread while
-    the demo ingests, builds features and trains in-process (none of which needs them): the
+    the demo ingests, builds features and trains (none of which needs them): the
     deploy is mostly a ``prefect deploy`` subprocess, so both go at once. :meth:`wait` returns
     once they are in place (re-raising what failed)."""
 

@@ -5,10 +5,11 @@
    sees the same settings;
 2. the embedded platform: MLflow and Prefect (started together), then the deployments, the
    automation and the worker in the background while steps 3-4 run;
-3. ``ingest`` January..``until`` and ``features`` (Prefect flows), ``train`` the first champion on
-   January-February (holdout March);
-4. the inference API (``python -m serving``) as a background process, started before the
-   training (it loads the champion once the alias is set);
+3. the inference API (``python -m serving``) as a background process, started first: it answers
+   "not ready" until it finds the champion alias, then loads it (waited for before traffic);
+4. ``ingest`` January..``until`` and ``features`` (Prefect flows), ``train`` the first champion on
+   January-February (holdout March), in a child process (:mod:`first_steps`: their memory goes
+   when it exits, and this process never imports torch);
 5. month by month from April: the month's flights (point-in-time feature rows, a sample) go
    through the HTTP API in batches, their labels follow as feedback, the ``monitor`` flow judges
    the month's traffic; drift emits the event, the automation runs ``retrain`` on the worker,
@@ -21,9 +22,11 @@ first champion of this replay is set by the demo (audited) whatever an earlier r
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -44,7 +47,7 @@ from driftloop.embedded.demo.timeline import (
     monitor_line,
     print_summary,
 )
-from driftloop.embedded.demo.traffic import Traffic
+from driftloop.embedded.demo.traffic import Traffic, read_month_frame
 from driftloop.embedded.platform import stop_all
 from driftloop.embedded.services import (
     Service,
@@ -54,7 +57,6 @@ from driftloop.embedded.services import (
     stop_service,
 )
 from driftloop.errors import DriftloopError
-from driftloop.features import build_training_frame
 from driftloop.loop.automations import prefect_client
 from driftloop.loop.ledger import archive_ledger, list_retrains
 from driftloop.months import month_range, next_month, parse_month
@@ -62,10 +64,7 @@ from driftloop.registry.client import registry_snapshot
 from driftloop.registry.promotion import reset_champion
 from driftloop.schema import EVENT_TIMESTAMP
 from driftloop.settings import Settings, ui_logins
-from flows.features import features as features_flow
-from flows.ingest import ingest as ingest_flow
 from flows.monitor import monitor as monitor_flow
-from flows.train import train as train_flow
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +121,13 @@ def follow_retrain(
     traffic: Traffic,
     month: str,
     options: DemoOptions,
+    frames: Path,
     echo: Echo,
 ) -> dict[str, Any]:
     """Wait for the retrain run the automation starts for ``event_id``; once serving canaries its
-    challenger, send the month's flights (seeded order, fixed request ids, so the weight split and
-    the evidence are the same every run) with their labels until the rollout has decided;
-    returns the retrain's outcome from the ledger (or what Prefect says)."""
+    challenger, send the month's flights (from ``frames``; seeded order, fixed request ids, so
+    the weight split and the evidence are the same every run) with their labels until the
+    rollout has decided; returns the retrain's outcome from the ledger (or what Prefect says)."""
     deadline = time.monotonic() + options.retrain_timeout_s
     run = None
     while run is None and time.monotonic() < deadline:
@@ -141,7 +141,7 @@ def follow_retrain(
     echo(f"    automation started a retrain flow run ({run.id}); training, then the canary")
     state = run.state
     if _wait_for_canary(run.id, traffic, settings):
-        rows = _canary_frame(month, options, settings)
+        rows = _canary_frame(month, options, frames)
         echo(f"    canary: sending {month}'s flights, {CANARY_ROWS_PER_REQUEST} per request")
         i = 0
         budget = settings.rollout.max_requests + settings.rollout.look_every
@@ -172,15 +172,16 @@ def follow_retrain(
     return {"status": f"flow run {name}", "flow_run": run.name}
 
 
-def _canary_frame(month: str, options: DemoOptions, settings: Settings) -> Any:
+def _canary_frame(month: str, options: DemoOptions, frames: Path) -> Any:
     """All of ``month``'s flights in a seeded order (the canary's traffic: no row repeats
     within its evidence budget)."""
-    frame = build_training_frame([month], settings)
+    frame = read_month_frame(frames, month)
     return frame.sample(frac=1.0, random_state=options.seed).reset_index(drop=True)
 
 
-def _month_frame(month: str, options: DemoOptions, settings: Settings) -> Any:
-    frame = build_training_frame([month], settings)
+def _month_frame(month: str, options: DemoOptions, frames: Path) -> Any:
+    """A seeded sample of ``month``'s flights in time order (the month's traffic)."""
+    frame = read_month_frame(frames, month)
     if len(frame) > options.rows_per_month:
         frame = frame.sample(n=options.rows_per_month, random_state=options.seed)
     return frame.sort_values(EVENT_TIMESTAMP).reset_index(drop=True)
@@ -192,6 +193,7 @@ def _replay(
     until: str,
     first_traffic: str,
     serving: Service,
+    frames: Path,
     echo: Echo,
 ) -> tuple[list[MonthRow], tuple[int, int, int]]:
     """Steps 1-5 of the module docstring; returns the timeline and (retrains, promotions,
@@ -202,16 +204,17 @@ def _replay(
     if archived:
         echo(f"  earlier replay's retrain ledger archived to {archived}")
 
-    echo(f"[2/5] ingest 2013-01..{until} (DVC) and build features (Feast)")
-    ingest_flow(start_month="2013-01", end_month=until)
-    features_flow()
     # The inference API starts while the champion trains: it answers "not ready" until its
     # reconciler finds the champion alias, then loads it (step 4 waits for that).
     if status_of(serving, settings).running:
         stop_service(serving, settings)  # fresh env, fresh model load
     start_service(serving, settings, block=False)
-    echo(f"[3/5] train the first champion on {FIRST_TRAIN[0]}..{FIRST_TRAIN[1]}")
-    summary = train_flow(start_month=FIRST_TRAIN[0], end_month=FIRST_TRAIN[1])
+    echo(f"[2/5] ingest 2013-01..{until} (DVC) and build features (Feast)")
+    # ingest, features and train run in a child process, which prints step 3's line: their
+    # memory (DVC, torch, the training data) is returned when it exits (see first_steps)
+    from driftloop.embedded.demo import first_steps  # lazy: `python -m` runs it as __main__
+
+    summary = first_steps.run_first_steps(until, FIRST_TRAIN, first_traffic, frames, echo).summary
     reset_champion(str(summary["version"]), settings=settings)
     auc = summary.get("metrics", {}).get("model", {}).get("roc_auc")
     echo(f"  v{summary['version']} is the champion (holdout 2013-03 ROC AUC {auc:.3f})")
@@ -227,7 +230,7 @@ def _replay(
     try:
         for month in month_range(first_traffic, until):
             row = MonthRow(month=month)
-            frame = _month_frame(month, options, settings)
+            frame = _month_frame(month, options, frames)
             window_start = datetime.now(UTC)
             row.rows, row.errors = traffic.send(frame, f"{options.seed}-{month}")
             time.sleep(settings.serving.capture_flush_s + 1.0)
@@ -247,7 +250,9 @@ def _replay(
             if trig.get("retrain_requested") and trig.get("event_id"):
                 row.actions.append(f"retrain ({', '.join(out['verdict'].get('alarms', []))})")
                 echo(f"  {month}: {out['verdict']['status']}, event {trig['event']}")
-                outcome = follow_retrain(trig["event_id"], settings, traffic, month, options, echo)
+                outcome = follow_retrain(
+                    trig["event_id"], settings, traffic, month, options, frames, echo
+                )
                 row.actions.extend(actions(outcome))
                 row.canary = canary_line(outcome, settings)
                 if outcome.get("status") == "finished":
@@ -277,7 +282,11 @@ def run_demo(options: DemoOptions | None = None, echo: Echo = print) -> DemoResu
     echo(f"driftloop demo: state {settings.state}; replaying {first_traffic}..{until}")
     serving = serving_service(settings)
     try:
-        timeline, counts = _replay(settings, options, until, first_traffic, serving, echo)
+        # the months' traffic, built by the first steps' child (see first_steps): parquet files
+        with tempfile.TemporaryDirectory(prefix="driftloop-demo-traffic-") as frames:
+            timeline, counts = _replay(
+                settings, options, until, first_traffic, serving, Path(frames), echo
+            )
     finally:
         if not options.keep_running:
             stop_service(serving, settings)

@@ -1,4 +1,5 @@
-"""The demo's client: a month's rows through the inference API, then their labels as feedback.
+"""The demo's client: a month's rows through the inference API, then their labels as feedback;
+and the months' rows themselves, one parquet file per month.
 
 With auth on, inference goes with a predict token and labels with a feedback token (an admin
 token holds both): a predict token may not post labels. Only tokens the settings hold in plain
@@ -8,15 +9,37 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 
 from driftloop.schema import EVENT_TIMESTAMP, LABEL, MODEL_INPUT_COLUMNS
 from driftloop.settings import BearerToken, Settings
 from serving import codec
 
 logger = logging.getLogger(__name__)
+
+
+def month_frame_path(folder: Path, month: str) -> Path:
+    return folder / f"{month}.parquet"
+
+
+def write_month_frames(folder: Path, months: list[str], settings: Settings) -> None:
+    """The point-in-time feature rows of each of ``months``' flights (Feast's offline store, as
+    for training) into ``folder``: the replay's traffic. Built once by the demo's first steps,
+    in their child process: a Feast retrieval leaves ~450 MB held in the process that runs it."""
+    from driftloop.features import build_training_frame  # lazy: Feast, only in the child
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for month in months:
+        build_training_frame([month], settings).to_parquet(month_frame_path(folder, month))
+
+
+def read_month_frame(folder: Path, month: str) -> pd.DataFrame:
+    """All of ``month``'s rows as :func:`write_month_frames` wrote them."""
+    return pd.read_parquet(month_frame_path(folder, month))
 
 
 def _body(chunk: Any, request_id: str) -> dict[str, Any]:
