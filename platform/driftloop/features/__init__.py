@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from driftloop.features.lazy_torch import defer_torch
+from driftloop.lazy_torch import defer_torch
 
 defer_torch()  # before any feast import: feast would import torch eagerly (see the module)
 

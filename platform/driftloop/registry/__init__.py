@@ -10,3 +10,9 @@ Modules (nothing is re-exported here: import from the module that owns a name)::
     description  each version's description and standing tags (the "why" in MLflow's UI)
     json_tags  large JSON version tags as run artifacts behind a short pointer tag
 """
+
+from driftloop.lazy_torch import defer_torch
+
+# before MLflow's first REST request: it loads feast's header-provider plugin, and feast would
+# import torch eagerly (see driftloop.lazy_torch)
+defer_torch()

@@ -2,11 +2,18 @@
 
 Feast 0.67's ``feast.torch_wrapper`` runs ``import torch`` when it is imported, whenever torch is
 installed, for its ``to_tensor`` helpers (``RetrievalJob.to_tensor``, ``OnlineResponse.
-to_tensor``, the RAG retriever), none of which driftloop calls. Every process that reads
-features paid for it: +213 MB RSS and about a second of start-up in serving, which otherwise
-runs without torch (:mod:`driftloop.inference`). :func:`defer_torch` installs, before feast is
-first imported, a module of the same name and API whose :func:`get_torch` imports torch when it
-is called: those helpers work as before, and nothing else loads torch.
+to_tensor``, the RAG retriever), none of which driftloop calls. :func:`defer_torch` installs,
+before feast is first imported, a module of the same name and API whose :func:`get_torch`
+imports torch when it is called: those helpers work as before, and nothing else loads torch.
+
+Two ways feast gets imported, so two callers:
+
+- :mod:`driftloop.features` reads features through feast (serving's online lookup: +213 MB RSS
+  and about a second of start-up, in a process that otherwise runs without torch);
+- :mod:`driftloop.registry`, because feast 0.67 also registers an MLflow
+  ``request_header_provider`` entry point: MLflow's REST client loads every such plugin on its
+  first request, so any process that talks to the MLflow server imports feast, and with it
+  torch (+210 MB in the demo's process, which reads no features and trains nothing).
 """
 
 from __future__ import annotations
