@@ -166,9 +166,11 @@ def mlflow_service(settings: Settings) -> Service:
         name="mlflow",
         port=m.port,
         health_url=f"http://{m.host}:{m.port}/health",
+        # `mlflow server`, with the web server exec'd in place of the launcher (one process)
         command=[
-            venv_bin("mlflow"),
-            "server",
+            sys.executable,
+            "-m",
+            "driftloop.embedded.mlflow_server",
             *app,
             "--workers",
             "1",

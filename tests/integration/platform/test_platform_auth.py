@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from driftloop.embedded.services import (
@@ -19,6 +20,7 @@ from driftloop.embedded.services import (
     mlflow_service,
     prefect_service,
     start_service,
+    status_of,
     stop_service,
 )
 from driftloop.errors import ServiceUnavailableError
@@ -50,6 +52,21 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         yield settings
     finally:
         stop_service(service, settings)
+
+
+def test_the_mlflow_server_is_one_process_the_web_server_itself(platform: Settings) -> None:
+    """`mlflow server` leaves a launcher waiting on its web server (~270 MB); the platform's
+    launcher (driftloop.embedded.mlflow_server) execs MLflow's web server in its place."""
+    pid = status_of(mlflow_service(platform), platform).pid
+    assert pid is not None
+    server = psutil.Process(pid)
+    command = " ".join(server.cmdline())
+    assert "uvicorn" in command and "mlflow.server.auth:create_app" in command, command
+    assert server.children(recursive=True) == []
+    # and it is the server: the health check and the auth app answer on its port
+    assert httpx.get(f"{platform.mlflow.uri}/health", timeout=10).status_code == 200
+    anonymous = httpx.get(f"{platform.mlflow.uri}/api/2.0/mlflow/experiments/search", timeout=10)
+    assert anonymous.status_code == 401
 
 
 def creds(settings: Settings, role: str) -> tuple[str, str]:
