@@ -86,3 +86,52 @@ def test_a_request_of_inconsistent_lengths_is_dropped_alone(tmp_path: Path) -> N
     assert sorted(df["request_id"].unique()) == ["ok1", "ok2"]
     assert writer.rows_dropped["encode"] == 3
     assert writer.rows_written == 4
+
+
+def _single(request_id: str, **inputs: Any) -> PredictionItem:
+    """A one-row request as the dataplane queues it: lists from the JSON body, numpy arrays
+    for derived columns."""
+    meta, _, _, _, _ = _item(request_id, 1)
+    row: dict[str, Any] = {c: [1.0] for c in MODEL_INPUT_COLUMNS}
+    row.update({c: ["UA"] for c in CATEGORICAL_COLUMNS})
+    row["dep_hour"] = np.array([7.0])
+    row.update(inputs)
+    return (meta, 1, np.array([0.5]), row, [datetime(2013, 5, 1, 9, tzinfo=UTC)])
+
+
+def test_a_flush_of_one_row_requests_is_the_one_request_encoder_s_rows(tmp_path: Path) -> None:
+    """The usual flush at a fixed request rate (every request one row: per-request values need
+    no per-row copy), with a failed call, an absent input column and a missing value."""
+    writer = CaptureWriter(Settings(state_dir=tmp_path))
+    absent = _single("s2")
+    items: list[PredictionItem] = [
+        _single("s1"),
+        (absent[0], 1, absent[2], {k: v for k, v in absent[3].items() if k != "seats"}, None),
+        (_single("s3")[0], 1, None, _single("s3")[3], _single("s3")[4]),  # failed: no output
+        _single("s4", temp=[None], carrier=[None], distance=[float("nan")]),
+    ]
+    batches = writer._encode_all(list(items))
+    assert len(batches) == 1
+    one_by_one = [writer._encode(item) for item in items]
+    assert _rows(batches) == _rows([b for b in one_by_one if b is not None])
+    rows = _rows(batches)
+    assert [r["prediction_id"] for r in rows] == ["s1:0", "s2:0", "s3:0", "s4:0"]
+    assert (rows[1]["seats"], rows[1]["event_timestamp"]) == (None, None)
+    assert (rows[2]["late_probability"], rows[2]["predicted_label"]) == (None, None)
+    assert (rows[3]["temp"], rows[3]["carrier"], rows[3]["distance"]) == (None, None, None)
+    assert [r["predicted_label"] for r in (rows[0], rows[1])] == [1, 1]  # 0.5 >= 0.4
+
+
+def test_lengths_that_cancel_out_across_requests_are_still_refused(tmp_path: Path) -> None:
+    """Two one-row requests, one with two values in a column and one with none: the column has
+    the flush's two rows in all, but would shift a value onto the wrong request. Both are
+    dropped (``encode``); the flush's other request is kept."""
+    writer = CaptureWriter(Settings(state_dir=tmp_path))
+    items: list[PredictionItem] = [
+        _single("long", temp=[1.0, 2.0]),
+        _single("short", temp=[]),
+        _single("fine"),
+    ]
+    rows = _rows(writer._encode_all(items))
+    assert [r["request_id"] for r in rows] == ["fine"]
+    assert writer.rows_dropped["encode"] == 2
