@@ -264,6 +264,8 @@ def _replay(
             row.champion = registry_snapshot(settings).champion
             timeline.append(row)
             echo("  " + row.line())
+            if not traffic.await_champion(row.champion):
+                echo(f"  (serving does not route to v{row.champion} yet: the next month may miss)")
     finally:
         traffic.close()
     return timeline, (retrains, promotions, rollbacks)

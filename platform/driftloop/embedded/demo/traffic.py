@@ -8,6 +8,7 @@ text can be sent (a ``sha256:`` digest cannot)."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,19 @@ class Traffic:
             return body
         except (httpx.HTTPError, ValueError):
             return {}
+
+    def await_champion(self, version: str | None, timeout_s: float = 30.0) -> bool:
+        """Wait until serving routes to ``version`` as its champion; False when it still did
+        not after ``timeout_s``. Serving takes up a promotion or a rollback at its next
+        reconcile (``serving.reconcile_interval_s``) and the retrain run ends within that time:
+        a month's traffic sent at once went to the old champion, and the monitor, which judges
+        the registry's champion, found none of its rows ("insufficient_data", 1 demo in 4)."""
+        deadline = time.monotonic() + timeout_s
+        while version is not None and str(self.health().get("champion")) != str(version):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def send(self, frame: Any, tag: str) -> tuple[int, int]:
         """All rows of ``frame`` in batches, then the labels; returns (rows sent, errors)."""
