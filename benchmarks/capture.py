@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print("capture writer: encoding one flush (median of", args.repeats, "encodes)")
     head = f"{'flush':<28}" + "".join(f"{name:>22}" for name in writers)
     print(head + ("   this/base" if "base" in writers else ""))
-    for requests, rows in ((1, 1), (100, 1), (500, 1), (2000, 1), (150, 10), (30, 50), (15, 100), (20, 1000)):
+    flushes = ((1, 1), (100, 1), (500, 1), (2000, 1), (150, 10), (30, 50), (15, 100), (20, 1000))
+    for requests, rows in flushes:
         items = [request(i, rows) for i in range(requests)]
         seconds = {name: time_encode(w, items, args.repeats) for name, w in writers.items()}
         cells = "".join(

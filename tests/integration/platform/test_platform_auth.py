@@ -61,7 +61,8 @@ def test_the_mlflow_server_is_one_process_the_web_server_itself(platform: Settin
     assert pid is not None
     server = psutil.Process(pid)
     command = " ".join(server.cmdline())
-    assert "uvicorn" in command and "mlflow.server.auth:create_app" in command, command
+    assert "-m uvicorn" in command, command
+    assert "mlflow.server.auth:create_app" in command, command
     assert server.children(recursive=True) == []
     # and it is the server: the health check and the auth app answer on its port
     assert httpx.get(f"{platform.mlflow.uri}/health", timeout=10).status_code == 200
