@@ -357,7 +357,8 @@ class CaptureWriter:
         total = int(counts.sum())
         metas = list(map(itemgetter(0), items))
         # every request one row (the usual case): per-request columns are already per row
-        owner = None if total == k else pa.array(np.repeat(np.arange(k, dtype=np.int32), counts))
+        single_rows = bool((counts == 1).all())  # not total == k: counts [0, 2] sum to 2
+        owner = None if single_rows else pa.array(np.repeat(np.arange(k, dtype=np.int32), counts))
 
         def per_row(array: pa.Array) -> pa.Array:
             return array if owner is None else array.take(owner)

@@ -14,8 +14,10 @@ memory is gone. Nothing else changes: the options, the checks and the start-up a
 
 MLflow 3 hands the command to ``mlflow.server._exec_cmd`` (a module global that
 ``_run_server`` looks up when it runs). Should a later MLflow start its server another way, the
-replacement is not called and the server runs as before, as two processes
-(``tests/integration/platform/test_mlflow_server_process.py`` notices).
+replacement is not called (or, without ``_exec_cmd``, not installed) and the server runs as
+before, as two processes (``tests/integration/platform/test_platform_auth.py`` notices). The
+exec skips MLflow's job-execution runner: the platform starts MLflow with
+``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` (``services.mlflow_service``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow.server
     from mlflow.cli import cli
 
-    mlflow.server._exec_cmd = exec_in_place(mlflow.server._exec_cmd)  # type: ignore[attr-defined]
+    original = getattr(mlflow.server, "_exec_cmd", None)
+    if original is not None:
+        mlflow.server._exec_cmd = exec_in_place(original)  # type: ignore[attr-defined]
     args = list(sys.argv[1:] if argv is None else argv)
     cli.main(args=["server", *args], prog_name="mlflow", standalone_mode=True)
     return 0

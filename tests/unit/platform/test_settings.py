@@ -173,7 +173,7 @@ def test_children_get_the_least_identity_they_need(
     assert flows["PREFECT_API_AUTH_STRING"] == prefect_auth_string(s)
 
     server = mlflow_service(s)
-    assert server.command[2:4] == ["--app-name", "basic-auth"]
+    assert server.command[3:5] == ["--app-name", "basic-auth"]
     assert "MLFLOW_TRACKING_USERNAME" not in server.env
     admin = embedded_mlflow_credentials(s, "admin")
     assert admin is not None

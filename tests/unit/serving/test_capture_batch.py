@@ -135,3 +135,15 @@ def test_lengths_that_cancel_out_across_requests_are_still_refused(tmp_path: Pat
     rows = _rows(writer._encode_all(items))
     assert [r["request_id"] for r in rows] == ["fine"]
     assert writer.rows_dropped["encode"] == 2
+
+
+def test_a_request_of_no_rows_beside_one_of_two_keeps_every_row_on_its_request(
+    tmp_path: Path,
+) -> None:
+    """Row counts [0, 2] sum to the number of requests: the flush must still take per-request
+    values per row (a reviewer found ``a:0, b:0`` written instead of ``b:0, b:1``)."""
+    writer = CaptureWriter(Settings(state_dir=tmp_path))
+    empty = _item("a", 0)
+    rows = _rows(writer._encode_all([empty, _item("b", 2)]))
+    assert [r["prediction_id"] for r in rows] == ["b:0", "b:1"]
+    assert [r["request_id"] for r in rows] == ["b", "b"]

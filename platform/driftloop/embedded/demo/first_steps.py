@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import DriftloopError
+from driftloop.logs import quiet_console
+from driftloop.months import month_range
+from driftloop.settings import get_settings, project_root
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ def run_first_steps(
         result = Path(tmp) / "result.json"
         command = [
             sys.executable,
+            "-P",  # not the current folder first on sys.path: its flows/ would shadow ours
             "-m",
             __name__,
             "--until",
@@ -80,15 +84,18 @@ def run_first_steps(
         # unbuffered: its lines reach the demo's output as they are printed, not in blocks
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with subprocess.Popen(
-            command, stdout=subprocess.PIPE, text=True, bufsize=1, env=env
+            command, stdout=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=project_root()
         ) as child:
             try:
                 assert child.stdout is not None  # stdout=PIPE above
                 for line in child.stdout:
                     echo(line.rstrip("\n"))
                 code = child.wait()
-            except BaseException:  # Ctrl-C, or echo failed: no training left behind
-                child.kill()
+            except BaseException:  # Ctrl-C (the child got it too), or echo failed
+                try:  # let it close its flow and MLflow runs, then make sure it is gone
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
                 raise
         data = json.loads(result.read_text()) if result.is_file() else {}
     if code != 0 or "summary" not in data:
@@ -99,8 +106,6 @@ def run_first_steps(
 
 def _quiet() -> None:
     """The console as quiet as the demo's (the flows' logs still reach the Prefect UI)."""
-    from driftloop.logs import quiet_console
-
     for name in ("mlflow", "feast"):
         logging.getLogger(name).setLevel(logging.WARNING)
     quiet_console("WARNING")
@@ -117,13 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds: dict[str, float] = {}
     try:
-        # lazy: after the environment is read (Prefect reads its settings on import)
-        from driftloop.embedded.demo.traffic import write_month_frames
-        from driftloop.months import month_range
-        from driftloop.settings import get_settings
-        from flows.features import features as features_flow
-        from flows.ingest import ingest as ingest_flow
-        from flows.train import train as train_flow
+        # Prefect reads its settings on import: these come after the environment is read
+        from driftloop.embedded.demo.traffic import write_month_frames  # lazy: pandas, httpx
+        from flows.features import features as features_flow  # lazy: Prefect settings
+        from flows.ingest import ingest as ingest_flow  # lazy: Prefect settings
+        from flows.train import train as train_flow  # lazy: Prefect settings, torch
 
         _quiet()
         t0 = time.perf_counter()
