@@ -226,6 +226,9 @@ def _replay(
     echo("[5/5] replaying months: traffic -> feedback -> monitor -> (drift) retrain -> canary")
     timeline: list[MonthRow] = []
     traffic = Traffic(settings, options.rows_per_request)
+    # serving may still route to an earlier replay's champion until its next reconcile
+    if not traffic.await_champion(str(summary["version"])):
+        echo(f"  (serving does not route to v{summary['version']} yet: April may miss)")
     retrains = promotions = rollbacks = 0
     try:
         for month in month_range(first_traffic, until):
