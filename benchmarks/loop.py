@@ -78,17 +78,17 @@ class Phases:
         #: how much this (the demo's) process's RSS grew during the phase, summed over its calls:
         #: what the phase left held in the process
         self.rss_growth: dict[str, int] = defaultdict(int)
-        self._me = psutil.Process(os.getpid())
+        self.process = psutil.Process(os.getpid())
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        t0, rss0 = time.perf_counter(), self._me.memory_info().rss
+        t0, rss0 = time.perf_counter(), self.process.memory_info().rss
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - t0
             self.calls[name] += 1
-            self.rss_growth[name] += self._me.memory_info().rss - rss0
+            self.rss_growth[name] += self.process.memory_info().rss - rss0
 
     def add(self, name: str, seconds: float) -> None:
         """A phase timed elsewhere (in a child process)."""
@@ -207,7 +207,7 @@ def _instrument(phases: Phases) -> None:
     def first_steps_timed(*args: Any, **kwargs: Any) -> Any:
         """Ingest, features and the first training run in a child process, which reports each
         flow's seconds; the rest of the child's time is its start-up (imports)."""
-        t0, rss0 = time.perf_counter(), phases._me.memory_info().rss
+        t0, rss0 = time.perf_counter(), phases.process.memory_info().rss
         out = run_first_steps(*args, **kwargs)
         total = time.perf_counter() - t0
         for step, phase in (
@@ -218,7 +218,7 @@ def _instrument(phases: Phases) -> None:
         ):
             phases.add(phase, out.seconds.get(step, 0.0))
         phases.add("first steps: child start", max(0.0, total - sum(out.seconds.values())))
-        phases.rss_growth["first steps: child start"] += phases._me.memory_info().rss - rss0
+        phases.rss_growth["first steps: child start"] += phases.process.memory_info().rss - rss0
         return out
 
     if first_steps is not None:
